@@ -1,0 +1,150 @@
+"""The tornado Application (the one routes table) and the Server that runs it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+from tornado.web import Application, RequestHandler
+
+from fastsock.config import Settings, ensure_jwt_secret
+from fastsock.context import AppContext
+from fastsock.handlers import accounts, ops, rooms
+from fastsock.handlers.base import BaseHandler, NotFoundHandler
+from fastsock.metrics import Metrics
+from fastsock.realtime.hub import Hub
+from fastsock.realtime.socket import HARD_FRAME_BYTES, ChatSocket
+from fastsock.services import Services
+from fastsock.services.tokens import TokenCodec
+from fastsock.store import Store
+from fastsock.store.embedded import EmbeddedMongo
+
+log = logging.getLogger("fastsock")
+
+ID = r"([^/]+)"
+MAX_JSON_BODY = 1024 * 1024
+DB_START_TIMEOUT_S = 60.0
+
+HANDLERS: list[type[BaseHandler]] = [
+    accounts.RegisterHandler,
+    accounts.LoginHandler,
+    accounts.RefreshHandler,
+    accounts.LogoutHandler,
+    accounts.MeHandler,
+    accounts.UsersHandler,
+    accounts.UserHandler,
+    rooms.RoomsHandler,
+    rooms.DirectRoomHandler,
+    rooms.PublicRoomsHandler,
+    rooms.RoomHandler,
+    rooms.JoinRoomHandler,
+    rooms.MembersHandler,
+    rooms.MemberHandler,
+    rooms.ReadHandler,
+    rooms.RoomMessagesHandler,
+    rooms.HistoryHandler,
+    rooms.MessageHandler,
+    ops.HealthHandler,
+    ops.ReadyHandler,
+    ops.MetricsHandler,
+]
+
+
+def _pattern(route: str) -> str:
+    """`/rooms/{id}/members/{user_id}` -> `/rooms/([^/]+)/members/([^/]+)`."""
+    parts = [ID if p.startswith("{") else p for p in route.split("/")]
+    return "/".join(parts)
+
+
+def _log_request(handler: RequestHandler) -> None:
+    status = handler.get_status()
+    route = getattr(handler, "route", "/ws" if isinstance(handler, ChatSocket) else "unknown")
+    duration = handler.request.request_time()
+    ctx: AppContext = handler.application.settings["ctx"]
+    ctx.metrics.http_requests.labels(handler.request.method, route, str(status)).observe(duration)
+    level = logging.ERROR if status >= 500 else logging.INFO
+    log.log(
+        level,
+        "http_request",
+        extra={
+            "fields": {
+                "method": handler.request.method,
+                "route": route,
+                "path": handler.request.path,  # never the query string
+                "status": status,
+                "duration_ms": round(duration * 1000, 2),
+            }
+        },
+    )
+
+
+def make_app(ctx: AppContext) -> Application:
+    routes: list[Any] = [(_pattern(h.route), h, {"ctx": ctx}) for h in HANDLERS]
+    routes.append((r"/ws", ChatSocket, {"ctx": ctx}))
+    return Application(
+        routes,
+        ctx=ctx,
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"ctx": ctx},
+        log_function=_log_request,
+        websocket_max_message_size=HARD_FRAME_BYTES,
+        websocket_ping_interval=25,
+        websocket_ping_timeout=60,
+    )
+
+
+class Server:
+    """Runs FastSock: the embedded database when no URI is set, the store, the HTTP server."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = ensure_jwt_secret(settings)
+        self.embedded: EmbeddedMongo | None = None
+        self.http: HTTPServer | None = None
+        self.ctx: AppContext | None = None
+        self.port = self.settings.port
+
+    async def start(self) -> None:
+        s = self.settings
+        uri = s.mongo_uri
+        if uri is None:
+            self.embedded = EmbeddedMongo(sqlite_path=s.data_dir / "fastsock.sqlite3")
+            await self.embedded.start()
+            uri = self.embedded.uri_for("fastsock")
+        metrics = Metrics()
+        store = Store(uri, observe_command=metrics.observe_db)
+        started = time.monotonic()
+        await store.wait_ready(DB_START_TIMEOUT_S)
+        await store.create_indexes()
+        hub = Hub(metrics)
+        services = Services.build(store, hub, TokenCodec(s.jwt_secret))
+        self.ctx = AppContext(s, store, services, hub, metrics)
+        self.http = HTTPServer(make_app(self.ctx), max_body_size=MAX_JSON_BODY)
+        sockets = bind_sockets(s.port, s.host)
+        self.port = sockets[0].getsockname()[1]
+        self.http.add_sockets(sockets)
+        log.info(
+            "server_started",
+            extra={
+                "fields": {
+                    "host": s.host,
+                    "port": self.port,
+                    "database": "embedded" if self.embedded else "external",
+                    "startup_ms": round((time.monotonic() - started) * 1000),
+                }
+            },
+        )
+
+    async def stop(self) -> None:
+        if self.http is not None:
+            self.http.stop()
+            if self.ctx is not None:
+                self.ctx.hub.close_all(1001, "server shutting down")
+            await self.http.close_all_connections()
+        if self.ctx is not None:
+            await self.ctx.store.close()
+        if self.embedded is not None:
+            await self.embedded.stop()
+        log.info("server_stopped")

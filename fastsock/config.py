@@ -1,0 +1,143 @@
+"""One Settings object, read from FASTSOCK_* environment variables and an optional config file.
+
+The config file holds `KEY=VALUE` lines with the same keys as the environment; the environment
+wins over the file. Any bad value raises `ConfigError` naming the variable, and `serve` prints
+that one line and exits.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+PREFIX = "FASTSOCK_"
+
+
+class ConfigError(Exception):
+    """A setting has a bad value; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8888
+    env: str = "development"
+    data_dir: Path = Path("var")
+    mongo_uri: str | None = None
+    jwt_secret: str = ""
+    metrics_token: str | None = None
+    log_level: str = "INFO"
+
+    @property
+    def embedded_db(self) -> bool:
+        return self.mongo_uri is None
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from exc
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip().startswith(PREFIX):
+            raise ConfigError(f"config file {path} line {number}: expected FASTSOCK_KEY=value")
+        values[key.strip()] = value.strip().strip('"').strip("'")
+    return values
+
+
+def _port(name: str, raw: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a port number, got {raw!r}") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{name} must be between 0 and 65535, got {port}")
+    return port
+
+
+def _choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def _mongo_uri(name: str, raw: str) -> str:
+    if not raw.startswith(("mongodb://", "mongodb+srv://")):
+        raise ConfigError(f"{name} must start with mongodb:// or mongodb+srv://")
+    return raw
+
+
+def _jwt_secret(name: str, raw: str) -> str:
+    if len(raw) < 32:
+        raise ConfigError(f"{name} must be at least 32 characters")
+    return raw
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, config_file: str | os.PathLike[str] | None = None
+) -> Settings:
+    """Build Settings; `environ` defaults to os.environ. Does not touch the filesystem
+    except to read `config_file`; the dev JWT secret is resolved by `ensure_jwt_secret`."""
+    source: dict[str, str] = {}
+    if config_file is not None:
+        source.update(read_config_file(config_file))
+    env = os.environ if environ is None else environ
+    source.update({k: v for k, v in env.items() if k.startswith(PREFIX)})
+
+    def get(key: str) -> str | None:
+        value = source.get(PREFIX + key)
+        return value if value not in (None, "") else None
+
+    kwargs: dict[str, object] = {}
+    if (v := get("HOST")) is not None:
+        kwargs["host"] = v
+    if (v := get("PORT")) is not None:
+        kwargs["port"] = _port(PREFIX + "PORT", v)
+    if (v := get("ENV")) is not None:
+        kwargs["env"] = _choice(PREFIX + "ENV", v, ("development", "production"))
+    if (v := get("DATA_DIR")) is not None:
+        kwargs["data_dir"] = Path(v)
+    if (v := get("MONGO_URI")) is not None:
+        kwargs["mongo_uri"] = _mongo_uri(PREFIX + "MONGO_URI", v)
+    if (v := get("JWT_SECRET")) is not None:
+        kwargs["jwt_secret"] = _jwt_secret(PREFIX + "JWT_SECRET", v)
+    if (v := get("METRICS_TOKEN")) is not None:
+        kwargs["metrics_token"] = v
+    if (v := get("LOG_LEVEL")) is not None:
+        kwargs["log_level"] = _choice(
+            PREFIX + "LOG_LEVEL", v.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")
+        )
+    settings = Settings(**kwargs)  # type: ignore[arg-type]
+    if settings.production and not settings.jwt_secret:
+        raise ConfigError(f"{PREFIX}JWT_SECRET must be set when {PREFIX}ENV=production")
+    return settings
+
+
+def ensure_jwt_secret(settings: Settings) -> Settings:
+    """In development without FASTSOCK_JWT_SECRET, generate one once and keep it in the data
+    dir, so tokens survive restarts."""
+    if settings.jwt_secret:
+        return settings
+    path = settings.data_dir / "jwt-secret"
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+        secret = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{PREFIX}DATA_DIR {settings.data_dir}: {exc.strerror}") from exc
+    return replace(settings, jwt_secret=secret)

@@ -1,0 +1,52 @@
+"""Domain errors. Services raise them; HTTP handlers and the WebSocket render them as
+`{"error": {"code", "message"}}` (plus `field` for invalid input)."""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    status = 400
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict[str, str]:
+        body = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        return body
+
+
+class InvalidRequest(ApiError):
+    status, code = 400, "invalid_request"
+
+
+class Unauthenticated(ApiError):
+    status, code = 401, "unauthenticated"
+
+
+class Forbidden(ApiError):
+    status, code = 403, "forbidden"
+
+
+class NotAMember(ApiError):
+    status, code = 403, "not_a_member"
+
+
+class NotFound(ApiError):
+    status, code = 404, "not_found"
+
+
+class Conflict(ApiError):
+    status, code = 409, "conflict"
+
+
+class TooLarge(ApiError):
+    status, code = 413, "too_large"
+
+
+class Unavailable(ApiError):
+    status, code = 503, "unavailable"

@@ -1,0 +1,59 @@
+"""/auth/* and /users/*."""
+
+from __future__ import annotations
+
+from fastsock.handlers.base import BaseHandler
+
+
+class RegisterHandler(BaseHandler):
+    route, auth_required = "/auth/register", False
+
+    async def post(self) -> None:
+        self.send_json(await self.services.accounts.register(self.json_body()), 201)
+
+
+class LoginHandler(BaseHandler):
+    route, auth_required = "/auth/login", False
+
+    async def post(self) -> None:
+        self.send_json(await self.services.accounts.login(self.json_body()))
+
+
+class RefreshHandler(BaseHandler):
+    route, auth_required = "/auth/refresh", False
+
+    async def post(self) -> None:
+        self.send_json(await self.services.accounts.refresh(self.json_body()))
+
+
+class LogoutHandler(BaseHandler):
+    route = "/auth/logout"
+
+    async def post(self) -> None:
+        await self.services.accounts.logout(self.me, self.json_body())
+        self.no_content()
+
+
+class MeHandler(BaseHandler):
+    route = "/users/me"
+
+    async def get(self) -> None:
+        self.send_json(await self.services.accounts.get(self.me))
+
+    async def patch(self) -> None:
+        self.send_json(await self.services.accounts.update_me(self.me, self.json_body()))
+
+
+class UsersHandler(BaseHandler):
+    route = "/users"
+
+    async def get(self) -> None:
+        q = self.query("q", "limit")
+        self.send_json({"users": await self.services.accounts.search(q["q"], q["limit"])})
+
+
+class UserHandler(BaseHandler):
+    route = "/users/{id}"
+
+    async def get(self, user_id: str) -> None:
+        self.send_json(await self.services.accounts.get(user_id))

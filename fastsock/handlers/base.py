@@ -1,0 +1,127 @@
+"""The base of every JSON handler: request ids, bearer auth, JSON in and out, error rendering."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+from typing import Any
+
+from tornado.web import HTTPError, RequestHandler
+
+from fastsock import logs
+from fastsock.context import AppContext
+from fastsock.errors import ApiError, InvalidRequest, Unauthenticated
+from fastsock.store import is_unavailable
+
+log = logging.getLogger("fastsock.http")
+
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_type",
+    503: "unavailable",
+}
+
+
+def bearer_token(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+class BaseHandler(RequestHandler):
+    route = "unknown"
+    auth_required = True
+
+    def initialize(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.user_id: str | None = None
+
+    @property
+    def services(self):  # type: ignore[no-untyped-def]
+        return self.ctx.services
+
+    def prepare(self) -> None:
+        incoming = self.request.headers.get("X-Request-Id", "")
+        rid = incoming if REQUEST_ID_RE.fullmatch(incoming) else secrets.token_hex(8)
+        self.request_id = rid
+        logs.request_id.set(rid)
+        logs.user_id.set(None)
+        self.set_header("X-Request-Id", rid)
+        if self.auth_required:
+            token = bearer_token(self.request.headers.get("Authorization"))
+            if token is None:
+                raise Unauthenticated("an access token is required")
+            self.user_id = self.services.accounts.authenticate(token)
+            logs.user_id.set(self.user_id)
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    @property
+    def me(self) -> str:
+        assert self.user_id is not None
+        return self.user_id
+
+    def json_body(self) -> dict[str, Any]:
+        if not self.request.body:
+            return {}
+        try:
+            body = json.loads(self.request.body)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidRequest("the body must be JSON") from None
+        if not isinstance(body, dict):
+            raise InvalidRequest("the body must be a JSON object")
+        return body
+
+    def query(self, *names: str) -> dict[str, str | None]:
+        return {n: self.get_query_argument(n, None) for n in names}
+
+    def send_json(self, body: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(body, separators=(",", ":"), ensure_ascii=False))
+
+    def no_content(self) -> None:
+        self.set_status(204)
+        self.clear_header("Content-Type")
+        self.finish()
+
+    def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
+        if isinstance(value, ApiError | HTTPError) or (value and is_unavailable(value)):
+            return  # expected outcomes, rendered as JSON errors
+        log.error("unhandled_error", exc_info=(typ, value, tb))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            status, body = exc.status, exc.to_dict()
+        elif exc is not None and is_unavailable(exc):
+            status, body = 503, {"code": "unavailable", "message": "the database is unavailable"}
+        else:
+            status = status_code
+            code = HTTP_CODES.get(status_code, "internal_error" if status >= 500 else "error")
+            body = {"code": code, "message": self._reason}
+        self.set_status(status)
+        if status == 503:
+            self.set_header("Retry-After", "1")
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"error": body}))
+
+
+class NotFoundHandler(BaseHandler):
+    auth_required = False
+    route = "not_found"
+
+    def prepare(self) -> None:
+        super().prepare()
+        raise HTTPError(404, reason="no such endpoint")

@@ -1,0 +1,54 @@
+"""Prometheus metrics (design.md section 7). Each app gets its own registry, so several
+servers can run in one process (tests) without clashing."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.ws_connections = Gauge(
+            "fastsock_ws_connections", "Open authenticated WebSocket connections", registry=r
+        )
+        self.messages = Counter(
+            "fastsock_messages_total", "Messages accepted (new, not retried)", registry=r
+        )
+        self.events_delivered = Counter(
+            "fastsock_events_delivered_total", "Events written to sockets", ["type"], registry=r
+        )
+        self.event_delivery = Histogram(
+            "fastsock_event_delivery_seconds",
+            "From publishing an event to handing it to the last recipient socket",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.http_requests = Histogram(
+            "fastsock_http_request_seconds",
+            "HTTP request duration by route",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.db_operations = Histogram(
+            "fastsock_db_operation_seconds",
+            "MongoDB command duration",
+            ["command"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ws_dropped = Counter(
+            "fastsock_ws_slow_consumer_closed_total",
+            "Sockets closed because they fell too far behind",
+            registry=r,
+        )
+
+    def observe_db(self, command: str, seconds: float) -> None:
+        self.db_operations.labels(command).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

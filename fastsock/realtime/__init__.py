@@ -1,0 +1,1 @@
+"""WebSocket transport: the handler, event routing, and the hub that delivers events."""

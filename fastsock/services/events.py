@@ -1,0 +1,31 @@
+"""How services publish real-time events without knowing about sockets.
+
+The realtime hub implements `EventSink`. Services decide *who* receives an event (always an
+explicit list of users: a room's current members or one user); the sink only delivers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """The socket a request came from: it gets the request's `ref` echoed on the reply event."""
+
+    connection_id: str
+    ref: str | None
+
+
+class EventSink(Protocol):
+    async def publish(
+        self,
+        user_ids: Iterable[str],
+        type_: str,
+        data: dict[str, Any],
+        *,
+        origin: Origin | None = None,
+    ) -> None: ...
+
+    def is_online(self, user_id: str) -> bool: ...

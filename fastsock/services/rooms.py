@@ -1,0 +1,306 @@
+"""Rooms and membership. `require_member` is the one authorization point for everything
+room-scoped: history, sending, editing, deleting, reading, members and room events."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastsock.errors import Conflict, Forbidden, InvalidRequest, NotAMember, NotFound
+from fastsock.services import fields
+from fastsock.services.clock import now
+from fastsock.services.events import EventSink
+from fastsock.services.views import membership_fields, message_view, room_view
+from fastsock.store import Duplicate, Store
+
+Doc = dict[str, Any]
+
+ADMIN, MEMBER = "admin", "member"
+NAME_MAX = 80
+MAX_MEMBERS = 1000
+MAX_IDS_PER_REQUEST = 100
+PUBLIC_LIMIT = 50
+
+
+class Rooms:
+    def __init__(self, store: Store, sink: EventSink) -> None:
+        self.store = store
+        self.sink = sink
+
+    # --- the authorization point ----------------------------------------------------------
+
+    async def require_member(self, user_id: str, room_id: Any) -> Doc:
+        """The caller's membership of the room, or 403 not_a_member. A room that does not exist
+        answers the same, so non-members learn nothing about which rooms exist."""
+        fields.object_id(room_id, "room_id")
+        membership = await self.store.memberships.get(room_id, user_id)
+        if membership is None:
+            raise NotAMember("you are not a member of this room")
+        return membership
+
+    async def require_admin(self, user_id: str, room_id: Any) -> Doc:
+        membership = await self.require_member(user_id, room_id)
+        if membership["role"] != ADMIN:
+            raise Forbidden("only room admins can do this")
+        return membership
+
+    async def publish(self, room_id: str, type_: str, data: Doc, **kw: Any) -> None:
+        """Send a room event to the room's current members, and only to them."""
+        await self.sink.publish(await self.store.memberships.member_ids(room_id), type_, data, **kw)
+
+    # --- reading --------------------------------------------------------------------------
+
+    async def view(self, room: Doc) -> Doc:
+        member_ids = await self.store.memberships.member_ids(str(room["_id"]))
+        return room_view(room, member_ids)
+
+    async def _room(self, room_id: str) -> Doc:
+        room = await self.store.rooms.get(room_id)
+        if room is None:  # a membership without its room: treat as gone
+            raise NotFound("no such room")
+        return room
+
+    async def get(self, user_id: str, room_id: Any) -> Doc:
+        membership = await self.require_member(user_id, room_id)
+        room = await self.view(await self._room(room_id))
+        members = await self.store.memberships.of_room(room_id)
+        room["members"] = [{"user_id": str(m["user_id"]), "role": m["role"]} for m in members]
+        return {**room, **membership_fields(membership)}
+
+    async def list_for(self, user_id: str) -> list[Doc]:
+        memberships = await self.store.memberships.for_user(user_id)
+        rooms = {
+            str(r["_id"]): r
+            for r in await self.store.rooms.many(str(m["room_id"]) for m in memberships)
+        }
+
+        async def summary(membership: Doc) -> Doc | None:
+            room = rooms.get(str(membership["room_id"]))
+            if room is None:
+                return None
+            room_id = str(room["_id"])
+            view, unread, last = await asyncio.gather(
+                self.view(room),
+                self.store.messages.count_unread(
+                    room_id, user_id, membership.get("last_read_message_id")
+                ),
+                self.store.messages.latest_visible(room_id),
+            )
+            return {
+                **view,
+                **membership_fields(membership),
+                "unread_count": unread,
+                "last_message": message_view(last) if last else None,
+            }
+
+        summaries = [s for s in await asyncio.gather(*map(summary, memberships)) if s]
+        summaries.sort(key=lambda r: r["last_activity_at"], reverse=True)
+        return summaries
+
+    async def public(self, query: Any) -> list[Doc]:
+        q = "" if query is None else fields.text(query, "q", min_len=0, max_len=NAME_MAX)
+        rooms = await self.store.rooms.public(q, PUBLIC_LIMIT)
+        counts = await asyncio.gather(*(self.store.memberships.count(str(r["_id"])) for r in rooms))
+        return [
+            {"id": str(r["_id"]), "name": r["name"], "member_count": c}
+            for r, c in zip(rooms, counts, strict=True)
+        ]
+
+    async def contacts_of(self, user_id: str) -> set[str]:
+        """Everyone who shares a room with the user (who sees their presence)."""
+        room_ids = [str(m["room_id"]) for m in await self.store.memberships.for_user(user_id)]
+        members = await asyncio.gather(*map(self.store.memberships.member_ids, room_ids))
+        return {u for ids in members for u in ids} - {user_id}
+
+    # --- creating -------------------------------------------------------------------------
+
+    async def create_group(self, user_id: str, data: Doc) -> Doc:
+        fields.only(data, {"name", "member_ids", "private"})
+        name = fields.text(data.get("name"), "name", max_len=NAME_MAX)
+        private = fields.boolean(data.get("private", True), "private")
+        member_ids = fields.object_ids(
+            data.get("member_ids", []), "member_ids", max_items=MAX_IDS_PER_REQUEST
+        )
+        await self._require_users(member_ids)
+        at = now()
+        room = await self.store.rooms.insert(
+            {
+                "kind": "group",
+                "name": name,
+                "private": private,
+                "created_by": user_id,
+                "created_at": at,
+                "last_activity_at": at,
+                "version": 0,
+            }
+        )
+        room_id = str(room["_id"])
+        await self.store.memberships.add(room_id, user_id, ADMIN, at)
+        for member_id in member_ids:
+            if member_id != user_id:
+                await self.store.memberships.add(room_id, member_id, MEMBER, at)
+        view = await self.view(room)
+        await self.publish(room_id, "room.created", {"room": view})
+        return view
+
+    async def direct(self, user_id: str, data: Doc) -> tuple[Doc, bool]:
+        """Get or create the DM with another user; (room, created)."""
+        fields.only(data, {"user_id"})
+        other = fields.object_id(data.get("user_id"), "user_id")
+        if other == user_id:
+            raise InvalidRequest("a direct message needs another user", field="user_id")
+        await self._require_users([other])
+        dm_key = ":".join(sorted((user_id, other)))
+        room = await self.store.rooms.by_dm_key(dm_key)
+        created = False
+        if room is None:
+            at = now()
+            doc = {
+                "kind": "direct",
+                "name": None,
+                "private": True,
+                "dm_key": dm_key,
+                "created_by": user_id,
+                "created_at": at,
+                "last_activity_at": at,
+                "version": 0,
+            }
+            try:
+                room = await self.store.rooms.insert(doc)
+                created = True
+            except Duplicate:  # the other user created it at the same moment
+                room = await self.store.rooms.by_dm_key(dm_key)
+                assert room is not None
+        room_id = str(room["_id"])
+        # Idempotent, so a crash between the room and its memberships heals on the next call.
+        for member in (user_id, other):
+            await self.store.memberships.add(room_id, member, MEMBER, room["created_at"])
+        view = await self.view(room)
+        if created:
+            await self.publish(room_id, "room.created", {"room": view})
+        return view, created
+
+    # --- changing -------------------------------------------------------------------------
+
+    async def update(self, user_id: str, room_id: Any, data: Doc) -> Doc:
+        fields.only(data, {"name", "private"})
+        await self.require_admin(user_id, room_id)
+        room = await self._room(room_id)
+        self._require_group(room)
+        changes: Doc = {}
+        if "name" in data:
+            changes["name"] = fields.text(data["name"], "name", max_len=NAME_MAX)
+        if "private" in data:
+            changes["private"] = fields.boolean(data["private"], "private")
+        if not changes:
+            raise InvalidRequest("nothing to change")
+        updated = await self.store.rooms.update(room_id, changes)
+        assert updated is not None
+        view = await self.view(updated)
+        await self.publish(room_id, "room.updated", {"room": view})
+        return view
+
+    async def add_members(self, user_id: str, room_id: Any, data: Doc) -> Doc:
+        fields.only(data, {"user_ids"})
+        await self.require_admin(user_id, room_id)
+        room = await self._room(room_id)
+        self._require_group(room)
+        user_ids = fields.object_ids(
+            data.get("user_ids"), "user_ids", max_items=MAX_IDS_PER_REQUEST
+        )
+        if not user_ids:
+            raise InvalidRequest("user_ids must not be empty", field="user_ids")
+        await self._require_users(user_ids)
+        return await self._add(room, user_ids)
+
+    async def join(self, user_id: str, room_id: Any) -> Doc:
+        fields.object_id(room_id, "room_id")
+        room = await self.store.rooms.get(room_id)
+        if room is None or room["kind"] != "group" or room["private"]:
+            # Private rooms are invite-only; answer like a missing room so they stay hidden.
+            raise NotFound("no such public room")
+        return await self._add(room, [user_id])
+
+    async def _add(self, room: Doc, user_ids: list[str]) -> Doc:
+        room_id = str(room["_id"])
+        if await self.store.memberships.count(room_id) + len(user_ids) > MAX_MEMBERS:
+            raise Conflict(f"a room holds at most {MAX_MEMBERS} members")
+        at = now()
+        added = [u for u in user_ids if await self.store.memberships.add(room_id, u, MEMBER, at)]
+        view = await self.view(room)
+        if added:
+            await self.publish(room_id, "room.member_added", {"room": view, "user_ids": added})
+        return view
+
+    async def remove_member(self, user_id: str, room_id: Any, target: Any) -> None:
+        """Admins remove anyone; anyone may remove themselves (leave)."""
+        fields.object_id(target, "user_id")
+        membership = await self.require_member(user_id, room_id)
+        room = await self._room(room_id)
+        self._require_group(room)
+        if target != user_id and membership["role"] != ADMIN:
+            raise Forbidden("only room admins can remove other members")
+        target_membership = await self.store.memberships.get(room_id, target)
+        if target_membership is None:
+            raise NotFound("that user is not a member")
+        if not await self.store.memberships.remove(room_id, target):
+            return  # removed concurrently: nothing more to announce
+        remaining = await self.store.memberships.of_room(room_id)
+        if remaining and not any(m["role"] == ADMIN for m in remaining):
+            # The last admin left: the longest-standing member takes over.
+            await self.store.memberships.set_role(room_id, str(remaining[0]["user_id"]), ADMIN)
+        view = await self.view(room)
+        event = {"room": view, "user_id": target}
+        # The removed user hears it once, then nothing more from this room.
+        await self.sink.publish(
+            [str(m["user_id"]) for m in remaining] + [target], "room.member_removed", event
+        )
+
+    # --- reading position -----------------------------------------------------------------
+
+    async def mark_read(self, user_id: str, room_id: Any, data: Doc) -> Doc:
+        fields.only(data, {"message_id", "room_id"})
+        room_id = fields.object_id(room_id, "room_id")
+        await self.require_member(user_id, room_id)
+        message_id = fields.object_id(data.get("message_id"), "message_id")
+        message = await self.store.messages.get(message_id)
+        if message is None or str(message["room_id"]) != room_id:
+            raise NotFound("no such message in this room")
+        at = now()
+        moved = await self.store.memberships.advance_read(room_id, user_id, message_id, at)
+        membership = await self.store.memberships.get(room_id, user_id)
+        if membership is None:  # left the room meanwhile
+            raise NotAMember("you are not a member of this room")
+        unread = await self.store.messages.count_unread(
+            room_id, user_id, membership["last_read_message_id"]
+        )
+        state = {"room_id": room_id, **membership_fields(membership), "unread_count": unread}
+        del state["role"]
+        if moved:
+            await self.publish(
+                room_id,
+                "message.read",
+                {
+                    "room_id": room_id,
+                    "user_id": user_id,
+                    "message_id": message_id,
+                    "read_at": state["last_read_at"],
+                },
+            )
+            await self.sink.publish(
+                [user_id], "unread", {"room_id": room_id, "unread_count": unread}
+            )
+        return state
+
+    # --- helpers --------------------------------------------------------------------------
+
+    async def _require_users(self, user_ids: list[str]) -> None:
+        found = {str(u["_id"]) for u in await self.store.users.many(user_ids)}
+        missing = [u for u in user_ids if u not in found]
+        if missing:
+            raise InvalidRequest(f"no such user {missing[0]}", field="user_ids")
+
+    @staticmethod
+    def _require_group(room: Doc) -> None:
+        if room["kind"] != "group":
+            raise Forbidden("direct message rooms cannot be changed")

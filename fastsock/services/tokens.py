@@ -1,0 +1,62 @@
+"""JWT access and refresh tokens: HS256 only (the algorithm is pinned on decode), with
+`sub`, `typ`, `iat`, `exp` and `jti` required."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import jwt
+
+from fastsock.errors import Unauthenticated
+
+ALGORITHM = "HS256"
+ACCESS, REFRESH = "access", "refresh"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    jti: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCodec:
+    secret: str
+    access_ttl: timedelta = timedelta(minutes=15)
+    refresh_ttl: timedelta = timedelta(days=30)
+
+    def issue(self, typ: str, user_id: str, now: datetime, **extra: str) -> IssuedToken:
+        ttl = self.access_ttl if typ == ACCESS else self.refresh_ttl
+        jti = secrets.token_urlsafe(16)
+        expires_at = now + ttl
+        claims: dict[str, Any] = {
+            "sub": user_id,
+            "typ": typ,
+            "iat": int(now.timestamp()),
+            "exp": int(expires_at.timestamp()),
+            "jti": jti,
+            **extra,
+        }
+        return IssuedToken(jwt.encode(claims, self.secret, algorithm=ALGORITHM), jti, expires_at)
+
+    def decode(self, token: Any, typ: str) -> dict[str, Any]:
+        if not isinstance(token, str) or not token:
+            raise Unauthenticated("a token is required")
+        try:
+            claims = jwt.decode(
+                token,
+                self.secret,
+                algorithms=[ALGORITHM],
+                options={"require": ["sub", "typ", "iat", "exp", "jti"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("token expired") from None
+        except jwt.InvalidTokenError:
+            raise Unauthenticated("invalid token") from None
+        if claims.get("typ") != typ or not isinstance(claims.get("sub"), str):
+            raise Unauthenticated("invalid token")
+        return claims

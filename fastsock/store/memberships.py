@@ -1,0 +1,77 @@
+"""The `memberships` collection: who is in which room, their role and their read pointer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+
+from fastsock.store.ids import oid
+
+Doc = dict[str, Any]
+
+
+class Memberships:
+    def __init__(self, coll: AsyncCollection) -> None:
+        self.coll = coll
+
+    async def create_indexes(self) -> None:
+        await self.coll.create_index([("user_id", ASCENDING), ("room_id", ASCENDING)], unique=True)
+        await self.coll.create_index([("room_id", ASCENDING), ("joined_at", ASCENDING)])
+
+    async def add(self, room_id: str, user_id: str, role: str, at: datetime) -> bool:
+        """Idempotent; True when the user was not a member before."""
+        result = await self.coll.update_one(
+            {"user_id": oid(user_id), "room_id": oid(room_id)},
+            {
+                "$setOnInsert": {
+                    "role": role,
+                    "joined_at": at,
+                    "last_read_message_id": None,
+                    "last_read_at": None,
+                }
+            },
+            upsert=True,
+        )
+        return result.upserted_id is not None
+
+    async def remove(self, room_id: str, user_id: str) -> bool:
+        result = await self.coll.delete_one({"user_id": oid(user_id), "room_id": oid(room_id)})
+        return result.deleted_count == 1
+
+    async def get(self, room_id: str, user_id: str) -> Doc | None:
+        return await self.coll.find_one({"user_id": oid(user_id), "room_id": oid(room_id)})
+
+    async def for_user(self, user_id: str) -> list[Doc]:
+        return await self.coll.find({"user_id": oid(user_id)}).to_list()
+
+    async def of_room(self, room_id: str) -> list[Doc]:
+        cursor = self.coll.find({"room_id": oid(room_id)}).sort("joined_at", ASCENDING)
+        return await cursor.to_list()
+
+    async def member_ids(self, room_id: str) -> list[str]:
+        cursor = self.coll.find({"room_id": oid(room_id)}, {"user_id": 1, "_id": 0})
+        return [str(doc["user_id"]) async for doc in cursor]
+
+    async def count(self, room_id: str) -> int:
+        return await self.coll.count_documents({"room_id": oid(room_id)})
+
+    async def set_role(self, room_id: str, user_id: str, role: str) -> None:
+        await self.coll.update_one(
+            {"user_id": oid(user_id), "room_id": oid(room_id)}, {"$set": {"role": role}}
+        )
+
+    async def advance_read(self, room_id: str, user_id: str, message_id: str, at: datetime) -> bool:
+        """Move the read pointer forward to `message_id`; never backwards. True if it moved."""
+        mid = oid(message_id)
+        result = await self.coll.update_one(
+            {
+                "user_id": oid(user_id),
+                "room_id": oid(room_id),
+                "$or": [{"last_read_message_id": None}, {"last_read_message_id": {"$lt": mid}}],
+            },
+            {"$set": {"last_read_message_id": mid, "last_read_at": at}},
+        )
+        return result.modified_count == 1
