@@ -71,6 +71,8 @@ def _log_request(handler: RequestHandler) -> None:
         "http_request",
         extra={
             "fields": {
+                "request_id": getattr(handler, "request_id", None),
+                "user_id": getattr(handler, "user_id", None),
                 "method": handler.request.method,
                 "route": route,
                 "path": handler.request.path,  # never the query string
@@ -92,7 +94,7 @@ def make_app(ctx: AppContext) -> Application:
         log_function=_log_request,
         websocket_max_message_size=HARD_FRAME_BYTES,
         websocket_ping_interval=25,
-        websocket_ping_timeout=60,
+        websocket_ping_timeout=20,
     )
 
 
@@ -119,7 +121,7 @@ class Server:
         await store.wait_ready(DB_START_TIMEOUT_S)
         await store.create_indexes()
         hub = Hub(metrics)
-        services = Services.build(store, hub, TokenCodec(s.jwt_secret))
+        services = Services.build(store, hub, TokenCodec(s.jwt_secret), metrics)
         self.ctx = AppContext(s, store, services, hub, metrics)
         self.http = HTTPServer(make_app(self.ctx), max_body_size=MAX_JSON_BODY)
         sockets = bind_sockets(s.port, s.host)
@@ -142,6 +144,7 @@ class Server:
             self.http.stop()
             if self.ctx is not None:
                 self.ctx.hub.close_all(1001, "server shutting down")
+                await self.ctx.hub.wait_tasks(timeout=5)
             await self.http.close_all_connections()
         if self.ctx is not None:
             await self.ctx.store.close()

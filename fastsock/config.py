@@ -134,10 +134,17 @@ def ensure_jwt_secret(settings: Settings) -> Settings:
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            # Write then rename, so a crash never leaves an empty secret behind.
+            tmp = path.with_name(f".jwt-secret.{os.getpid()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_urlsafe(48))
+            os.replace(tmp, path)
         secret = path.read_text().strip()
     except OSError as exc:
         raise ConfigError(f"{PREFIX}DATA_DIR {settings.data_dir}: {exc.strerror}") from exc
+    if len(secret) < 32:
+        raise ConfigError(
+            f"{PREFIX}DATA_DIR {path} holds an invalid secret; delete it or set {PREFIX}JWT_SECRET"
+        )
     return replace(settings, jwt_secret=secret)

@@ -11,6 +11,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from fastsock.services.clock import iso
+
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 user_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("user_id", default=None)
 
@@ -18,7 +20,7 @@ user_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("user_id", 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": iso(datetime.fromtimestamp(record.created, UTC)),
             "level": record.levelname.lower(),
             "event": record.getMessage(),
             "logger": record.name,
@@ -27,7 +29,7 @@ class JsonFormatter(logging.Formatter):
             entry["request_id"] = rid
         if (uid := user_id.get()) is not None:
             entry["user_id"] = uid
-        entry.update(getattr(record, "fields", {}))
+        entry.update({k: v for k, v in getattr(record, "fields", {}).items() if v is not None})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, ensure_ascii=False)

@@ -7,9 +7,10 @@ client reconnects."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any, Protocol
 
 from fastsock.metrics import Metrics
@@ -34,6 +35,8 @@ class Hub:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self._by_user: dict[str, dict[str, Connection]] = {}
+        self.closing = False  # set at shutdown: no presence churn while sockets are closed
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def add(self, conn: Connection) -> bool:
         """Register a socket; True if it is the user's first one here (they came online)."""
@@ -53,7 +56,18 @@ class Hub:
         del self._by_user[conn.user_id]
         return True
 
+    def spawn(self, coro: Coroutine[None, None, None]) -> None:
+        """Run follow-up work (e.g. presence) in the background; shutdown waits for it."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait_tasks(self, timeout: float) -> None:
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+
     def close_all(self, code: int, reason: str) -> None:
+        self.closing = True
         for conns in list(self._by_user.values()):
             for conn in list(conns.values()):
                 conn.close(code, reason)

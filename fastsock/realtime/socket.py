@@ -6,10 +6,10 @@ socket stays open. Frames are handled in order, one at a time per socket."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import secrets
+from asyncio import Future
 from typing import Any
 
 from tornado.ioloop import IOLoop
@@ -38,14 +38,12 @@ CLOSE_AUTH = 4401
 CLOSE_TOO_BIG = 1009
 CLOSE_SLOW = 1013
 
-# Strong references to fire-and-forget tasks, so they are not collected mid-flight.
-_background: set[asyncio.Future[None]] = set()
-
 
 class ChatSocket(WebSocketHandler):
     def initialize(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.id = secrets.token_urlsafe(12)
+        self.request_id = self.id  # the connection id doubles as the request id in logs
         self.user_id = ""
         self.seq = 0
         self.pending_bytes = 0
@@ -80,14 +78,16 @@ class ChatSocket(WebSocketHandler):
             return
         size = len(frame)
         self.pending_bytes += size
-        future.add_done_callback(lambda _: self._drained(size))
+        future.add_done_callback(lambda f: self._drained(f, size))
         if self.pending_bytes > MAX_PENDING_BYTES:
             self.ctx.metrics.ws_dropped.inc()
             log.warning("ws_slow_consumer_closed", extra={"fields": {"conn": self.id}})
             self.close(CLOSE_SLOW, "too slow: reconnect")
 
-    def _drained(self, size: int) -> None:
+    def _drained(self, future: Future[None], size: int) -> None:
         self.pending_bytes -= size
+        if not future.cancelled():
+            future.exception()  # a write to a socket that closed meanwhile: nothing to do
 
     def send_event(self, type_: str, data: dict[str, Any], ref: str | None = None) -> None:
         self.send_frame(encode(type_, data), ref)
@@ -202,10 +202,8 @@ class ChatSocket(WebSocketHandler):
     def on_close(self) -> None:
         if self._auth_timer is not None:
             IOLoop.current().remove_timeout(self._auth_timer)  # type: ignore[arg-type]
-        if self.registered and self.ctx.hub.remove(self):
-            task = asyncio.ensure_future(self._announce(False))
-            _background.add(task)
-            task.add_done_callback(_background.discard)
+        if self.registered and self.ctx.hub.remove(self) and not self.ctx.hub.closing:
+            self.ctx.hub.spawn(self._announce(False))
 
     async def _announce(self, online: bool) -> None:
         try:

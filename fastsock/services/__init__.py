@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fastsock.metrics import Metrics
 from fastsock.services.accounts import Accounts
 from fastsock.services.events import EventSink
 from fastsock.services.messages import Messages
@@ -21,11 +22,11 @@ class Services:
     presence: Presence
 
     @classmethod
-    def build(cls, store: Store, sink: EventSink, tokens: TokenCodec) -> Services:
+    def build(cls, store: Store, sink: EventSink, tokens: TokenCodec, metrics: Metrics) -> Services:
         rooms = Rooms(store, sink)
         return cls(
             accounts=Accounts(store, sink, tokens),
             rooms=rooms,
-            messages=Messages(store, sink, rooms),
+            messages=Messages(store, sink, rooms, metrics),
             presence=Presence(sink, rooms),
         )

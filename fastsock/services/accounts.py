@@ -63,9 +63,11 @@ class Accounts:
         if not isinstance(username, str) or not isinstance(password, str):
             raise InvalidRequest("username and password are required", field="username")
         doc = await self.store.users.by_username(username.strip().lower())
-        stored = doc["password_hash"] if doc else DUMMY_HASH
+        # Unknown users and over-long passwords still cost one hash: timing reveals nothing.
+        usable = doc is not None and len(password) <= PASSWORD_MAX
+        stored = doc["password_hash"] if usable and doc else DUMMY_HASH
         ok = await asyncio.to_thread(verify_password, password[:PASSWORD_MAX], stored)
-        if doc is None or not ok:
+        if not usable or not ok:
             raise Unauthenticated("invalid username or password")
         return await self._session(doc, family=None)
 

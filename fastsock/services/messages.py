@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastsock.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from fastsock.metrics import Metrics
 from fastsock.services import fields
 from fastsock.services.clock import now
 from fastsock.services.events import EventSink, Origin
@@ -20,10 +21,11 @@ HISTORY_DEFAULT, HISTORY_MAX = 50, 100
 
 
 class Messages:
-    def __init__(self, store: Store, sink: EventSink, rooms: Rooms) -> None:
+    def __init__(self, store: Store, sink: EventSink, rooms: Rooms, metrics: Metrics) -> None:
         self.store = store
         self.sink = sink
         self.rooms = rooms
+        self.metrics = metrics
 
     async def send(self, user_id: str, data: Doc, origin: Origin | None = None) -> tuple[Doc, bool]:
         """Persist and fan out a message; (message, created). Sending the same client_msg_id
@@ -65,6 +67,7 @@ class Messages:
         ack = {"client_msg_id": client_msg_id, "message": message}
         await self.sink.publish([user_id], "message.ack", ack, origin=origin)
         if created:
+            self.metrics.messages.inc()
             await self.rooms.publish(room_id, "message.new", {"message": message})
         return message, created
 

@@ -51,7 +51,11 @@ def verify_password(password: str, stored: str) -> bool:
         return False
     if scheme != "scrypt":
         return False
-    return hmac.compare_digest(_derive(password, salt_bytes, params), expected)
+    try:
+        derived = _derive(password, salt_bytes, params)
+    except ValueError:  # parameters scrypt refuses (corrupt record)
+        return False
+    return hmac.compare_digest(derived, expected)
 
 
 # Checked against when the username does not exist, so a wrong username costs the same time

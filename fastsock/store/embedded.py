@@ -14,7 +14,6 @@ import contextlib
 import logging
 import signal
 import sys
-import threading
 from pathlib import Path
 
 log = logging.getLogger("fastsock.embedded")
@@ -105,6 +104,14 @@ class EmbeddedMongo:
                 await proc.wait()
 
 
+class _ParentWatch(asyncio.Protocol):
+    def __init__(self, stop: asyncio.Event) -> None:
+        self.stop = stop
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stop.set()
+
+
 async def _serve(host: str, port: int, sqlite_path: str | None) -> None:
     from mongoeco.engines.memory import MemoryEngine
     from mongoeco.engines.sqlite import SQLiteEngine
@@ -118,11 +125,8 @@ async def _serve(host: str, port: int, sqlite_path: str | None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    def wait_for_parent() -> None:
-        sys.stdin.buffer.read()  # returns at EOF: the parent has gone
-        loop.call_soon_threadsafe(stop.set)
-
-    threading.Thread(target=wait_for_parent, daemon=True).start()
+    # stdin is a pipe from the parent: when it closes, the parent has gone.
+    await loop.connect_read_pipe(lambda: _ParentWatch(stop), sys.stdin)
     print(f"{READY_PREFIX}{address.port}", flush=True)
     await stop.wait()
     await server.close()

@@ -1,0 +1,231 @@
+"""`fastsock serve` as a real process: configuration errors, start on the embedded database,
+graceful SIGTERM, and data that survives a restart."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FASTSOCK = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "fastsock"
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+PASSWORD = "correct horse battery"
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FASTSOCK_")}
+    env.update(overrides)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_to_exit(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(FASTSOCK), "serve"],
+        env=clean_env(FASTSOCK_DATA_DIR=str(tmp_path / "data"), **env),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+
+
+# --- configuration errors -------------------------------------------------------------------
+
+
+def test_bad_port_exits_with_one_line_naming_the_variable(tmp_path: Path) -> None:
+    started = time.monotonic()
+    proc = run_to_exit(tmp_path, FASTSOCK_PORT="notaport")
+    assert time.monotonic() - started < 10
+    assert proc.returncode != 0
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "FASTSOCK_PORT" in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "data").exists()  # nothing was started or written
+
+
+def test_production_without_jwt_secret_refuses_to_start(tmp_path: Path) -> None:
+    proc = run_to_exit(tmp_path, FASTSOCK_ENV="production", FASTSOCK_PORT=str(free_port()))
+    assert proc.returncode != 0
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "FASTSOCK_JWT_SECRET" in lines[0]
+    assert not (tmp_path / "data" / "jwt-secret").exists()
+
+
+# --- a real start on the embedded database --------------------------------------------------
+
+
+def embedded_pids(data_dir: Path) -> list[int]:
+    """Processes running the embedded database for this data dir."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        cmdline = raw.replace(b"\0", b" ").decode(errors="replace")
+        if "fastsock.store.embedded" in cmdline and str(data_dir) in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def parent_pid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def http(
+    method: str, port: int, path: str, body: Any = None, token: str | None = None
+) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        return exc.code, json.loads(raw) if raw else None
+
+
+@contextlib.contextmanager
+def serve(
+    tmp_path: Path, data_dir: Path, port: int, name: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start `fastsock serve`; on the way out make sure nothing it started is left running."""
+    log = (tmp_path / f"{name}.log").open("wb")
+    proc = subprocess.Popen(
+        [str(FASTSOCK), "serve"],
+        env=clean_env(FASTSOCK_DATA_DIR=str(data_dir), FASTSOCK_PORT=str(port)),
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        for pid in embedded_pids(data_dir):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        log.close()
+
+
+def wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"server exited early: {log.read_text(errors='replace')}"
+        try:
+            status, body = http("GET", port, "/readyz")
+        except OSError:
+            status, body = 0, None
+        if status == 200:
+            assert body == {"status": "ready", "database": "ok"}
+            return
+        time.sleep(0.2)
+    pytest.fail(f"/readyz not 200 within {READY_TIMEOUT_S}s: {log.read_text(errors='replace')}")
+
+
+def stop(proc: subprocess.Popen[bytes], log: Path) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(
+            f"no exit within {STOP_TIMEOUT_S}s of SIGTERM: {log.read_text(errors='replace')}"
+        )
+
+
+def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [
+            p
+            for p in alive
+            if Path(f"/proc/{p}/cmdline").exists() and Path(f"/proc/{p}/cmdline").read_bytes()
+        ]
+    return alive
+
+
+def is_sqlite(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(16) == b"SQLite format 3\x00"
+
+
+def test_serve_embedded_sigterm_and_restart(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    port = free_port()
+    assert embedded_pids(data_dir) == []
+
+    with serve(tmp_path, data_dir, port, "first") as proc:
+        wait_ready(proc, port, tmp_path / "first.log")
+        children = embedded_pids(data_dir)
+        assert len(children) == 1, children
+        assert parent_pid(children[0]) == proc.pid
+
+        status, health = http("GET", port, "/healthz")
+        assert status == 200 and health == {"status": "ok"}
+        status, session = http(
+            "POST", port, "/auth/register", {"username": "persisted", "password": PASSWORD}
+        )
+        assert status == 201, session
+        user_id = session["user"]["id"]
+        old_access = session["access_token"]
+
+        code = stop(proc, tmp_path / "first.log")
+        assert code == 0, (tmp_path / "first.log").read_text(errors="replace")
+        assert wait_gone(children) == [], "embedded database outlived the server"
+
+    sqlite_files = [p for p in data_dir.rglob("*") if p.is_file() and is_sqlite(p)]
+    assert sqlite_files, sorted(p.name for p in data_dir.rglob("*"))
+    secret = data_dir / "jwt-secret"
+    assert secret.is_file() and (secret.stat().st_mode & 0o077) == 0
+
+    port2 = free_port()
+    with serve(tmp_path, data_dir, port2, "second") as proc2:
+        wait_ready(proc2, port2, tmp_path / "second.log")
+        status, login = http(
+            "POST", port2, "/auth/login", {"username": "persisted", "password": PASSWORD}
+        )
+        assert status == 200, login
+        assert login["user"]["id"] == user_id
+        # The generated JWT secret was kept in the data dir: old tokens still verify.
+        status, me = http("GET", port2, "/users/me", token=old_access)
+        assert status == 200 and me["id"] == user_id
+        children = embedded_pids(data_dir)
+        assert len(children) == 1
+        assert stop(proc2, tmp_path / "second.log") == 0
+        assert wait_gone(children) == []
