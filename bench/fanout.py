@@ -182,7 +182,8 @@ class Stats:
         self.expected = expected
         self.sent_at: dict[str, float] = {}  # client_msg_id -> perf_counter at (last) send
         self.ack_ms: list[float] = []
-        self.pending: dict[str, asyncio.Future[Doc]] = {}  # ref -> future of the reply frame
+        # ref -> future of (receive time, reply frame)
+        self.pending: dict[str, asyncio.Future[tuple[float, Doc]]] = {}
         self.deliveries = 0
         self.first_send = 0.0
         self.last_delivery = 0.0
@@ -243,7 +244,7 @@ class Member:
         elif kind == "ready":
             self.ready.set()
         elif (fut := stats.pending.pop(frame.get("ref"), None)) and not fut.done():
-            fut.set_result(frame)  # the reply (ack or error) to one of our sends
+            fut.set_result((now, frame))  # the reply (ack or error) to one of our sends
 
     async def send(self, client_msg_id: str, text: str) -> None:
         """Send one message and wait for its `message.ack`; retries after `rate_limited`."""
@@ -252,7 +253,7 @@ class Member:
         loop = asyncio.get_running_loop()
         for attempt in range(SEND_ATTEMPTS):
             ref = f"{client_msg_id}.{attempt}"
-            reply: asyncio.Future[Doc] = loop.create_future()
+            reply: asyncio.Future[tuple[float, Doc]] = loop.create_future()
             stats.pending[ref] = reply
             data = {"room_id": stats.room_id, "client_msg_id": client_msg_id, "text": text}
             frame = json.dumps({"type": "message.send", "data": data, "ref": ref})
@@ -261,13 +262,13 @@ class Member:
             stats.first_send = stats.first_send or started
             await self.ws.write_message(frame)
             try:
-                answer = await asyncio.wait_for(reply, ACK_TIMEOUT_S)
+                answered, answer = await asyncio.wait_for(reply, ACK_TIMEOUT_S)
             except TimeoutError:
                 raise BenchError(f"no reply to {client_msg_id} in {ACK_TIMEOUT_S} s") from None
             finally:
                 stats.pending.pop(ref, None)
             if answer.get("type") == "message.ack":
-                stats.ack_ms.append((time.perf_counter() - started) * 1000)
+                stats.ack_ms.append((answered - started) * 1000)
                 return
             error = answer.get("data") or {}
             if error.get("code") != "rate_limited":
@@ -353,6 +354,7 @@ async def run(args: argparse.Namespace, base_url: str, server: ServerProcess | N
         await gather_bounded(CONNECT_CONCURRENCY, (m.connect(ws_url) for m in sockets))
         await wait_quiet(stats)
         setup_s = time.perf_counter() - t0
+        cpu0 = time.process_time()  # this client's own CPU share of the measured phase
 
         # Send from member 0: K workers, each waiting for its ack before the next send.
         sender = sockets[0]
@@ -370,6 +372,7 @@ async def run(args: argparse.Namespace, base_url: str, server: ServerProcess | N
             raise group.exceptions[0] from None  # the first failure, e.g. a BenchError
         with contextlib.suppress(TimeoutError):  # missing deliveries are reported as lost
             await asyncio.wait_for(stats.all_delivered.wait(), DRAIN_TIMEOUT_S)
+        client_cpu = time.process_time() - cpu0
 
         latencies: list[float] = []
         lost = duplicated = 0
@@ -397,6 +400,7 @@ async def run(args: argparse.Namespace, base_url: str, server: ServerProcess | N
             "expected_deliveries": stats.expected,
             "wall_s": round(wall, 3),
             "deliveries_per_s": round(stats.deliveries / wall),
+            "client_cpu_s": round(client_cpu, 2),
             "latency_ms": {
                 p: round(percentile(latencies, q), 2)
                 for p, q in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
@@ -428,6 +432,7 @@ def report(r: Doc) -> None:
         f"total deliveries: {r['deliveries']} (expected {r['expected_deliveries']})",
         f"wall time s: {r['wall_s']}",
         f"deliveries/s: {r['deliveries_per_s']}",
+        f"bench client cpu s: {r['client_cpu_s']}",
         f"latency p50 ms: {lat['p50']}",
         f"latency p95 ms: {lat['p95']}",
         f"latency p99 ms: {lat['p99']}",

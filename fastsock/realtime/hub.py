@@ -14,14 +14,14 @@ from collections.abc import Coroutine, Iterable
 from typing import Any, Protocol
 
 from fastsock.metrics import Metrics
-from fastsock.services.events import Origin
+from fastsock.services.events import Origin, Ref
 
 
 class Connection(Protocol):
     id: str
     user_id: str
 
-    def send_frame(self, payload: str, ref: str | None) -> None:
+    def send_frame(self, payload: str, ref: Ref | None) -> None:
         """Queue one encoded event (JSON object text without `seq`) for this socket."""
 
     def close(self, code: int | None = None, reason: str | None = None) -> None: ...

@@ -20,7 +20,7 @@ from fastsock.context import AppContext
 from fastsock.errors import ApiError, InvalidRequest, TooLarge, Unauthenticated
 from fastsock.realtime.hub import encode
 from fastsock.realtime.routes import ROUTES
-from fastsock.services.events import Origin
+from fastsock.services.events import Origin, Ref
 from fastsock.services.fields import only
 from fastsock.store import is_unavailable
 
@@ -65,7 +65,7 @@ class ChatSocket(WebSocketHandler):
 
     # --- outgoing -------------------------------------------------------------------------
 
-    def send_frame(self, payload: str, ref: str | None) -> None:
+    def send_frame(self, payload: str, ref: Ref | None) -> None:
         """Prefix this socket's seq (and ref) to an encoded event and queue it."""
         self.seq += 1
         head = f'{{"seq":{self.seq},'
@@ -89,10 +89,10 @@ class ChatSocket(WebSocketHandler):
         if not future.cancelled():
             future.exception()  # a write to a socket that closed meanwhile: nothing to do
 
-    def send_event(self, type_: str, data: dict[str, Any], ref: str | None = None) -> None:
+    def send_event(self, type_: str, data: dict[str, Any], ref: Ref | None = None) -> None:
         self.send_frame(encode(type_, data), ref)
 
-    def send_api_error(self, exc: ApiError, ref: str | None) -> None:
+    def send_api_error(self, exc: ApiError, ref: Ref | None) -> None:
         self.send_event("error", exc.to_dict(), ref)
 
     # --- incoming -------------------------------------------------------------------------
@@ -121,7 +121,7 @@ class ChatSocket(WebSocketHandler):
         await self._dispatch(type_, data, ref)
 
     @staticmethod
-    def _parse(message: str | bytes) -> tuple[str, dict[str, Any], str | None]:
+    def _parse(message: str | bytes) -> tuple[str, dict[str, Any], Ref | None]:
         try:
             frame = json.loads(message)
         except (ValueError, UnicodeDecodeError):
@@ -132,10 +132,13 @@ class ChatSocket(WebSocketHandler):
         if not isinstance(data, dict):
             raise InvalidRequest("data must be an object", field="data")
         ref = frame.get("ref")
-        if isinstance(ref, int) and not isinstance(ref, bool):
-            ref = str(ref)
-        if ref is not None and (not isinstance(ref, str) or len(ref) > REF_MAX):
-            raise InvalidRequest(f"ref must be a string of at most {REF_MAX} characters")
+        valid_ref = (isinstance(ref, str) and len(ref) <= REF_MAX) or (
+            type(ref) is int and abs(ref) < 2**53  # exact in JavaScript
+        )
+        if ref is not None and not valid_ref:
+            raise InvalidRequest(
+                f"ref must be an integer or a string of at most {REF_MAX} characters"
+            )
         unknown = set(frame) - {"type", "data", "ref"}
         if unknown:
             raise InvalidRequest(f"unknown frame field {sorted(unknown)[0]}")
@@ -170,7 +173,7 @@ class ChatSocket(WebSocketHandler):
         if first:
             await self._announce(True)
 
-    async def _dispatch(self, type_: str, data: dict[str, Any], ref: str | None) -> None:
+    async def _dispatch(self, type_: str, data: dict[str, Any], ref: Ref | None) -> None:
         if type_ == "ping":
             self.send_event("pong", {}, ref)
             return

@@ -9,13 +9,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+# A client's request reference, echoed on the reply exactly as sent (string or integer).
+Ref = str | int
+
 
 @dataclass(frozen=True, slots=True)
 class Origin:
     """The socket a request came from: it gets the request's `ref` echoed on the reply event."""
 
     connection_id: str
-    ref: str | None
+    ref: Ref | None
 
 
 class EventSink(Protocol):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastsock.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from fastsock.errors import Conflict, Forbidden, InvalidRequest, NotAMember
 from fastsock.metrics import Metrics
 from fastsock.services import fields
 from fastsock.services.clock import now
@@ -73,9 +73,8 @@ class Messages:
 
     async def edit(self, user_id: str, message_id: Any, data: Doc) -> Doc:
         fields.only(data, {"message_id", "text"})
-        message = await self._message(message_id)
+        message, _ = await self._visible_message(user_id, message_id)
         room_id = str(message["room_id"])
-        await self.rooms.require_member(user_id, room_id)
         if str(message["sender_id"]) != user_id:
             raise Forbidden("only the author can edit a message")
         text = fields.text(data.get("text"), "text", max_len=TEXT_MAX)
@@ -93,9 +92,8 @@ class Messages:
         return view
 
     async def delete(self, user_id: str, message_id: Any) -> Doc:
-        message = await self._message(message_id)
+        message, membership = await self._visible_message(user_id, message_id)
         room_id = str(message["room_id"])
-        membership = await self.rooms.require_member(user_id, room_id)
         if str(message["sender_id"]) != user_id and membership["role"] != ADMIN:
             raise Forbidden("only the author or a room admin can delete a message")
         if message["deleted"]:
@@ -112,7 +110,7 @@ class Messages:
         }
         updated = await self.store.messages.update(message_id, {"deleted": False}, tombstone)
         if updated is None:  # deleted concurrently; that delete announced it
-            updated = await self._message(message_id)
+            updated, _ = await self._visible_message(user_id, message_id)
             return message_view(updated)
         await self.rooms.publish(
             room_id, "message.deleted", {"message_id": message_id, "room_id": room_id}
@@ -136,9 +134,12 @@ class Messages:
         )
         return {"messages": [message_view(d) for d in docs], "has_more": has_more}
 
-    async def _message(self, message_id: Any) -> Doc:
+    async def _visible_message(self, user_id: str, message_id: Any) -> tuple[Doc, Doc]:
+        """The message and the caller's membership of its room. A missing message answers
+        like a message in someone else's room, so ids cannot be probed."""
         fields.object_id(message_id, "message_id")
         message = await self.store.messages.get(message_id)
         if message is None:
-            raise NotFound("no such message")
-        return message
+            raise NotAMember("no such message in a room you are a member of")
+        membership = await self.rooms.require_member(user_id, str(message["room_id"]))
+        return message, membership

@@ -208,11 +208,9 @@ def target(w: World, room: str) -> Target:
     return Target(room, msgs[0]["id"], msgs[0]["id"], msgs[-1]["id"])
 
 
-async def call(api: Api, ep: Endpoint, t: Target, caller: User | None, w: World) -> Response:
-    user = caller or w.carol  # only used to fill ids into the request
-    path, body = ep.path(t, user, w), ep.body(t, user, w)
-    token = caller.access_token if caller else None
-    return await api.request(ep.method, path, body, token=token)
+async def call(api: Api, ep: Endpoint, t: Target, caller: User, w: World) -> Response:
+    path, body = ep.path(t, caller, w), ep.body(t, caller, w)
+    return await api.request(ep.method, path, body, token=caller.access_token)
 
 
 @pytest.mark.parametrize("ep", ENDPOINTS, ids=str)
@@ -406,6 +404,11 @@ async def test_outsider_sockets_receive_none_of_the_room_events(api: Api) -> Non
     dm_text = unique("dm-after-secret")
     dm_msg = await api.send(w.alice, w.dm, dm_text)
     await bob_ws.expect("message.new", match=lambda f: f["data"]["message"]["id"] == dm_msg["id"])
+    # Presence goes to people who share a room: bob, not the outsiders.
+    alice_ws = await api.ws(w.alice)
+    await bob_ws.expect(
+        "presence", match=lambda f: f["data"] == {"user_id": w.alice.id, "online": True}
+    )
 
     needles = [w.group, w.dm, w.group_name, new_name, new_text, edited_text, dm_text, *w.texts]
     await carol_ws.drain(QUIET)
@@ -423,7 +426,10 @@ async def test_outsider_sockets_receive_none_of_the_room_events(api: Api) -> Non
             if f.get("type") in ROOM_EVENTS or mentions(f, needles)
         ]
         assert not later, f"{user.username} still hears the room after leaving: {later}"
-    for ws in (bob_ws, dave_ws, erin_ws, carol_ws):
+    for ws in (carol_ws, dave_ws, erin_ws):
+        heard = [f for f in ws.frames if f.get("type") == "presence"]
+        assert not [f for f in heard if f["data"].get("user_id") == w.alice.id], heard
+    for ws in (alice_ws, bob_ws, dave_ws, erin_ws, carol_ws):
         ws.close()
 
 

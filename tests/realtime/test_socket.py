@@ -196,3 +196,12 @@ async def test_stalled_socket_never_delays_others_and_is_dropped(
         assert "fastsock_ws_slow_consumer_closed_total 1.0" in metrics
     finally:
         stalled.close()
+
+
+async def test_integer_refs_are_echoed_as_sent(api: Api) -> None:
+    alice = await api.register()
+    ws = await api.ws(alice)
+    await ws.send_raw('{"type": "ping", "ref": 42}')
+    assert (await ws.expect("pong"))["__ref"] == 42
+    await ws.send_raw('{"type": "ping", "ref": true}')
+    assert (await ws.expect("error"))["code"] == "invalid_request"

@@ -466,3 +466,9 @@ def test_ensure_jwt_secret_unwritable_dir_is_a_config_error(tmp_path: Path) -> N
     with pytest.raises(ConfigError) as info:
         ensure_jwt_secret(Settings(data_dir=blocker / "data"))
     assert "FASTSOCK_DATA_DIR" in str(info.value)
+
+
+def test_example_config_file_loads() -> None:
+    example = Path(__file__).resolve().parents[2] / "config" / "fastsock.env.example"
+    settings = load_settings(environ={}, config_file=example)
+    assert settings.port == 8888 and settings.mongo_uri is None
