@@ -9,6 +9,7 @@ import sys
 
 from fastsock import logs
 from fastsock.config import ConfigError, load_settings
+from fastsock.store import is_unavailable
 
 
 async def _serve(config_file: str | None) -> int:
@@ -42,8 +43,13 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"fastsock: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         print(f"fastsock: cannot start: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        print(f"fastsock: cannot start: database unreachable: {exc}", file=sys.stderr)
         sys.exit(1)
 
 

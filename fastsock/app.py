@@ -25,7 +25,7 @@ from fastsock.store.embedded import EmbeddedMongo
 log = logging.getLogger("fastsock")
 
 ID = r"([^/]+)"
-MAX_JSON_BODY = 1024 * 1024
+MAX_BODY = 1024 * 1024
 DB_START_TIMEOUT_S = 60.0
 
 HANDLERS: list[type[BaseHandler]] = [
@@ -123,7 +123,7 @@ class Server:
         hub = Hub(metrics)
         services = Services.build(store, hub, TokenCodec(s.jwt_secret), metrics)
         self.ctx = AppContext(s, store, services, hub, metrics)
-        self.http = HTTPServer(make_app(self.ctx), max_body_size=MAX_JSON_BODY)
+        self.http = HTTPServer(make_app(self.ctx), max_body_size=MAX_BODY)
         sockets = bind_sockets(s.port, s.host)
         self.port = sockets[0].getsockname()[1]
         self.http.add_sockets(sockets)

@@ -12,11 +12,14 @@ from tornado.web import HTTPError, RequestHandler
 
 from fastsock import logs
 from fastsock.context import AppContext
-from fastsock.errors import ApiError, InvalidRequest, Unauthenticated
+from fastsock.errors import ApiError, InvalidRequest, TooLarge, Unauthenticated
 from fastsock.store import is_unavailable
 
 log = logging.getLogger("fastsock.http")
 
+# JSON bodies are small (a message is at most 4,000 characters); bigger ones get 413 here.
+# The HTTP server's own cap (app.MAX_BODY) cuts off anything far larger before it is read.
+MAX_JSON_BODY = 64 * 1024
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 HTTP_CODES = {
     400: "invalid_request",
@@ -76,6 +79,8 @@ class BaseHandler(RequestHandler):
     def json_body(self) -> dict[str, Any]:
         if not self.request.body:
             return {}
+        if len(self.request.body) > MAX_JSON_BODY:
+            raise TooLarge(f"JSON bodies are limited to {MAX_JSON_BODY} bytes")
         try:
             body = json.loads(self.request.body)
         except (ValueError, UnicodeDecodeError):

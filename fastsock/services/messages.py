@@ -53,7 +53,7 @@ class Messages:
                 "edited_at": None,
                 "deleted": False,
                 "reactions": {},
-                "version": await self.store.rooms.next_version(room_id, at),
+                "version": await self.store.rooms.next_version(room_id, activity_at=at),
             }
             try:
                 existing = await self.store.messages.insert(doc)
@@ -81,7 +81,7 @@ class Messages:
         if message["deleted"]:
             raise Conflict("the message was deleted")
         at = now()
-        version = await self.store.rooms.next_version(room_id, at)
+        version = await self.store.rooms.next_version(room_id)
         updated = await self.store.messages.update(
             message_id, {"deleted": False}, {"text": text, "edited_at": at, "version": version}
         )
@@ -99,7 +99,7 @@ class Messages:
         if message["deleted"]:
             return message_view(message)
         at = now()
-        version = await self.store.rooms.next_version(room_id, at)
+        version = await self.store.rooms.next_version(room_id)
         tombstone = {
             "text": "",
             "attachments": [],

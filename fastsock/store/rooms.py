@@ -61,11 +61,15 @@ class Rooms:
             {"_id": oid(room_id)}, {"$set": changes}, return_document=ReturnDocument.AFTER
         )
 
-    async def next_version(self, room_id: str, at: datetime) -> int:
-        """Count one change in the room and mark its activity; returns the room's new version."""
+    async def next_version(self, room_id: str, activity_at: datetime | None = None) -> int:
+        """Count one change in the room; returns the room's new version. `activity_at` (new
+        messages only) also moves the room up the members' room lists."""
+        update: Doc = {"$inc": {"version": 1}}
+        if activity_at is not None:
+            update["$set"] = {"last_activity_at": activity_at}
         doc = await self.coll.find_one_and_update(
             {"_id": oid(room_id)},
-            {"$inc": {"version": 1}, "$set": {"last_activity_at": at}},
+            update,
             projection={"version": 1},
             return_document=ReturnDocument.AFTER,
         )

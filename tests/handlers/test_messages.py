@@ -140,3 +140,23 @@ async def test_websocket_edit_and_delete_reply_with_ack(api: Api) -> None:
     await ws.send("message.edit", {"message_id": msg["id"], "text": "c"}, "e2")
     err = await ws.expect("error")
     assert err["code"] == "conflict" and err["__ref"] == "e2"
+
+
+async def test_oversized_json_body_is_413(api: Api) -> None:
+    alice = await api.register()
+    room = await api.group(alice)
+    body = {"client_msg_id": "big", "text": "x", "pad": "y" * (70 * 1024)}
+    r = await api.post(f"/rooms/{room}/messages", body, alice)
+    assert r.status == 413 and r.error_code == "too_large"
+    assert (await api.get(f"/history/room/{room}", alice)).body["messages"] == []
+
+
+async def test_edits_and_deletes_do_not_reorder_the_room_list(api: Api) -> None:
+    alice = await api.register()
+    first = await api.group(alice)
+    old = await api.send(alice, first, "old")
+    second = await api.group(alice)
+    await api.send(alice, second, "newer")
+    await api.patch(f"/messages/{old['id']}", {"text": "edited"}, alice)
+    rooms = (await api.get("/rooms", alice)).body["rooms"]
+    assert [r["id"] for r in rooms] == [second, first]
