@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import math
 import os
 import platform
 import secrets
@@ -23,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -285,14 +286,17 @@ class Member:
 # --- the run --------------------------------------------------------------------------------
 
 
-async def gather_bounded(limit: int, coros: Iterator[Any]) -> list[Any]:
+async def gather_bounded[T, R](
+    limit: int, fn: Callable[[T], Awaitable[R]], items: Iterable[T]
+) -> list[R]:
+    """`fn(item)` for every item, at most `limit` at a time; results in order."""
     sem = asyncio.Semaphore(limit)
 
-    async def run(coro: Any) -> Any:
+    async def one(item: T) -> R:
         async with sem:
-            return await coro
+            return await fn(item)
 
-    return await asyncio.gather(*(run(c) for c in coros))
+    return await asyncio.gather(*map(one, items))
 
 
 async def setup(api: Api, members: int, run_id: str) -> tuple[str, list[Doc]]:
@@ -302,9 +306,7 @@ async def setup(api: Api, members: int, run_id: str) -> tuple[str, list[Doc]]:
         body = {"username": f"fb{run_id}.{i}", "password": PASSWORD}
         return await api.call("POST", "/auth/register", body)
 
-    sessions: list[Doc] = await gather_bounded(
-        REGISTER_CONCURRENCY, (register(i) for i in range(members))
-    )
+    sessions = await gather_bounded(REGISTER_CONCURRENCY, register, range(members))
     admin = sessions[0]["access_token"]
     others = [s["user"]["id"] for s in sessions[1:]]
     first, rest = others[:IDS_PER_REQUEST], others[IDS_PER_REQUEST:]
@@ -333,8 +335,8 @@ def percentile(sorted_values: list[float], pct: float) -> float:
     """Nearest-rank percentile of an already sorted list (0 when empty)."""
     if not sorted_values:
         return 0.0
-    rank = max(1, round(pct / 100 * len(sorted_values) + 0.4999))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
+    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
 
 
 async def run(args: argparse.Namespace, base_url: str, server: ServerProcess | None) -> Doc:
@@ -351,7 +353,7 @@ async def run(args: argparse.Namespace, base_url: str, server: ServerProcess | N
             Member(i, s["user"]["id"], s["access_token"], stats) for i, s in enumerate(sessions)
         ]
         ws_url = "ws" + base_url.rstrip("/").removeprefix("http") + "/ws"
-        await gather_bounded(CONNECT_CONCURRENCY, (m.connect(ws_url) for m in sockets))
+        await gather_bounded(CONNECT_CONCURRENCY, lambda m: m.connect(ws_url), sockets)
         await wait_quiet(stats)
         setup_s = time.perf_counter() - t0
         cpu0 = time.process_time()  # this client's own CPU share of the measured phase
@@ -483,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
             base_url = server.url
         result = asyncio.run(asyncio.wait_for(run(args, base_url, server), args.timeout))
     except (BenchError, TimeoutError) as exc:
-        print(f"error: {exc or f'timed out after {args.timeout} s'}", file=sys.stderr)
+        print(f"error: {str(exc) or f'timed out after {args.timeout} s'}", file=sys.stderr)
         if server is not None and server.exited() is not None:
             print(server.log_tail(), file=sys.stderr)
         return 1
