@@ -47,6 +47,9 @@ HANDLERS: list[type[BaseHandler]] = [
     rooms.RoomMessagesHandler,
     rooms.HistoryHandler,
     rooms.MessageHandler,
+    rooms.ReceiptsHandler,
+    rooms.ReactionHandler,
+    rooms.SearchHandler,
     ops.HealthHandler,
     ops.ReadyHandler,
     ops.MetricsHandler,
@@ -121,7 +124,7 @@ class Server:
         await store.wait_ready(DB_START_TIMEOUT_S)
         await store.create_indexes()
         hub = Hub(metrics)
-        services = Services.build(store, hub, TokenCodec(s.jwt_secret), metrics)
+        services = Services.build(store, hub, TokenCodec(s.jwt_secret), metrics, s.limits)
         self.ctx = AppContext(s, store, services, hub, metrics)
         self.http = HTTPServer(make_app(self.ctx), max_body_size=MAX_BODY)
         sockets = bind_sockets(s.port, s.host)

@@ -21,6 +21,35 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """Abuse limits (design.md section 5). Rates are per user unless noted."""
+
+    send_per_s: float = 10.0
+    send_burst: int = 20
+    typing_per_s: float = 5.0  # typing frames accepted; relays are further limited per room
+    typing_burst: int = 10
+    reactions_per_s: float = 5.0
+    reactions_burst: int = 20
+    invites_per_min: int = 30  # room invitations (members added)
+    logins_per_min: int = 10  # per client IP + username
+    abuse_refusals: int = 200  # refusals within 10 s that close a socket with 4429
+
+
+# FASTSOCK_LIMIT_<NAME> -> Limits field, with its parser.
+LIMIT_VARS = {
+    "SEND_PER_S": ("send_per_s", float),
+    "SEND_BURST": ("send_burst", int),
+    "TYPING_PER_S": ("typing_per_s", float),
+    "TYPING_BURST": ("typing_burst", int),
+    "REACTIONS_PER_S": ("reactions_per_s", float),
+    "REACTIONS_BURST": ("reactions_burst", int),
+    "INVITES_PER_MIN": ("invites_per_min", int),
+    "LOGINS_PER_MIN": ("logins_per_min", int),
+    "ABUSE_REFUSALS": ("abuse_refusals", int),
+}
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8888
@@ -30,6 +59,7 @@ class Settings:
     jwt_secret: str = ""
     metrics_token: str | None = None
     log_level: str = "INFO"
+    limits: Limits = Limits()
 
     @property
     def embedded_db(self) -> bool:
@@ -65,6 +95,16 @@ def _port(name: str, raw: str) -> int:
     if not 0 <= port <= 65535:
         raise ConfigError(f"{name} must be between 0 and 65535, got {port}")
     return port
+
+
+def _positive(name: str, raw: str, parse: type[int] | type[float]) -> int | float:
+    try:
+        value = parse(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a positive number, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be a positive number, got {raw!r}")
+    return value
 
 
 def _choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
@@ -119,6 +159,12 @@ def load_settings(
         kwargs["log_level"] = _choice(
             PREFIX + "LOG_LEVEL", v.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")
         )
+    limits: dict[str, object] = {}
+    for suffix, (attr, parse) in LIMIT_VARS.items():
+        if (v := get("LIMIT_" + suffix)) is not None:
+            limits[attr] = _positive(PREFIX + "LIMIT_" + suffix, v, parse)
+    if limits:
+        kwargs["limits"] = Limits(**limits)  # type: ignore[arg-type]
     settings = Settings(**kwargs)  # type: ignore[arg-type]
     if settings.production and not settings.jwt_secret:
         raise ConfigError(f"{PREFIX}JWT_SECRET must be set when {PREFIX}ENV=production")

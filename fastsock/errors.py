@@ -50,3 +50,14 @@ class TooLarge(ApiError):
 
 class Unavailable(ApiError):
     status, code = 503, "unavailable"
+
+
+class RateLimited(ApiError):
+    status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def to_dict(self) -> dict[str, str]:
+        return {**super().to_dict(), "retry_after": round(self.retry_after, 3)}  # type: ignore[dict-item]

@@ -47,6 +47,16 @@ class Metrics:
             registry=r,
         )
 
+        self.rate_limited = Counter(
+            "fastsock_rate_limited_total", "Requests refused by a rate limit", ["kind"], registry=r
+        )
+        self.resume = Counter(
+            "fastsock_resume_total",
+            "WebSocket resume attempts by outcome (ok, or why a resync was needed)",
+            ["outcome"],
+            registry=r,
+        )
+
     def observe_db(self, command: str, seconds: float) -> None:
         self.db_operations.labels(command).observe(seconds)
 

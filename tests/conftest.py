@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fastsock.app import Server
-from fastsock.config import Settings
+from fastsock.config import Limits, Settings
 from fastsock.store.embedded import EmbeddedMongo
 from tests.support import Api
 
@@ -25,15 +25,30 @@ async def mongo() -> AsyncIterator[EmbeddedMongo]:
     await db.stop()
 
 
+# Tests drive users far faster than people type; the limits themselves are tested with the
+# defaults in tests/realtime/test_limits.py.
+RELAXED = Limits(
+    send_per_s=1000,
+    send_burst=1000,
+    typing_per_s=1000,
+    typing_burst=1000,
+    reactions_per_s=1000,
+    reactions_burst=1000,
+    invites_per_min=10000,
+    logins_per_min=10000,
+)
+
+
 def make_settings(mongo_uri: str, data_dir: Path, **overrides: object) -> Settings:
-    return Settings(
-        host="127.0.0.1",
-        port=0,
-        data_dir=data_dir,
-        mongo_uri=mongo_uri,
-        jwt_secret=JWT_SECRET,
-        **overrides,  # type: ignore[arg-type]
-    )
+    values: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "data_dir": data_dir,
+        "mongo_uri": mongo_uri,
+        "jwt_secret": JWT_SECRET,
+        "limits": RELAXED,
+    }
+    return Settings(**(values | overrides))  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -16,7 +16,9 @@ class LoginHandler(BaseHandler):
     route, auth_required = "/auth/login", False
 
     async def post(self) -> None:
-        self.send_json(await self.services.accounts.login(self.json_body()))
+        self.send_json(
+            await self.services.accounts.login(self.json_body(), self.request.remote_ip or "")
+        )
 
 
 class RefreshHandler(BaseHandler):
@@ -48,8 +50,8 @@ class UsersHandler(BaseHandler):
     route = "/users"
 
     async def get(self) -> None:
-        q = self.query("q", "limit")
-        self.send_json({"users": await self.services.accounts.search(q["q"], q["limit"])})
+        users = await self.services.accounts.search(self.query("q", "limit"))
+        self.send_json({"users": users})
 
 
 class UserHandler(BaseHandler):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import secrets
 from typing import Any
@@ -12,7 +13,7 @@ from tornado.web import HTTPError, RequestHandler
 
 from fastsock import logs
 from fastsock.context import AppContext
-from fastsock.errors import ApiError, InvalidRequest, TooLarge, Unauthenticated
+from fastsock.errors import ApiError, InvalidRequest, RateLimited, TooLarge, Unauthenticated
 from fastsock.store import is_unavailable
 
 log = logging.getLogger("fastsock.http")
@@ -89,8 +90,10 @@ class BaseHandler(RequestHandler):
             raise InvalidRequest("the body must be a JSON object")
         return body
 
-    def query(self, *names: str) -> dict[str, str | None]:
-        return {n: self.get_query_argument(n, None) for n in names}
+    def query(self, *names: str) -> dict[str, str]:
+        """The named query arguments that are present (others are ignored)."""
+        args = {n: self.get_query_argument(n, None) for n in names}
+        return {n: v for n, v in args.items() if v is not None}
 
     def send_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -119,6 +122,8 @@ class BaseHandler(RequestHandler):
         self.set_status(status)
         if status == 503:
             self.set_header("Retry-After", "1")
+        if isinstance(exc, RateLimited):
+            self.set_header("Retry-After", str(math.ceil(exc.retry_after)))
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps({"error": body}))
 

@@ -27,7 +27,7 @@ class PublicRoomsHandler(BaseHandler):
     route = "/rooms/public"
 
     async def get(self) -> None:
-        rooms = await self.services.rooms.public(self.get_query_argument("q", None))
+        rooms = await self.services.rooms.public(self.query("q"))
         self.send_json({"rooms": rooms})
 
 
@@ -67,7 +67,8 @@ class ReadHandler(BaseHandler):
     route = "/rooms/{id}/read"
 
     async def post(self, room_id: str) -> None:
-        self.send_json(await self.services.rooms.mark_read(self.me, room_id, self.json_body()))
+        data = {**self.json_body(), "room_id": room_id}
+        self.send_json(await self.services.rooms.mark_read(self.me, data))
 
 
 class RoomMessagesHandler(BaseHandler):
@@ -83,7 +84,7 @@ class HistoryHandler(BaseHandler):
     route = "/history/room/{id}"
 
     async def get(self, room_id: str) -> None:
-        query = self.query("before", "after", "limit")
+        query = self.query("before", "after", "limit", "changed_after")
         self.send_json(await self.services.messages.history(self.me, room_id, query))
 
 
@@ -91,8 +92,37 @@ class MessageHandler(BaseHandler):
     route = "/messages/{id}"
 
     async def patch(self, message_id: str) -> None:
-        self.send_json(await self.services.messages.edit(self.me, message_id, self.json_body()))
+        data = {**self.json_body(), "message_id": message_id}
+        self.send_json(await self.services.messages.edit(self.me, data))
 
     async def delete(self, message_id: str) -> None:
-        await self.services.messages.delete(self.me, message_id)
+        await self.services.messages.delete(self.me, {"message_id": message_id})
         self.no_content()
+
+
+class ReceiptsHandler(BaseHandler):
+    route = "/messages/{id}/receipts"
+
+    async def get(self, message_id: str) -> None:
+        receipts = await self.services.receipts.for_message(self.me, message_id)
+        self.send_json({"receipts": receipts})
+
+
+class ReactionHandler(BaseHandler):
+    route = "/messages/{id}/reactions/{emoji}"
+
+    async def put(self, message_id: str, emoji: str) -> None:
+        data = {"message_id": message_id, "emoji": emoji}
+        self.send_json(await self.services.reactions.add(self.me, data))
+
+    async def delete(self, message_id: str, emoji: str) -> None:
+        data = {"message_id": message_id, "emoji": emoji}
+        self.send_json(await self.services.reactions.remove(self.me, data))
+
+
+class SearchHandler(BaseHandler):
+    route = "/search/messages"
+
+    async def get(self) -> None:
+        query = self.query("q", "room_id", "before", "limit")
+        self.send_json(await self.services.search.messages(self.me, query))

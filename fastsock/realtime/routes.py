@@ -1,4 +1,5 @@
-"""Client -> server WebSocket events: one entry per event type, each calling one service.
+"""Client -> server WebSocket events: one entry per event type, each calling one service,
+which validates `data` against the schema table (services/schemas.py).
 
 A handler returns the data of the generic `ack` reply (sent when the frame had a `ref`), or
 None when the service already replied with a specific event (`message.ack`)."""
@@ -8,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastsock.services import Services, fields
+from fastsock.services import Services
 from fastsock.services.events import Origin
 
 Doc = dict[str, Any]
@@ -21,16 +22,32 @@ async def message_send(s: Services, user_id: str, data: Doc, origin: Origin) -> 
 
 
 async def message_edit(s: Services, user_id: str, data: Doc, origin: Origin) -> Doc | None:
-    return {"message": await s.messages.edit(user_id, data.get("message_id"), data)}
+    return {"message": await s.messages.edit(user_id, data)}
 
 
 async def message_delete(s: Services, user_id: str, data: Doc, origin: Origin) -> Doc | None:
-    fields.only(data, {"message_id"})
-    return {"message": await s.messages.delete(user_id, data.get("message_id"))}
+    return {"message": await s.messages.delete(user_id, data)}
 
 
 async def message_read(s: Services, user_id: str, data: Doc, origin: Origin) -> Doc | None:
-    return await s.rooms.mark_read(user_id, data.get("room_id"), data)
+    return await s.rooms.mark_read(user_id, data)
+
+
+async def message_delivered(s: Services, user_id: str, data: Doc, origin: Origin) -> Doc | None:
+    return await s.receipts.delivered(user_id, data)
+
+
+async def typing(s: Services, user_id: str, data: Doc, origin: Origin) -> Doc | None:
+    await s.typing.update(user_id, data)
+    return {}
+
+
+async def reaction_add(s: Services, user_id: str, data: Doc, origin: Origin) -> Doc | None:
+    return await s.reactions.add(user_id, data)
+
+
+async def reaction_remove(s: Services, user_id: str, data: Doc, origin: Origin) -> Doc | None:
+    return await s.reactions.remove(user_id, data)
 
 
 ROUTES: dict[str, Route] = {
@@ -38,4 +55,8 @@ ROUTES: dict[str, Route] = {
     "message.edit": message_edit,
     "message.delete": message_delete,
     "message.read": message_read,
+    "message.delivered": message_delivered,
+    "typing": typing,
+    "reaction.add": reaction_add,
+    "reaction.remove": reaction_remove,
 }

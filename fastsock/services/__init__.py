@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fastsock.config import Limits
 from fastsock.metrics import Metrics
 from fastsock.services.accounts import Accounts
 from fastsock.services.events import EventSink
+from fastsock.services.limits import Throttles
 from fastsock.services.messages import Messages
 from fastsock.services.presence import Presence
+from fastsock.services.reactions import Reactions
+from fastsock.services.receipts import Receipts
 from fastsock.services.rooms import Rooms
+from fastsock.services.search import Search
 from fastsock.services.tokens import TokenCodec
+from fastsock.services.typing import Typing
 from fastsock.store import Store
 
 
@@ -20,13 +26,26 @@ class Services:
     rooms: Rooms
     messages: Messages
     presence: Presence
+    receipts: Receipts
+    reactions: Reactions
+    typing: Typing
+    search: Search
 
     @classmethod
-    def build(cls, store: Store, sink: EventSink, tokens: TokenCodec, metrics: Metrics) -> Services:
-        rooms = Rooms(store, sink)
+    def build(
+        cls, store: Store, sink: EventSink, tokens: TokenCodec, metrics: Metrics, limits: Limits
+    ) -> Services:
+        throttles = Throttles(limits, lambda kind: metrics.rate_limited.labels(kind).inc())
+        rooms = Rooms(store, sink, throttles)
+        typing = Typing(rooms)
+        messages = Messages(store, sink, rooms, typing, metrics)
         return cls(
-            accounts=Accounts(store, sink, tokens),
+            accounts=Accounts(store, sink, tokens, throttles),
             rooms=rooms,
-            messages=Messages(store, sink, rooms, metrics),
+            messages=messages,
             presence=Presence(sink, rooms),
+            receipts=Receipts(store, sink, rooms, messages),
+            reactions=Reactions(store, rooms, messages),
+            typing=typing,
+            search=Search(store, rooms),
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 from typing import Any
 
@@ -11,42 +10,33 @@ from fastsock.errors import Conflict, InvalidRequest, NotFound, Unauthenticated
 from fastsock.services import fields
 from fastsock.services.clock import now
 from fastsock.services.events import EventSink
+from fastsock.services.limits import Throttles
 from fastsock.services.passwords import DUMMY_HASH, hash_password, verify_password
+from fastsock.services.schemas import PASSWORD_MAX, validate
 from fastsock.services.tokens import ACCESS, REFRESH, TokenCodec
 from fastsock.services.views import user_view
 from fastsock.store import Duplicate, Store
 
 Doc = dict[str, Any]
 
-USERNAME_RE = re.compile(r"[a-z0-9_.-]{3,32}")
-PASSWORD_MIN, PASSWORD_MAX = 8, 1024
-DISPLAY_NAME_MAX = 64
-STATUS_MAX = 140
-DIRECTORY_LIMIT_MAX = 50
-
 
 class Accounts:
-    def __init__(self, store: Store, sink: EventSink, tokens: TokenCodec) -> None:
+    def __init__(
+        self, store: Store, sink: EventSink, tokens: TokenCodec, throttles: Throttles
+    ) -> None:
         self.store = store
         self.sink = sink
         self.tokens = tokens
+        self.throttles = throttles
 
     # --- sessions -------------------------------------------------------------------------
 
     async def register(self, data: Doc) -> Doc:
-        fields.only(data, {"username", "password", "display_name"})
-        username = self._username(data.get("username"))
-        password = self._password(data.get("password"))
-        display_name = data.get("display_name")
-        display_name = (
-            username
-            if display_name is None
-            else fields.text(display_name, "display_name", max_len=DISPLAY_NAME_MAX)
-        )
-        password_hash = await asyncio.to_thread(hash_password, password)
+        data = validate("auth.register", data)
+        password_hash = await asyncio.to_thread(hash_password, data["password"])
         doc = {
-            "username": username,
-            "display_name": display_name,
+            "username": data["username"],
+            "display_name": data["display_name"] or data["username"],
             "password_hash": password_hash,
             "status_message": "",
             "avatar_url": None,
@@ -58,11 +48,11 @@ class Accounts:
             raise Conflict("username is taken", field="username") from None
         return await self._session(doc, family=None)
 
-    async def login(self, data: Doc) -> Doc:
-        username, password = data.get("username"), data.get("password")
-        if not isinstance(username, str) or not isinstance(password, str):
-            raise InvalidRequest("username and password are required", field="username")
-        doc = await self.store.users.by_username(username.strip().lower())
+    async def login(self, data: Doc, client_ip: str) -> Doc:
+        data = validate("auth.login", data)
+        username, password = data["username"].strip().lower(), data["password"]
+        self.throttles.check("login", (client_ip, username))
+        doc = await self.store.users.by_username(username)
         # Unknown users and over-long passwords still cost one hash: timing reveals nothing.
         usable = doc is not None and len(password) <= PASSWORD_MAX
         stored = doc["password_hash"] if usable and doc else DUMMY_HASH
@@ -123,16 +113,7 @@ class Accounts:
         return self.view(doc)
 
     async def update_me(self, user_id: str, data: Doc) -> Doc:
-        fields.only(data, {"display_name", "status_message"})
-        changes: Doc = {}
-        if "display_name" in data:
-            changes["display_name"] = fields.text(
-                data["display_name"], "display_name", max_len=DISPLAY_NAME_MAX
-            )
-        if "status_message" in data:
-            changes["status_message"] = fields.text(
-                data["status_message"], "status_message", min_len=0, max_len=STATUS_MAX
-            )
+        changes = {k: v for k, v in validate("user.update", data).items() if v is not None}
         if not changes:
             raise InvalidRequest("nothing to change")
         doc = await self.store.users.update(user_id, changes)
@@ -140,23 +121,6 @@ class Accounts:
             raise NotFound("no such user")
         return self.view(doc)
 
-    async def search(self, query: Any, limit: Any) -> list[Doc]:
-        q = "" if query is None else fields.text(query, "q", min_len=0, max_len=64)
-        n = 20 if limit is None else fields.integer(limit, "limit", low=1, high=DIRECTORY_LIMIT_MAX)
-        return [self.view(doc) for doc in await self.store.users.search(q, n)]
-
-    @staticmethod
-    def _username(value: Any) -> str:
-        if not isinstance(value, str) or not USERNAME_RE.fullmatch(value.strip().lower()):
-            raise InvalidRequest(
-                "username must be 3-32 characters: a-z, 0-9, '_', '.', '-'", field="username"
-            )
-        return value.strip().lower()
-
-    @staticmethod
-    def _password(value: Any) -> str:
-        if not isinstance(value, str) or not PASSWORD_MIN <= len(value) <= PASSWORD_MAX:
-            raise InvalidRequest(
-                f"password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters", field="password"
-            )
-        return value
+    async def search(self, query: Doc) -> list[Doc]:
+        q = validate("users.search", query)
+        return [self.view(doc) for doc in await self.store.users.search(q["q"], q["limit"])]

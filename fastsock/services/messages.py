@@ -1,4 +1,4 @@
-"""Messages: send (idempotent per sender + client_msg_id), edit, delete, history."""
+"""Messages: send (idempotent per sender + client_msg_id), edit, delete, history and sync."""
 
 from __future__ import annotations
 
@@ -6,57 +6,57 @@ from typing import Any
 
 from fastsock.errors import Conflict, Forbidden, InvalidRequest, NotAMember
 from fastsock.metrics import Metrics
-from fastsock.services import fields
 from fastsock.services.clock import now
 from fastsock.services.events import EventSink, Origin
 from fastsock.services.rooms import ADMIN, Rooms
+from fastsock.services.schemas import validate
+from fastsock.services.typing import Typing
 from fastsock.services.views import message_view
 from fastsock.store import Duplicate, Store
 
 Doc = dict[str, Any]
 
-TEXT_MAX = 4000
-CLIENT_MSG_ID_MAX = 64
-HISTORY_DEFAULT, HISTORY_MAX = 50, 100
-
 
 class Messages:
-    def __init__(self, store: Store, sink: EventSink, rooms: Rooms, metrics: Metrics) -> None:
+    def __init__(
+        self, store: Store, sink: EventSink, rooms: Rooms, typing: Typing, metrics: Metrics
+    ) -> None:
         self.store = store
         self.sink = sink
         self.rooms = rooms
+        self.typing = typing
         self.metrics = metrics
 
     async def send(self, user_id: str, data: Doc, origin: Origin | None = None) -> tuple[Doc, bool]:
         """Persist and fan out a message; (message, created). Sending the same client_msg_id
         again returns the stored message and announces nothing twice."""
-        fields.only(data, {"room_id", "client_msg_id", "text"})
-        room_id = fields.object_id(data.get("room_id"), "room_id")
+        data = validate("message.send", data)
+        room_id, client_msg_id = data["room_id"], data["client_msg_id"]
+        self.rooms.throttles.check("send", user_id)
         await self.rooms.require_member(user_id, room_id)
-        client_msg_id = fields.text(
-            data.get("client_msg_id"), "client_msg_id", max_len=CLIENT_MSG_ID_MAX, strip=False
-        )
-        text = fields.text(data.get("text"), "text", max_len=TEXT_MAX)
 
         existing = await self.store.messages.by_client_id(user_id, client_msg_id)
         created = False
         if existing is None:
             at = now()
-            doc = {
-                "room_id": room_id,
-                "sender_id": user_id,
-                "type": "text",
-                "text": text,
-                "attachments": [],
-                "client_msg_id": client_msg_id,
-                "created_at": at,
-                "edited_at": None,
-                "deleted": False,
-                "reactions": {},
-                "version": await self.store.rooms.next_version(room_id, activity_at=at),
-            }
             try:
-                existing = await self.store.messages.insert(doc)
+                async with self.rooms.change(room_id, activity_at=at) as version:
+                    existing = await self.store.messages.insert(
+                        {
+                            "room_id": room_id,
+                            "sender_id": user_id,
+                            "type": "text",
+                            "text": data["text"],
+                            "attachments": [],
+                            "client_msg_id": client_msg_id,
+                            "created_at": at,
+                            "edited_at": None,
+                            "deleted": False,
+                            "reactions": {},
+                            "reaction_kinds": 0,
+                            "version": version,
+                        }
+                    )
                 created = True
             except Duplicate:  # the same send raced itself (e.g. a retry on another socket)
                 existing = await self.store.messages.by_client_id(user_id, client_msg_id)
@@ -68,49 +68,53 @@ class Messages:
         await self.sink.publish([user_id], "message.ack", ack, origin=origin)
         if created:
             self.metrics.messages.inc()
+            await self.typing.stop(user_id, room_id)  # sending ends "is typing…" at once
             await self.rooms.publish(room_id, "message.new", {"message": message})
         return message, created
 
-    async def edit(self, user_id: str, message_id: Any, data: Doc) -> Doc:
-        fields.only(data, {"message_id", "text"})
-        message, _ = await self._visible_message(user_id, message_id)
+    async def edit(self, user_id: str, data: Doc) -> Doc:
+        data = validate("message.edit", data)
+        message, _ = await self.visible_message(user_id, data["message_id"])
         room_id = str(message["room_id"])
         if str(message["sender_id"]) != user_id:
             raise Forbidden("only the author can edit a message")
-        text = fields.text(data.get("text"), "text", max_len=TEXT_MAX)
         if message["deleted"]:
             raise Conflict("the message was deleted")
-        at = now()
-        version = await self.store.rooms.next_version(room_id)
-        updated = await self.store.messages.update(
-            message_id, {"deleted": False}, {"text": text, "edited_at": at, "version": version}
-        )
+        async with self.rooms.change(room_id) as version:
+            updated = await self.store.messages.update(
+                data["message_id"],
+                {"deleted": False},
+                {"$set": {"text": data["text"], "edited_at": now(), "version": version}},
+            )
         if updated is None:
             raise Conflict("the message was deleted")
         view = message_view(updated)
         await self.rooms.publish(room_id, "message.updated", {"message": view})
         return view
 
-    async def delete(self, user_id: str, message_id: Any) -> Doc:
-        message, membership = await self._visible_message(user_id, message_id)
+    async def delete(self, user_id: str, data: Doc) -> Doc:
+        message_id = validate("message.delete", data)["message_id"]
+        message, membership = await self.visible_message(user_id, message_id)
         room_id = str(message["room_id"])
         if str(message["sender_id"]) != user_id and membership["role"] != ADMIN:
             raise Forbidden("only the author or a room admin can delete a message")
         if message["deleted"]:
             return message_view(message)
-        at = now()
-        version = await self.store.rooms.next_version(room_id)
-        tombstone = {
-            "text": "",
-            "attachments": [],
-            "reactions": {},
-            "deleted": True,
-            "deleted_at": at,
-            "version": version,
-        }
-        updated = await self.store.messages.update(message_id, {"deleted": False}, tombstone)
+        async with self.rooms.change(room_id) as version:
+            tombstone = {
+                "text": "",
+                "attachments": [],
+                "reactions": {},
+                "reaction_kinds": 0,
+                "deleted": True,
+                "deleted_at": now(),
+                "version": version,
+            }
+            updated = await self.store.messages.update(
+                message_id, {"deleted": False}, {"$set": tombstone}
+            )
         if updated is None:  # deleted concurrently; that delete announced it
-            updated, _ = await self._visible_message(user_id, message_id)
+            updated, _ = await self.visible_message(user_id, message_id)
             return message_view(updated)
         await self.rooms.publish(
             room_id, "message.deleted", {"message_id": message_id, "room_id": room_id}
@@ -118,26 +122,28 @@ class Messages:
         return message_view(updated)
 
     async def history(self, user_id: str, room_id: Any, query: Doc) -> Doc:
+        """A page of messages newest-first, or with `changed_after=V` every message created,
+        edited, deleted or reacted to since version V, oldest change first."""
+        q = validate("history", query)
         await self.rooms.require_member(user_id, room_id)
-        before = fields.optional_object_id(query.get("before"), "before")
-        after = fields.optional_object_id(query.get("after"), "after")
-        limit = query.get("limit")
-        limit = (
-            HISTORY_DEFAULT
-            if limit is None
-            else fields.integer(limit, "limit", low=1, high=HISTORY_MAX)
-        )
+        if q["changed_after"] is not None:
+            if q["before"] is not None or q["after"] is not None:
+                raise InvalidRequest("changed_after cannot be combined with before/after")
+            docs, has_more = await self.store.messages.changed(
+                room_id, q["changed_after"], q["limit"]
+            )
+            return {"messages": [message_view(d) for d in docs], "has_more": has_more}
+        before, after = q["before"], q["after"]
         if before is not None and after is not None and after >= before:
             raise InvalidRequest("after must be older than before", field="after")
         docs, has_more = await self.store.messages.page(
-            room_id, before=before, after=after, limit=limit
+            room_id, before=before, after=after, limit=q["limit"]
         )
         return {"messages": [message_view(d) for d in docs], "has_more": has_more}
 
-    async def _visible_message(self, user_id: str, message_id: Any) -> tuple[Doc, Doc]:
+    async def visible_message(self, user_id: str, message_id: str) -> tuple[Doc, Doc]:
         """The message and the caller's membership of its room. A missing message answers
         like a message in someone else's room, so ids cannot be probed."""
-        fields.object_id(message_id, "message_id")
         message = await self.store.messages.get(message_id)
         if message is None:
             raise NotAMember("no such message in a room you are a member of")

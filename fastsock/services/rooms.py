@@ -1,31 +1,38 @@
 """Rooms and membership. `require_member` is the one authorization point for everything
-room-scoped: history, sending, editing, deleting, reading, members and room events."""
+room-scoped: history, sending, editing, deleting, reading, receipts, typing, reactions,
+members and room events."""
 
 from __future__ import annotations
 
 import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 from fastsock.errors import Conflict, Forbidden, InvalidRequest, NotAMember, NotFound
 from fastsock.services import fields
 from fastsock.services.clock import now
 from fastsock.services.events import EventSink
+from fastsock.services.limits import Throttles
+from fastsock.services.schemas import validate
 from fastsock.services.views import membership_fields, message_view, room_view
 from fastsock.store import Duplicate, Store
 
 Doc = dict[str, Any]
 
 ADMIN, MEMBER = "admin", "member"
-NAME_MAX = 80
 MAX_MEMBERS = 1000
-MAX_IDS_PER_REQUEST = 100
 PUBLIC_LIMIT = 50
 
 
 class Rooms:
-    def __init__(self, store: Store, sink: EventSink) -> None:
+    def __init__(self, store: Store, sink: EventSink, throttles: Throttles) -> None:
         self.store = store
         self.sink = sink
+        self.throttles = throttles
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # --- the authorization point ----------------------------------------------------------
 
@@ -44,9 +51,35 @@ class Rooms:
             raise Forbidden("only room admins can do this")
         return membership
 
-    async def publish(self, room_id: str, type_: str, data: Doc, **kw: Any) -> None:
-        """Send a room event to the room's current members, and only to them."""
-        await self.sink.publish(await self.store.memberships.member_ids(room_id), type_, data, **kw)
+    async def publish(
+        self,
+        room_id: str,
+        type_: str,
+        data: Doc,
+        *,
+        only: set[str] | None = None,
+        exclude: str | None = None,
+        **kw: Any,
+    ) -> None:
+        """Send a room event to the room's current members (narrowed to `only`, without
+        `exclude`), never to anyone else."""
+        members = await self.store.memberships.member_ids(room_id)
+        members = [m for m in members if m != exclude and (only is None or m in only)]
+        await self.sink.publish(members, type_, data, **kw)
+
+    @asynccontextmanager
+    async def change(self, room_id: str, activity_at: datetime | None = None) -> AsyncIterator[int]:
+        """Reserve the room's next change version for the one write made inside the block.
+
+        Changes to a room are serialised here so versions become visible in order: a client
+        syncing with `changed_after=V` never sees V+1 before V. That holds within one server
+        process; several processes writing one room need the reservation and the write in one
+        MongoDB transaction (see docs/architecture.md)."""
+        lock = self._locks.get(room_id)
+        if lock is None:
+            lock = self._locks[room_id] = asyncio.Lock()
+        async with lock:
+            yield await self.store.rooms.next_version(room_id, activity_at)
 
     # --- reading --------------------------------------------------------------------------
 
@@ -61,10 +94,11 @@ class Rooms:
         return room
 
     async def get(self, user_id: str, room_id: Any) -> Doc:
+        """The room with every member's role and read pointer (for read ticks after a resync)."""
         membership = await self.require_member(user_id, room_id)
         room = await self.view(await self._room(room_id))
         members = await self.store.memberships.of_room(room_id)
-        room["members"] = [{"user_id": str(m["user_id"]), "role": m["role"]} for m in members]
+        room["members"] = [{"user_id": str(m["user_id"]), **membership_fields(m)} for m in members]
         return {**room, **membership_fields(membership)}
 
     async def list_for(self, user_id: str) -> list[Doc]:
@@ -97,8 +131,8 @@ class Rooms:
         summaries.sort(key=lambda r: r["last_activity_at"], reverse=True)
         return summaries
 
-    async def public(self, query: Any) -> list[Doc]:
-        q = "" if query is None else fields.text(query, "q", min_len=0, max_len=NAME_MAX)
+    async def public(self, query: Doc) -> list[Doc]:
+        q = validate("rooms.public", query)["q"]
         rooms = await self.store.rooms.public(q, PUBLIC_LIMIT)
         counts = await asyncio.gather(*(self.store.memberships.count(str(r["_id"])) for r in rooms))
         return [
@@ -115,19 +149,17 @@ class Rooms:
     # --- creating -------------------------------------------------------------------------
 
     async def create_group(self, user_id: str, data: Doc) -> Doc:
-        fields.only(data, {"name", "member_ids", "private"})
-        name = fields.text(data.get("name"), "name", max_len=NAME_MAX)
-        private = fields.boolean(data.get("private", True), "private")
-        member_ids = fields.object_ids(
-            data.get("member_ids", []), "member_ids", max_items=MAX_IDS_PER_REQUEST
-        )
+        data = validate("room.create", data)
+        member_ids = [m for m in data["member_ids"] if m != user_id]
+        if member_ids:
+            self.throttles.check("invite", user_id)
         await self._require_users(member_ids)
         at = now()
         room = await self.store.rooms.insert(
             {
                 "kind": "group",
-                "name": name,
-                "private": private,
+                "name": data["name"],
+                "private": data["private"],
                 "created_by": user_id,
                 "created_at": at,
                 "last_activity_at": at,
@@ -137,16 +169,14 @@ class Rooms:
         room_id = str(room["_id"])
         await self.store.memberships.add(room_id, user_id, ADMIN, at)
         for member_id in member_ids:
-            if member_id != user_id:
-                await self.store.memberships.add(room_id, member_id, MEMBER, at)
+            await self.store.memberships.add(room_id, member_id, MEMBER, at)
         view = await self.view(room)
         await self.publish(room_id, "room.created", {"room": view})
         return view
 
     async def direct(self, user_id: str, data: Doc) -> tuple[Doc, bool]:
         """Get or create the DM with another user; (room, created)."""
-        fields.only(data, {"user_id"})
-        other = fields.object_id(data.get("user_id"), "user_id")
+        other = validate("room.direct", data)["user_id"]
         if other == user_id:
             raise InvalidRequest("a direct message needs another user", field="user_id")
         await self._require_users([other])
@@ -183,15 +213,10 @@ class Rooms:
     # --- changing -------------------------------------------------------------------------
 
     async def update(self, user_id: str, room_id: Any, data: Doc) -> Doc:
-        fields.only(data, {"name", "private"})
+        changes = {k: v for k, v in validate("room.update", data).items() if v is not None}
         await self.require_admin(user_id, room_id)
         room = await self._room(room_id)
         self._require_group(room)
-        changes: Doc = {}
-        if "name" in data:
-            changes["name"] = fields.text(data["name"], "name", max_len=NAME_MAX)
-        if "private" in data:
-            changes["private"] = fields.boolean(data["private"], "private")
         if not changes:
             raise InvalidRequest("nothing to change")
         updated = await self.store.rooms.update(room_id, changes)
@@ -201,15 +226,11 @@ class Rooms:
         return view
 
     async def add_members(self, user_id: str, room_id: Any, data: Doc) -> Doc:
-        fields.only(data, {"user_ids"})
+        user_ids = validate("room.members.add", data)["user_ids"]
         await self.require_admin(user_id, room_id)
         room = await self._room(room_id)
         self._require_group(room)
-        user_ids = fields.object_ids(
-            data.get("user_ids"), "user_ids", max_items=MAX_IDS_PER_REQUEST
-        )
-        if not user_ids:
-            raise InvalidRequest("user_ids must not be empty", field="user_ids")
+        self.throttles.check("invite", user_id)
         await self._require_users(user_ids)
         return await self._add(room, user_ids)
 
@@ -258,11 +279,10 @@ class Rooms:
 
     # --- reading position -----------------------------------------------------------------
 
-    async def mark_read(self, user_id: str, room_id: Any, data: Doc) -> Doc:
-        fields.only(data, {"message_id", "room_id"})
-        room_id = fields.object_id(room_id, "room_id")
+    async def mark_read(self, user_id: str, data: Doc) -> Doc:
+        data = validate("message.read", data)
+        room_id, message_id = data["room_id"], data["message_id"]
         await self.require_member(user_id, room_id)
-        message_id = fields.object_id(data.get("message_id"), "message_id")
         message = await self.store.messages.get(message_id)
         if message is None or str(message["room_id"]) != room_id:
             raise NotFound("no such message in this room")
@@ -277,16 +297,13 @@ class Rooms:
         state = {"room_id": room_id, **membership_fields(membership), "unread_count": unread}
         del state["role"]
         if moved:
-            await self.publish(
-                room_id,
-                "message.read",
-                {
-                    "room_id": room_id,
-                    "user_id": user_id,
-                    "message_id": message_id,
-                    "read_at": state["last_read_at"],
-                },
-            )
+            event = {
+                "room_id": room_id,
+                "user_id": user_id,
+                "message_id": message_id,
+                "read_at": state["last_read_at"],
+            }
+            await self.publish(room_id, "message.read", event)
             await self.sink.publish(
                 [user_id], "unread", {"room_id": room_id, "unread_count": unread}
             )

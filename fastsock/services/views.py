@@ -53,6 +53,7 @@ def room_view(doc: Doc, member_ids: list[str]) -> Doc:
         "last_activity_at": iso(doc["last_activity_at"]),
         "member_ids": member_ids,
         "member_count": len(member_ids),
+        "version": doc.get("version", 0),
     }
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.errors import ConnectionFailure, PyMongoError
 
+from fastsock.store.deliveries import Deliveries
 from fastsock.store.memberships import Memberships
 from fastsock.store.messages import Messages
 from fastsock.store.rooms import Rooms
@@ -52,11 +53,15 @@ class Store:
         self.rooms = Rooms(db.rooms)
         self.memberships = Memberships(db.memberships)
         self.messages = Messages(db.messages)
+        self.deliveries = Deliveries(db.deliveries)
+        self.text_search = False  # set by create_indexes: does the server do $text?
 
     async def create_indexes(self) -> None:
         """Idempotent: creating an index that exists with the same spec is a no-op."""
-        for repo in (self.users, self.tokens, self.rooms, self.memberships, self.messages):
+        repos = (self.users, self.tokens, self.rooms, self.memberships, self.messages)
+        for repo in (*repos, self.deliveries):
             await repo.create_indexes()
+        self.text_search = await self.messages.probe_text_search()
 
     async def ping(self, timeout_s: float = 2.0) -> bool:
         try:

@@ -12,6 +12,8 @@ from fastsock.store.ids import oid
 
 Doc = dict[str, Any]
 
+READ_LOG_MAX = 100
+
 
 class Memberships:
     def __init__(self, coll: AsyncCollection) -> None:
@@ -31,6 +33,7 @@ class Memberships:
                     "joined_at": at,
                     "last_read_message_id": None,
                     "last_read_at": None,
+                    "read_log": [],
                 }
             },
             upsert=True,
@@ -72,6 +75,10 @@ class Memberships:
                 "room_id": oid(room_id),
                 "$or": [{"last_read_message_id": None}, {"last_read_message_id": {"$lt": mid}}],
             },
-            {"$set": {"last_read_message_id": mid, "last_read_at": at}},
+            {
+                "$set": {"last_read_message_id": mid, "last_read_at": at},
+                # Recent pointer moves, so receipts can tell when a message was first read.
+                "$push": {"read_log": {"$each": [[mid, at]], "$slice": -READ_LOG_MAX}},
+            },
         )
         return result.modified_count == 1

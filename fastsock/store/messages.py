@@ -3,11 +3,13 @@ messages stay as tombstones. `(sender_id, client_msg_id)` is unique: sends are i
 
 from __future__ import annotations
 
+import contextlib
+import re
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, TEXT, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from fastsock.store.errors import Duplicate
 from fastsock.store.ids import oid
@@ -24,6 +26,17 @@ class Messages:
         await self.coll.create_index(
             [("sender_id", ASCENDING), ("client_msg_id", ASCENDING)], unique=True
         )
+        await self.coll.create_index([("room_id", ASCENDING), ("version", ASCENDING)])
+        # A server without text search refuses this; search then falls back to a regex match.
+        with contextlib.suppress(OperationFailure):
+            await self.coll.create_index([("text", TEXT)], default_language="none")
+
+    async def probe_text_search(self) -> bool:
+        try:
+            await self.coll.find({"$text": {"$search": "probe"}}).limit(1).to_list()
+        except OperationFailure:
+            return False
+        return True
 
     async def insert(self, doc: Doc) -> Doc:
         doc = {**doc, "room_id": oid(doc["room_id"]), "sender_id": oid(doc["sender_id"])}
@@ -75,10 +88,80 @@ class Messages:
             filt["_id"] = {"$gt": oid(after)}
         return await self.coll.count_documents(filt)
 
-    async def update(self, message_id: str, expect: Doc, changes: Doc) -> Doc | None:
-        """Apply `changes` if the message still matches `expect`; returns the new document."""
+    async def update(self, message_id: str, expect: Doc, update: Doc) -> Doc | None:
+        """Apply the update operators if the message still matches `expect`; returns the new
+        document, or None when it did not match."""
         return await self.coll.find_one_and_update(
-            {"_id": oid(message_id), **expect},
-            {"$set": changes},
+            {"_id": oid(message_id), **expect}, update, return_document=ReturnDocument.AFTER
+        )
+
+    async def changed(self, room_id: str, after_version: int, limit: int) -> tuple[list[Doc], bool]:
+        """Messages whose version is above `after_version`, lowest version first."""
+        cursor = self.coll.find({"room_id": oid(room_id), "version": {"$gt": after_version}})
+        docs = await cursor.sort("version", ASCENDING).limit(limit + 1).to_list()
+        return docs[:limit], len(docs) > limit
+
+    async def many(self, message_ids: list[str]) -> list[Doc]:
+        return await self.coll.find({"_id": {"$in": [oid(m) for m in message_ids]}}).to_list()
+
+    async def search(
+        self, room_ids: list[str], query: str, *, before: str | None, limit: int, text_index: bool
+    ) -> tuple[list[Doc], bool]:
+        """Non-deleted messages in the rooms matching `query`, newest first. With `text_index`
+        MongoDB's text search (whole words, stemmed); otherwise a case-insensitive substring
+        match, for servers without text search."""
+        filt: Doc = {"room_id": {"$in": [oid(r) for r in room_ids]}, "deleted": False}
+        if text_index:
+            filt["$text"] = {"$search": query}
+        else:
+            filt["text"] = {"$regex": re.escape(query), "$options": "i"}
+        if before is not None:
+            filt["_id"] = {"$lt": oid(before)}
+        docs = await self.coll.find(filt).sort("_id", DESCENDING).limit(limit + 1).to_list()
+        return docs[:limit], len(docs) > limit
+
+    async def add_reaction(
+        self, message_id: str, emoji: str, user_id: str, version: int, max_kinds: int
+    ) -> Doc | None:
+        """Add the user's reaction; None if it was there already, the message is deleted, or
+        it would exceed `max_kinds` distinct emoji."""
+        key = f"reactions.{emoji}"
+        base = {"_id": oid(message_id), "deleted": False}
+        for _ in range(2):  # the second round covers an emoji added by someone meanwhile
+            # An emoji already on the message: join it.
+            doc = await self.coll.find_one_and_update(
+                {**base, key: {"$exists": True, "$ne": user_id}},
+                {"$addToSet": {key: user_id}, "$set": {"version": version}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is not None:
+                return doc
+            # A new emoji: only while under the cap (counted in reaction_kinds).
+            doc = await self.coll.find_one_and_update(
+                {**base, key: {"$exists": False}, "reaction_kinds": {"$lt": max_kinds}},
+                {"$set": {key: [user_id], "version": version}, "$inc": {"reaction_kinds": 1}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is not None:
+                return doc
+        return None
+
+    async def remove_reaction(
+        self, message_id: str, emoji: str, user_id: str, version: int
+    ) -> Doc | None:
+        """Remove the user's reaction; None if it was not there."""
+        key = f"reactions.{emoji}"
+        doc = await self.coll.find_one_and_update(
+            {"_id": oid(message_id), "deleted": False, key: user_id},
+            {"$pull": {key: user_id}, "$set": {"version": version}},
             return_document=ReturnDocument.AFTER,
         )
+        if doc is None or doc["reactions"].get(emoji):
+            return doc
+        # That was the last one: drop the emoji so it frees a slot.
+        emptied = await self.coll.find_one_and_update(
+            {"_id": oid(message_id), key: {"$size": 0}},
+            {"$unset": {key: ""}, "$inc": {"reaction_kinds": -1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return emptied or doc

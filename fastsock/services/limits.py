@@ -1,0 +1,73 @@
+"""Token buckets: per-key rate limits held in this process.
+
+Each node limits what it sees; behind a load balancer a user's sockets are usually spread
+over few nodes, so the effective limit is at most a small multiple of the setting."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastsock.config import Limits
+from fastsock.errors import RateLimited
+
+PRUNE_EVERY = 10_000  # keys; idle full buckets are dropped when the table grows past this
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class RateLimiter:
+    def __init__(
+        self, rate_per_s: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate_per_s
+        self.burst = burst
+        self.clock = clock
+        self._buckets: dict[object, _Bucket] = {}
+
+    def retry_after(self, key: object) -> float:
+        """Take one token for `key`: 0.0 if allowed, else seconds until one is available."""
+        now = self.clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= PRUNE_EVERY:
+                self._prune(now)
+            bucket = self._buckets[key] = _Bucket(float(self.burst), now)
+        else:
+            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+            bucket.updated = now
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return 0.0
+        return (1 - bucket.tokens) / self.rate
+
+    def _prune(self, now: float) -> None:
+        full_after = self.burst / self.rate
+        for key in [k for k, b in self._buckets.items() if now - b.updated >= full_after]:
+            del self._buckets[key]
+
+
+class Throttles:
+    """Every per-user limit the services enforce, and the refusal counter."""
+
+    def __init__(self, limits: Limits, on_refused: Callable[[str], None]) -> None:
+        self._limiters = {
+            "send": RateLimiter(limits.send_per_s, limits.send_burst),
+            "typing": RateLimiter(limits.typing_per_s, limits.typing_burst),
+            "reaction": RateLimiter(limits.reactions_per_s, limits.reactions_burst),
+            "invite": RateLimiter(limits.invites_per_min / 60, limits.invites_per_min),
+            "login": RateLimiter(limits.logins_per_min / 60, limits.logins_per_min),
+        }
+        self._on_refused = on_refused
+
+    def check(self, kind: str, key: object) -> None:
+        """Raise 429 `rate_limited` (with retry_after) if `key` is over its `kind` limit."""
+        wait = self._limiters[kind].retry_after(key)
+        if wait > 0:
+            self._on_refused(kind)
+            raise RateLimited(f"too many {kind} requests; slow down", retry_after=wait)

@@ -1,0 +1,164 @@
+"""The one schema table: every client input (REST body or query, WebSocket event) by name.
+
+Services call `validate(name, data)` first thing, so both transports accept and refuse
+exactly the same inputs with the same errors. Unknown fields are refused."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastsock.errors import InvalidRequest
+from fastsock.services import fields
+from fastsock.services.emoji import is_single_emoji
+
+Doc = dict[str, Any]
+
+TEXT_MAX = 4000
+NAME_MAX = 80
+DISPLAY_NAME_MAX = 64
+STATUS_MAX = 140
+CLIENT_MSG_ID_MAX = 64
+IDS_PER_REQUEST = 100
+USERNAME_RE = re.compile(r"[a-z0-9_.-]{3,32}")
+PASSWORD_MIN, PASSWORD_MAX = 8, 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    check: Callable[[Any, str], Any]
+    required: bool = True
+    default: Any = None
+
+
+def text(min_len: int = 1, max_len: int = TEXT_MAX, *, strip: bool = True, **kw: Any) -> Field:
+    return Field(
+        lambda v, n: fields.text(v, n, min_len=min_len, max_len=max_len, strip=strip), **kw
+    )
+
+
+def object_id(**kw: Any) -> Field:
+    return Field(fields.object_id, **kw)
+
+
+def object_ids(max_items: int = IDS_PER_REQUEST, *, min_items: int = 0, **kw: Any) -> Field:
+    def check(value: Any, name: str) -> list[str]:
+        ids = fields.object_ids(value, name, max_items=max_items)
+        if len(ids) < min_items:
+            raise InvalidRequest(f"{name} must not be empty", field=name)
+        return ids
+
+    return Field(check, **kw)
+
+
+def integer(low: int, high: int, **kw: Any) -> Field:
+    return Field(lambda v, n: fields.integer(v, n, low=low, high=high), **kw)
+
+
+def boolean(**kw: Any) -> Field:
+    return Field(fields.boolean, **kw)
+
+
+def _username(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not USERNAME_RE.fullmatch(value.strip().lower()):
+        raise InvalidRequest(
+            "username must be 3-32 characters: a-z, 0-9, '_', '.', '-'", field=name
+        )
+    return value.strip().lower()
+
+
+def _password(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not PASSWORD_MIN <= len(value) <= PASSWORD_MAX:
+        raise InvalidRequest(
+            f"password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters", field=name
+        )
+    return value
+
+
+def _string(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be a string", field=name)
+    return value
+
+
+def _emoji(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not is_single_emoji(value):
+        raise InvalidRequest(f"{name} must be exactly one emoji", field=name)
+    return value
+
+
+OPTIONAL = {"required": False}
+
+SCHEMAS: dict[str, dict[str, Field]] = {
+    "auth.register": {
+        "username": Field(_username),
+        "password": Field(_password),
+        "display_name": text(max_len=DISPLAY_NAME_MAX, **OPTIONAL),
+    },
+    # Login checks only types: its answer must not say which rule a guess broke.
+    "auth.login": {"username": Field(_string), "password": Field(_string)},
+    "auth.refresh": {"refresh_token": Field(_string)},
+    "user.update": {
+        "display_name": text(max_len=DISPLAY_NAME_MAX, **OPTIONAL),
+        "status_message": text(min_len=0, max_len=STATUS_MAX, **OPTIONAL),
+    },
+    "users.search": {
+        "q": text(min_len=0, max_len=64, required=False, default=""),
+        "limit": integer(1, 50, required=False, default=20),
+    },
+    "room.create": {
+        "name": text(max_len=NAME_MAX),
+        "member_ids": object_ids(required=False, default=()),
+        "private": boolean(required=False, default=True),
+    },
+    "room.direct": {"user_id": object_id()},
+    "room.update": {
+        "name": text(max_len=NAME_MAX, **OPTIONAL),
+        "private": boolean(**OPTIONAL),
+    },
+    "room.members.add": {"user_ids": object_ids(min_items=1)},
+    "rooms.public": {"q": text(min_len=0, max_len=NAME_MAX, required=False, default="")},
+    "message.send": {
+        "room_id": object_id(),
+        "client_msg_id": text(max_len=CLIENT_MSG_ID_MAX, strip=False),
+        "text": text(),
+    },
+    "message.edit": {"message_id": object_id(), "text": text()},
+    "message.delete": {"message_id": object_id()},
+    "message.read": {"room_id": object_id(), "message_id": object_id()},
+    "message.delivered": {"message_ids": object_ids(min_items=1)},
+    "typing": {"room_id": object_id(), "active": boolean()},
+    "reaction.add": {"message_id": object_id(), "emoji": Field(_emoji)},
+    "reaction.remove": {"message_id": object_id(), "emoji": Field(_emoji)},
+    "history": {
+        "before": object_id(**OPTIONAL),
+        "after": object_id(**OPTIONAL),
+        "limit": integer(1, 100, required=False, default=50),
+        "changed_after": integer(0, 2**53, **OPTIONAL),
+    },
+    "search": {
+        "q": text(max_len=200),
+        "room_id": object_id(**OPTIONAL),
+        "before": object_id(**OPTIONAL),
+        "limit": integer(1, 50, required=False, default=20),
+    },
+}
+
+
+def validate(name: str, data: Mapping[str, Any]) -> Doc:
+    """Clean `data` against schema `name`: known fields only, each checked (null is not a
+    value: it is refused like any other wrong type); absent optional fields take their
+    default."""
+    schema = SCHEMAS[name]
+    fields.only(data, set(schema))
+    out: Doc = {}
+    for key, spec in schema.items():
+        if key in data:
+            out[key] = spec.check(data[key], key)
+        elif spec.required:
+            raise InvalidRequest(f"{key} is required", field=key)
+        else:
+            out[key] = spec.default
+    return out
