@@ -163,7 +163,8 @@ class Socket:
             return None
         frame = json.loads(msg)
         self.frames.append(frame)
-        self.seqs.append(frame["seq"])
+        if "seq" in frame:  # every frame but `ready`
+            self.seqs.append(frame["seq"])
         return frame
 
     async def expect(

@@ -1,28 +1,39 @@
-"""The local hub: which sockets belong to which user on this process, and delivery to them.
+"""The local hub: sessions on this process, and delivery to them.
 
-An event is serialised once; each recipient socket only prefixes its own `seq` (and the `ref`
-of the request it answers). Writes never wait for a socket to drain, so one slow or dead
-socket cannot delay the others; a socket that falls too far behind is closed instead and its
-client reconnects."""
+A session is one client tab's numbered event stream. Every frame it is sent gets the next
+`seq` and is kept for a while, so a client that lost its socket can reconnect with
+`resume: {session, last_seq}` and receive exactly what it missed, in order. A session
+outlives its socket for RESUME_WINDOW_S; events published meanwhile are buffered for it.
+When the buffer cannot cover a gap (too much missed, window passed, a restart, or a session
+held by another node), the client is told to resync from the REST API instead.
+
+An event is serialised once; each recipient session only prefixes its own `seq` (and the
+`ref` of the request it answers). Writes never wait for a socket to drain, so one slow or
+dead socket cannot delay the others."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
+from collections import deque
 from collections.abc import Coroutine, Iterable
 from typing import Any, Protocol
 
 from fastsock.metrics import Metrics
 from fastsock.services.events import Origin, Ref
 
+RESUME_WINDOW_S = 120.0
+# Frames kept while the socket is open (enough to cover what may be in flight when it drops)
+# and while it is away (what a reconnect can replay). Past these, a resume becomes a resync.
+ATTACHED_KEEP = (1_000, 1024 * 1024)
+DETACHED_KEEP = (10_000, 8 * 1024 * 1024)
 
-class Connection(Protocol):
-    id: str
-    user_id: str
 
-    def send_frame(self, payload: str, ref: Ref | None) -> None:
-        """Queue one encoded event (JSON object text without `seq`) for this socket."""
+class Transport(Protocol):
+    def write_frame(self, frame: str) -> None:
+        """Queue one complete frame for the socket."""
 
     def close(self, code: int | None = None, reason: str | None = None) -> None: ...
 
@@ -31,49 +42,112 @@ def encode(type_: str, data: dict[str, Any]) -> str:
     return json.dumps({"type": type_, "data": data}, separators=(",", ":"), ensure_ascii=False)
 
 
+class Session:
+    def __init__(self, session_id: str, user_id: str) -> None:
+        self.id = session_id
+        self.user_id = user_id
+        self.seq = 0
+        self.socket: Transport | None = None
+        self.expiry: asyncio.TimerHandle | None = None
+        self._frames: deque[tuple[int, str]] = deque()
+        self._bytes = 0
+
+    def deliver(self, payload: str, ref: Ref | None = None) -> None:
+        """Number an encoded event (`{"type", "data"}` text), keep it, send it if attached."""
+        self.seq += 1
+        head = f'{{"seq":{self.seq},'
+        if ref is not None:
+            head += f'"ref":{json.dumps(ref)},'
+        frame = head + payload[1:]
+        self._frames.append((self.seq, frame))
+        self._bytes += len(frame)
+        self._trim()
+        if self.socket is not None:
+            self.socket.write_frame(frame)
+
+    def missed_since(self, last_seq: int) -> list[str] | None:
+        """The frames after `last_seq`, or None if some of them are no longer kept."""
+        if not 0 <= last_seq <= self.seq:
+            return None
+        oldest = self._frames[0][0] if self._frames else self.seq + 1
+        if last_seq + 1 < oldest:
+            return None
+        return [frame for seq, frame in self._frames if seq > last_seq]
+
+    def _trim(self) -> None:
+        max_frames, max_bytes = ATTACHED_KEEP if self.socket is not None else DETACHED_KEEP
+        while len(self._frames) > max_frames or self._bytes > max_bytes:
+            self._bytes -= len(self._frames.popleft()[1])
+
+
 class Hub:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self._by_user: dict[str, dict[str, Connection]] = {}
+        # Session ids name their node, so a resume that reaches another node resyncs at once.
+        self.node_id = secrets.token_hex(4)
+        self._sessions: dict[str, Session] = {}
+        self._by_user: dict[str, dict[str, Session]] = {}
         self.closing = False  # set at shutdown: no presence churn while sockets are closed
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def add(self, conn: Connection) -> bool:
-        """Register a socket; True if it is the user's first one here (they came online)."""
-        conns = self._by_user.setdefault(conn.user_id, {})
-        conns[conn.id] = conn
+    # --- sessions -------------------------------------------------------------------------
+
+    def open(self, user_id: str, socket: Transport) -> tuple[Session, bool]:
+        """A new session for the socket; (session, the user just came online)."""
+        session = Session(f"{self.node_id}.{secrets.token_urlsafe(12)}", user_id)
+        self._sessions[session.id] = session
+        self._by_user.setdefault(user_id, {})[session.id] = session
+        return session, self._attach(session, socket)
+
+    def resume(
+        self, user_id: str, socket: Transport, session_id: str, last_seq: int
+    ) -> tuple[Session, list[str], bool] | str:
+        """Reattach a session and return (session, frames to replay, came online), or the
+        reason it cannot be resumed."""
+        session = self._sessions.get(session_id)
+        if session is None:
+            return "unknown"
+        if session.user_id != user_id:
+            return "wrong_user"
+        missed = session.missed_since(last_seq)
+        if missed is None:
+            return "gap"
+        if session.socket is not None:  # the old socket has not noticed it is dead yet
+            old = session.socket
+            self.detach(session, old)
+            old.close(4000, "replaced by a newer connection")
+        return session, missed, self._attach(session, socket)
+
+    def _attach(self, session: Session, socket: Transport) -> bool:
+        if session.expiry is not None:
+            session.expiry.cancel()
+            session.expiry = None
+        came_online = not self.is_online(session.user_id)
+        session.socket = socket
         self.metrics.ws_connections.inc()
-        return len(conns) == 1
+        return came_online
 
-    def remove(self, conn: Connection) -> bool:
-        """Unregister a socket; True if it was the user's last one (they went offline)."""
-        conns = self._by_user.get(conn.user_id)
-        if not conns or conns.pop(conn.id, None) is None:
-            return False
+    def detach(self, session: Session, socket: Transport) -> bool:
+        """The socket closed: keep the session for a resume; True if the user went offline."""
+        if session.socket is not socket:
+            return False  # already replaced by a resumed socket
+        session.socket = None
         self.metrics.ws_connections.dec()
-        if conns:
-            return False
-        del self._by_user[conn.user_id]
-        return True
+        loop = asyncio.get_running_loop()
+        session.expiry = loop.call_later(RESUME_WINDOW_S, self._drop, session)
+        return not self.is_online(session.user_id)
 
-    def spawn(self, coro: Coroutine[None, None, None]) -> None:
-        """Run follow-up work (e.g. presence) in the background; shutdown waits for it."""
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def wait_tasks(self, timeout: float) -> None:
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout)
-
-    def close_all(self, code: int, reason: str) -> None:
-        self.closing = True
-        for conns in list(self._by_user.values()):
-            for conn in list(conns.values()):
-                conn.close(code, reason)
+    def _drop(self, session: Session) -> None:
+        self._sessions.pop(session.id, None)
+        sessions = self._by_user.get(session.user_id, {})
+        sessions.pop(session.id, None)
+        if not sessions:
+            self._by_user.pop(session.user_id, None)
 
     def is_online(self, user_id: str) -> bool:
-        return user_id in self._by_user
+        return any(s.socket is not None for s in self._by_user.get(user_id, {}).values())
+
+    # --- delivery -------------------------------------------------------------------------
 
     async def publish(
         self,
@@ -87,15 +161,35 @@ class Hub:
         payload: str | None = None
         delivered = 0
         for user_id in set(user_ids):
-            conns = self._by_user.get(user_id)
-            if not conns:
+            sessions = self._by_user.get(user_id)
+            if not sessions:
                 continue
             if payload is None:
                 payload = encode(type_, data)
-            for conn in list(conns.values()):
-                ref = origin.ref if origin and origin.connection_id == conn.id else None
-                conn.send_frame(payload, ref)
-                delivered += 1
+            for session in list(sessions.values()):
+                ref = origin.ref if origin and origin.connection_id == session.id else None
+                session.deliver(payload, ref)
+                delivered += session.socket is not None
         if delivered:
             self.metrics.events_delivered.labels(type_).inc(delivered)
             self.metrics.event_delivery.observe(time.perf_counter() - started)
+
+    # --- background work and shutdown -----------------------------------------------------
+
+    def spawn(self, coro: Coroutine[None, None, None]) -> None:
+        """Run follow-up work (e.g. presence) in the background; shutdown waits for it."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait_tasks(self, timeout: float) -> None:
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+
+    def close_all(self, code: int, reason: str) -> None:
+        self.closing = True
+        for session in list(self._sessions.values()):
+            if session.expiry is not None:
+                session.expiry.cancel()
+            if session.socket is not None:
+                session.socket.close(code, reason)

@@ -1,6 +1,8 @@
 """The WebSocket endpoint `/ws` (design.md section 4).
 
-The first frame must be `auth` within AUTH_TIMEOUT_S, else close 4401. Every later frame is
+The first frame must be `auth {token, resume?}` within AUTH_TIMEOUT_S, else close 4401. The
+reply is `ready {user, session, resume}` (the one frame without a `seq`), followed, on a
+successful resume, by every frame the client missed. Every later frame is
 `{"type", "data", "ref"?}`; a malformed or unknown one gets `error invalid_request` and the
 socket stays open. Frames are handled in order, one at a time per socket."""
 
@@ -9,7 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from asyncio import Future
+from collections import deque
 from typing import Any
 
 from tornado.ioloop import IOLoop
@@ -17,8 +21,8 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from fastsock import logs
 from fastsock.context import AppContext
-from fastsock.errors import ApiError, InvalidRequest, TooLarge, Unauthenticated
-from fastsock.realtime.hub import encode
+from fastsock.errors import ApiError, InvalidRequest, RateLimited, TooLarge, Unauthenticated
+from fastsock.realtime.hub import Session, encode
 from fastsock.realtime.routes import ROUTES
 from fastsock.services.events import Origin, Ref
 from fastsock.services.fields import only
@@ -30,11 +34,14 @@ AUTH_TIMEOUT_S = 10.0
 MAX_FRAME_BYTES = 64 * 1024
 # Tornado's own hard cap: frames beyond this are dropped with close 1009 before we see them.
 HARD_FRAME_BYTES = 1024 * 1024
-# Queued-but-unsent bytes a socket may hold before it is judged too slow and closed.
+# Queued-but-unsent bytes a socket may hold before it is judged too slow and closed; its
+# session keeps the frames, so the client resumes without losing any.
 MAX_PENDING_BYTES = 4 * 1024 * 1024
 REF_MAX = 64
+ABUSE_WINDOW_S = 10.0
 
 CLOSE_AUTH = 4401
+CLOSE_ABUSE = 4429
 CLOSE_TOO_BIG = 1009
 CLOSE_SLOW = 1013
 
@@ -42,14 +49,16 @@ CLOSE_SLOW = 1013
 class ChatSocket(WebSocketHandler):
     def initialize(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self.id = secrets.token_urlsafe(12)
-        self.request_id = self.id  # the connection id doubles as the request id in logs
-        self.user_id = ""
-        self.seq = 0
+        self.session: Session | None = None
+        self.request_id = secrets.token_hex(8)  # names this connection in the logs
         self.pending_bytes = 0
         self.oversize_frames = 0
-        self.registered = False
+        self.refusals: deque[float] = deque()
         self._auth_timer: object | None = None
+
+    @property
+    def user_id(self) -> str:
+        return self.session.user_id if self.session else ""
 
     def check_origin(self, origin: str) -> bool:
         # Authentication is the first frame's token, never a cookie, so a foreign page cannot
@@ -60,18 +69,13 @@ class ChatSocket(WebSocketHandler):
         self._auth_timer = IOLoop.current().call_later(AUTH_TIMEOUT_S, self._auth_timeout)
 
     def _auth_timeout(self) -> None:
-        if not self.registered:
+        if self.session is None:
             self.close(CLOSE_AUTH, "authentication timeout")
 
     # --- outgoing -------------------------------------------------------------------------
 
-    def send_frame(self, payload: str, ref: Ref | None) -> None:
-        """Prefix this socket's seq (and ref) to an encoded event and queue it."""
-        self.seq += 1
-        head = f'{{"seq":{self.seq},'
-        if ref is not None:
-            head += f'"ref":{json.dumps(ref)},'
-        frame = head + payload[1:]
+    def write_frame(self, frame: str) -> None:
+        """Queue one complete frame; close the socket if it has fallen too far behind."""
         try:
             future = self.write_message(frame)
         except WebSocketClosedError:
@@ -81,8 +85,8 @@ class ChatSocket(WebSocketHandler):
         future.add_done_callback(lambda f: self._drained(f, size))
         if self.pending_bytes > MAX_PENDING_BYTES:
             self.ctx.metrics.ws_dropped.inc()
-            log.warning("ws_slow_consumer_closed", extra={"fields": {"conn": self.id}})
-            self.close(CLOSE_SLOW, "too slow: reconnect")
+            log.warning("ws_slow_consumer_closed", extra={"fields": {"session": self.request_id}})
+            self.close(CLOSE_SLOW, "too slow: reconnect and resume")
 
     def _drained(self, future: Future[None], size: int) -> None:
         self.pending_bytes -= size
@@ -90,32 +94,42 @@ class ChatSocket(WebSocketHandler):
             future.exception()  # a write to a socket that closed meanwhile: nothing to do
 
     def send_event(self, type_: str, data: dict[str, Any], ref: Ref | None = None) -> None:
-        self.send_frame(encode(type_, data), ref)
+        assert self.session is not None
+        self.session.deliver(encode(type_, data), ref)
 
-    def send_api_error(self, exc: ApiError, ref: Ref | None) -> None:
+    def refuse(self, exc: ApiError, ref: Ref | None) -> None:
+        """Answer with `error`; a socket refused too often in a short time is closed."""
         self.send_event("error", exc.to_dict(), ref)
+        now = time.monotonic()
+        self.refusals.append(now)
+        while self.refusals and self.refusals[0] < now - ABUSE_WINDOW_S:
+            self.refusals.popleft()
+        if len(self.refusals) > self.ctx.settings.limits.abuse_refusals:
+            log.warning("ws_abuse_closed", extra={"fields": {"session": self.request_id}})
+            self.close(CLOSE_ABUSE, "too many refused requests")
 
     # --- incoming -------------------------------------------------------------------------
 
     async def on_message(self, message: str | bytes) -> None:
-        logs.request_id.set(self.id)
+        logs.request_id.set(self.request_id)
         logs.user_id.set(self.user_id or None)
         size = len(message) if isinstance(message, bytes) else len(message.encode())
         if size > MAX_FRAME_BYTES:
             self.oversize_frames += 1
-            self.send_api_error(TooLarge(f"frames are limited to {MAX_FRAME_BYTES} bytes"), None)
-            if self.oversize_frames > 1 or not self.registered:
+            if self.session is None or self.oversize_frames > 1:
                 self.close(CLOSE_TOO_BIG, "frame too large")
+            else:
+                self.refuse(TooLarge(f"frames are limited to {MAX_FRAME_BYTES} bytes"), None)
             return
         try:
             type_, data, ref = self._parse(message)
         except InvalidRequest as exc:
-            if not self.registered:
+            if self.session is None:
                 self.close(CLOSE_AUTH, "the first frame must be auth")
             else:
-                self.send_api_error(exc, None)
+                self.refuse(exc, None)
             return
-        if not self.registered:
+        if self.session is None:
             await self._authenticate(type_, data)
             return
         await self._dispatch(type_, data, ref)
@@ -136,9 +150,7 @@ class ChatSocket(WebSocketHandler):
             type(ref) is int and abs(ref) < 2**53  # exact in JavaScript
         )
         if ref is not None and not valid_ref:
-            raise InvalidRequest(
-                f"ref must be an integer or a string of at most {REF_MAX} characters"
-            )
+            raise InvalidRequest(f"ref must be an integer or a string of at most {REF_MAX} chars")
         unknown = set(frame) - {"type", "data", "ref"}
         if unknown:
             raise InvalidRequest(f"unknown frame field {sorted(unknown)[0]}")
@@ -150,6 +162,7 @@ class ChatSocket(WebSocketHandler):
             if type_ != "auth":
                 raise Unauthenticated("the first frame must be auth")
             only(data, {"token", "resume"})
+            resume = _resume_request(data.get("resume"))
             user_id = services.accounts.authenticate(data.get("token"))
             user = await services.accounts.get(user_id)
         except ApiError as exc:
@@ -158,20 +171,31 @@ class ChatSocket(WebSocketHandler):
         except Exception as exc:
             if not is_unavailable(exc):
                 raise
-            self.send_event("error", {"code": "unavailable", "message": "database unavailable"})
             self.close(1011, "database unavailable")
             return
         if self.ws_connection is None:  # closed while we looked the user up
             return
-        self.user_id = user_id
-        self.registered = True
+        hub = self.ctx.hub
+        outcome: str | None = None
+        missed: list[str] = []
+        if resume is not None:
+            resumed = hub.resume(user_id, self, *resume)
+            if isinstance(resumed, str):
+                outcome = "resync"
+                self.ctx.metrics.resume.labels(resumed).inc()
+            else:
+                self.session, missed, came_online = resumed
+                outcome = "ok"
+                self.ctx.metrics.resume.labels("ok").inc()
+        if self.session is None:
+            self.session, came_online = hub.open(user_id, self)
         logs.user_id.set(user_id)
-        # Replaying missed events needs issue #3's event log; until then a resume is a resync.
-        resume = "resync" if data.get("resume") else None
-        first = self.ctx.hub.add(self)
-        self.send_event("ready", {"user": user, "session": self.id, "resume": resume})
-        if first:
-            await self._announce(True)
+        ready = {"user": user, "session": self.session.id, "resume": outcome}
+        self.write_frame(encode("ready", ready))
+        for frame in missed:
+            self.write_frame(frame)
+        if came_online:
+            await self._presence(True)
 
     async def _dispatch(self, type_: str, data: dict[str, Any], ref: Ref | None) -> None:
         if type_ == "ping":
@@ -179,14 +203,16 @@ class ChatSocket(WebSocketHandler):
             return
         route = ROUTES.get(type_)
         if route is None:
-            self.send_api_error(
-                InvalidRequest(f"unknown event type {type_[:40]!r}", field="type"), ref
-            )
+            self.refuse(InvalidRequest(f"unknown event type {type_[:40]!r}", field="type"), ref)
             return
+        assert self.session is not None
         try:
-            reply = await route(self.ctx.services, self.user_id, data, Origin(self.id, ref))
+            reply = await route(self.ctx.services, self.user_id, data, Origin(self.session.id, ref))
+        except (InvalidRequest, RateLimited, TooLarge) as exc:
+            self.refuse(exc, ref)  # the kinds of refusal a misbehaving client piles up
+            return
         except ApiError as exc:
-            self.send_api_error(exc, ref)
+            self.send_event("error", exc.to_dict(), ref)
             return
         except Exception as exc:
             if not is_unavailable(exc):
@@ -205,12 +231,28 @@ class ChatSocket(WebSocketHandler):
     def on_close(self) -> None:
         if self._auth_timer is not None:
             IOLoop.current().remove_timeout(self._auth_timer)  # type: ignore[arg-type]
-        if self.registered and self.ctx.hub.remove(self) and not self.ctx.hub.closing:
-            self.ctx.hub.spawn(self._announce(False))
+        hub = self.ctx.hub
+        if self.session is not None and hub.detach(self.session, self) and not hub.closing:
+            hub.spawn(self._presence(False))
 
-    async def _announce(self, online: bool) -> None:
+    async def _presence(self, online: bool) -> None:
         try:
-            await self.ctx.services.presence.announce(self.user_id, online)
+            await self.ctx.services.presence.changed(self.user_id, online)
         except Exception as exc:  # presence is best effort; never break the socket over it
             if not is_unavailable(exc):
                 log.exception("presence_failed")
+
+
+def _resume_request(value: Any) -> tuple[str, int] | None:
+    """`{session, last_seq}` -> (session, last_seq); refuses any other shape."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, dict)
+        or set(value) != {"session", "last_seq"}
+        or not isinstance(value["session"], str)
+        or len(value["session"]) > REF_MAX
+        or type(value["last_seq"]) is not int
+    ):
+        raise InvalidRequest("resume must be {session, last_seq}", field="resume")
+    return value["session"], value["last_seq"]

@@ -43,7 +43,7 @@ class Services:
             accounts=Accounts(store, sink, tokens, throttles),
             rooms=rooms,
             messages=messages,
-            presence=Presence(sink, rooms),
+            presence=Presence(sink, rooms, typing),
             receipts=Receipts(store, sink, rooms, messages),
             reactions=Reactions(store, rooms, messages),
             typing=typing,
