@@ -25,7 +25,7 @@ from fastsock.errors import ApiError, InvalidRequest, RateLimited, TooLarge, Una
 from fastsock.realtime.hub import Session, encode
 from fastsock.realtime.routes import ROUTES
 from fastsock.services.events import Origin, Ref
-from fastsock.services.fields import only
+from fastsock.services.schemas import validate
 from fastsock.store import is_unavailable
 
 log = logging.getLogger("fastsock.ws")
@@ -161,9 +161,9 @@ class ChatSocket(WebSocketHandler):
         try:
             if type_ != "auth":
                 raise Unauthenticated("the first frame must be auth")
-            only(data, {"token", "resume"})
-            resume = _resume_request(data.get("resume"))
-            user_id = services.accounts.authenticate(data.get("token"))
+            auth = validate("auth", data)
+            resume = auth["resume"]
+            user_id = services.accounts.authenticate(auth["token"])
             user = await services.accounts.get(user_id)
         except ApiError as exc:
             self.close(CLOSE_AUTH, exc.message[:120])
@@ -199,7 +199,12 @@ class ChatSocket(WebSocketHandler):
 
     async def _dispatch(self, type_: str, data: dict[str, Any], ref: Ref | None) -> None:
         if type_ == "ping":
-            self.send_event("pong", {}, ref)
+            try:
+                validate("ping", data)
+            except InvalidRequest as exc:
+                self.refuse(exc, ref)
+            else:
+                self.send_event("pong", {}, ref)
             return
         route = ROUTES.get(type_)
         if route is None:
@@ -241,18 +246,3 @@ class ChatSocket(WebSocketHandler):
         except Exception as exc:  # presence is best effort; never break the socket over it
             if not is_unavailable(exc):
                 log.exception("presence_failed")
-
-
-def _resume_request(value: Any) -> tuple[str, int] | None:
-    """`{session, last_seq}` -> (session, last_seq); refuses any other shape."""
-    if value is None:
-        return None
-    if (
-        not isinstance(value, dict)
-        or set(value) != {"session", "last_seq"}
-        or not isinstance(value["session"], str)
-        or len(value["session"]) > REF_MAX
-        or type(value["last_seq"]) is not int
-    ):
-        raise InvalidRequest("resume must be {session, last_seq}", field="resume")
-    return value["session"], value["last_seq"]

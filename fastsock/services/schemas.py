@@ -89,9 +89,25 @@ def _emoji(value: Any, name: str) -> str:
     return value
 
 
+def _resume(value: Any, name: str) -> tuple[str, int]:
+    """`{session, last_seq}` -> (session, last_seq)."""
+    if (
+        not isinstance(value, dict)
+        or set(value) != {"session", "last_seq"}
+        or not isinstance(value["session"], str)
+        or len(value["session"]) > 64
+        or type(value["last_seq"]) is not int
+    ):
+        raise InvalidRequest(f"{name} must be {{session, last_seq}}", field=name)
+    return value["session"], value["last_seq"]
+
+
 OPTIONAL = {"required": False}
 
 SCHEMAS: dict[str, dict[str, Field]] = {
+    # WebSocket-only events
+    "auth": {"token": Field(_string), "resume": Field(_resume, required=False)},
+    "ping": {},
     "auth.register": {
         "username": Field(_username),
         "password": Field(_password),

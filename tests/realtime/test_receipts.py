@@ -1,4 +1,4 @@
-"""Delivery states (Sent -> Delivered -> Read) seen by the sender, and GET /messages/{id}/receipts."""
+"""Delivery states (Sent -> Delivered -> Read) seen by the sender, and message receipts."""
 
 from __future__ import annotations
 
