@@ -19,6 +19,8 @@ from fastsock.config import (
 )
 from fastsock.errors import InvalidRequest, Unauthenticated
 from fastsock.services import fields
+from fastsock.services.emoji import is_single_emoji
+from fastsock.services.limits import RateLimiter
 from fastsock.services.passwords import ScryptParams, hash_password, verify_password
 from fastsock.services.tokens import ACCESS, REFRESH, TokenCodec
 
@@ -472,3 +474,51 @@ def test_example_config_file_loads() -> None:
     example = Path(__file__).resolve().parents[2] / "config" / "fastsock.env.example"
     settings = load_settings(environ={}, config_file=example)
     assert settings.port == 8888 and settings.mongo_uri is None
+
+
+def test_limit_settings_are_read_and_checked() -> None:
+    settings = load_settings(
+        environ={"FASTSOCK_LIMIT_SEND_PER_S": "2.5", "FASTSOCK_LIMIT_LOGINS_PER_MIN": "3"}
+    )
+    assert settings.limits.send_per_s == 2.5 and settings.limits.logins_per_min == 3
+    assert settings.limits.send_burst == 20  # untouched defaults stay
+    for bad in ("0", "-1", "lots"):
+        with pytest.raises(ConfigError, match="FASTSOCK_LIMIT_SEND_BURST"):
+            load_settings(environ={"FASTSOCK_LIMIT_SEND_BURST": bad})
+    with pytest.raises(ConfigError, match="FASTSOCK_LIMIT_SEND_BURST"):
+        load_settings(environ={"FASTSOCK_LIMIT_SEND_BURST": "2.5"})
+
+
+def test_rate_limiter_refills_at_its_rate() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate_per_s=2, burst=3, clock=lambda: now[0])
+    assert [limiter.retry_after("u") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.retry_after("u") == pytest.approx(0.5)
+    assert limiter.retry_after("other") == 0.0  # keys are independent
+    now[0] = 0.5
+    assert limiter.retry_after("u") == 0.0
+    assert limiter.retry_after("u") > 0
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("👍", True),
+        ("👍🏽", True),
+        ("❤️", True),
+        ("🇫🇷", True),
+        ("1️⃣", True),
+        ("👨‍👩‍👧‍👦", True),
+        ("🏴󠁧󠁢󠁳󠁣󠁴󠁿", True),
+        ("a", False),
+        ("👍👍", False),
+        ("", False),
+        ("👍 ", False),
+        ("🇫", False),
+        ("1", False),
+        ("👍\u200d", False),
+        ("<b>", False),
+    ],
+)
+def test_single_emoji(value: str, ok: bool) -> None:
+    assert is_single_emoji(value) is ok
