@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 class ApiError(Exception):
     status = 400
@@ -60,4 +62,6 @@ class RateLimited(ApiError):
         self.retry_after = retry_after
 
     def to_dict(self) -> dict[str, str]:
-        return {**super().to_dict(), "retry_after": round(self.retry_after, 3)}  # type: ignore[dict-item]
+        # Rounded up, never to zero: "retry now" would only earn another refusal.
+        wait = max(0.001, math.ceil(self.retry_after * 1000) / 1000)
+        return {**super().to_dict(), "retry_after": wait}  # type: ignore[dict-item]

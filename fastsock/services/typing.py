@@ -38,6 +38,7 @@ class Typing:
         data = validate("typing", data)
         room_id = data["room_id"]
         self.rooms.throttles.check("typing", user_id)
+        await self.rooms.require_member(user_id, room_id)
         key = (room_id, user_id)
         if not data["active"]:
             await self.stop(user_id, room_id)
@@ -48,7 +49,6 @@ class Typing:
             indicator.expiry.cancel()  # a refresh: push the expiry back, relay nothing
             indicator.expiry = loop.call_later(EXPIRY_S, self._expire, key)
             return
-        await self.rooms.require_member(user_id, room_id)
         if indicator is not None:
             indicator.expiry.cancel()
         self._active[key] = _Indicator(loop.time(), loop.call_later(EXPIRY_S, self._expire, key))
