@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
+from fastsock.blobs import make_blob_store
 from fastsock.config import Settings, ensure_jwt_secret
 from fastsock.context import AppContext
-from fastsock.handlers import accounts, ops, rooms
+from fastsock.handlers import accounts, ops, rooms, uploads
 from fastsock.handlers.base import BaseHandler, NotFoundHandler
 from fastsock.metrics import Metrics
 from fastsock.realtime.hub import Hub
 from fastsock.realtime.socket import HARD_FRAME_BYTES, ChatSocket
 from fastsock.services import Services
-from fastsock.services.tokens import TokenCodec
 from fastsock.store import Store
 from fastsock.store.embedded import EmbeddedMongo
 
@@ -27,6 +29,7 @@ log = logging.getLogger("fastsock")
 ID = r"([^/]+)"
 MAX_BODY = 1024 * 1024
 DB_START_TIMEOUT_S = 60.0
+GC_INTERVAL_S = 3600.0
 
 HANDLERS: list[type[BaseHandler]] = [
     accounts.RegisterHandler,
@@ -50,6 +53,9 @@ HANDLERS: list[type[BaseHandler]] = [
     rooms.ReceiptsHandler,
     rooms.ReactionHandler,
     rooms.SearchHandler,
+    uploads.UploadHandler,
+    uploads.DownloadHandler,
+    uploads.ThumbnailHandler,
     ops.HealthHandler,
     ops.ReadyHandler,
     ops.MetricsHandler,
@@ -110,9 +116,13 @@ class Server:
         self.http: HTTPServer | None = None
         self.ctx: AppContext | None = None
         self.port = self.settings.port
+        self._gc: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         s = self.settings
+        blobs = make_blob_store(s)
+        await blobs.check()  # an unusable upload directory stops start-up here
+        _clear_spool(s.uploads_path / ".spool")
         uri = s.mongo_uri
         if uri is None:
             self.embedded = EmbeddedMongo(sqlite_path=s.data_dir / "fastsock.sqlite3")
@@ -124,12 +134,13 @@ class Server:
         await store.wait_ready(DB_START_TIMEOUT_S)
         await store.create_indexes()
         hub = Hub(metrics)
-        services = Services.build(store, hub, TokenCodec(s.jwt_secret), metrics, s.limits)
+        services = Services.build(store, hub, blobs, s, metrics)
         self.ctx = AppContext(s, store, services, hub, metrics)
         self.http = HTTPServer(make_app(self.ctx), max_body_size=MAX_BODY)
         sockets = bind_sockets(s.port, s.host)
         self.port = sockets[0].getsockname()[1]
         self.http.add_sockets(sockets)
+        self._gc = asyncio.create_task(self._collect_garbage(services))
         log.info(
             "server_started",
             extra={
@@ -142,7 +153,19 @@ class Server:
             },
         )
 
+    async def _collect_garbage(self, services: Services) -> None:
+        while True:
+            try:
+                removed = await services.uploads.collect_garbage()
+                if removed:
+                    log.info("uploads_collected", extra={"fields": {"removed": removed}})
+            except Exception:
+                log.exception("upload_gc_failed")
+            await asyncio.sleep(GC_INTERVAL_S)
+
     async def stop(self) -> None:
+        if self._gc is not None:
+            self._gc.cancel()
         if self.http is not None:
             self.http.stop()
             if self.ctx is not None:
@@ -154,3 +177,10 @@ class Server:
         if self.embedded is not None:
             await self.embedded.stop()
         log.info("server_stopped")
+
+
+def _clear_spool(spool: Path) -> None:
+    """Partial uploads left by a crash are never resumed: remove them."""
+    if spool.is_dir():
+        for leftover in spool.iterdir():
+            leftover.unlink(missing_ok=True)

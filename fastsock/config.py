@@ -33,6 +33,7 @@ class Limits:
     invites_per_min: int = 30  # room invitations (members added)
     logins_per_min: int = 10  # per client IP + username
     abuse_refusals: int = 200  # refusals within 10 s that close a socket with 4429
+    uploads_per_min: int = 30
 
 
 # FASTSOCK_LIMIT_<NAME> -> Limits field, with its parser.
@@ -46,7 +47,22 @@ LIMIT_VARS = {
     "INVITES_PER_MIN": ("invites_per_min", int),
     "LOGINS_PER_MIN": ("logins_per_min", int),
     "ABUSE_REFUSALS": ("abuse_refusals", int),
+    "UPLOADS_PER_MIN": ("uploads_per_min", int),
 }
+
+DEFAULT_UPLOAD_TYPES = (
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+    "application/zip",
+    "audio/mpeg",
+    "audio/ogg",
+    "video/mp4",
+    "video/webm",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +76,16 @@ class Settings:
     metrics_token: str | None = None
     log_level: str = "INFO"
     limits: Limits = Limits()
+    upload_dir: Path | None = None  # None: <data_dir>/uploads
+    blob_backend: str = "local"
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    max_upload_bytes: int = 25 * 1024 * 1024
+    upload_types: tuple[str, ...] = DEFAULT_UPLOAD_TYPES
+
+    @property
+    def uploads_path(self) -> Path:
+        return self.upload_dir if self.upload_dir is not None else self.data_dir / "uploads"
 
     @property
     def embedded_db(self) -> bool:
@@ -159,6 +185,26 @@ def load_settings(
         kwargs["log_level"] = _choice(
             PREFIX + "LOG_LEVEL", v.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")
         )
+    if (v := get("UPLOAD_DIR")) is not None:
+        kwargs["upload_dir"] = Path(v)
+    if (v := get("BLOB_BACKEND")) is not None:
+        kwargs["blob_backend"] = _choice(PREFIX + "BLOB_BACKEND", v, ("local", "s3"))
+    if (v := get("S3_BUCKET")) is not None:
+        kwargs["s3_bucket"] = v
+    if (v := get("S3_ENDPOINT_URL")) is not None:
+        if not v.startswith(("http://", "https://")):
+            raise ConfigError(f"{PREFIX}S3_ENDPOINT_URL must be an http(s) URL")
+        kwargs["s3_endpoint_url"] = v
+    if (v := get("MAX_UPLOAD_BYTES")) is not None:
+        kwargs["max_upload_bytes"] = _positive(PREFIX + "MAX_UPLOAD_BYTES", v, int)
+    if (v := get("UPLOAD_TYPES")) is not None:
+        types = tuple(t.strip().lower() for t in v.split(",") if t.strip())
+        unknown = [t for t in types if t not in DEFAULT_UPLOAD_TYPES]
+        if not types or unknown:
+            raise ConfigError(
+                f"{PREFIX}UPLOAD_TYPES must list types among {', '.join(DEFAULT_UPLOAD_TYPES)}"
+            )
+        kwargs["upload_types"] = types
     limits: dict[str, object] = {}
     for suffix, (attr, parse) in LIMIT_VARS.items():
         if (v := get("LIMIT_" + suffix)) is not None:
@@ -168,6 +214,8 @@ def load_settings(
     settings = Settings(**kwargs)  # type: ignore[arg-type]
     if settings.production and not settings.jwt_secret:
         raise ConfigError(f"{PREFIX}JWT_SECRET must be set when {PREFIX}ENV=production")
+    if settings.blob_backend == "s3" and not settings.s3_bucket:
+        raise ConfigError(f"{PREFIX}S3_BUCKET must be set when {PREFIX}BLOB_BACKEND=s3")
     return settings
 
 

@@ -57,6 +57,14 @@ class Metrics:
             registry=r,
         )
 
+        self.uploads = Counter("fastsock_uploads_total", "Files stored", registry=r)
+        self.upload_bytes = Counter(
+            "fastsock_upload_bytes_total", "Bytes of files stored", registry=r
+        )
+        self.upload_refusals = Counter(
+            "fastsock_upload_refusals_total", "Uploads refused, by reason", ["reason"], registry=r
+        )
+
     def observe_db(self, command: str, seconds: float) -> None:
         self.db_operations.labels(command).observe(seconds)
 

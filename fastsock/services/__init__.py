@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastsock.config import Limits
+from fastsock.blobs import BlobStore
+from fastsock.config import Settings
 from fastsock.metrics import Metrics
 from fastsock.services.accounts import Accounts
 from fastsock.services.events import EventSink
@@ -17,6 +18,7 @@ from fastsock.services.rooms import Rooms
 from fastsock.services.search import Search
 from fastsock.services.tokens import TokenCodec
 from fastsock.services.typing import Typing
+from fastsock.services.uploads import Uploads
 from fastsock.store import Store
 
 
@@ -30,17 +32,24 @@ class Services:
     reactions: Reactions
     typing: Typing
     search: Search
+    uploads: Uploads
 
     @classmethod
     def build(
-        cls, store: Store, sink: EventSink, tokens: TokenCodec, metrics: Metrics, limits: Limits
+        cls,
+        store: Store,
+        sink: EventSink,
+        blobs: BlobStore,
+        settings: Settings,
+        metrics: Metrics,
     ) -> Services:
-        throttles = Throttles(limits, lambda kind: metrics.rate_limited.labels(kind).inc())
+        throttles = Throttles(settings.limits, lambda kind: metrics.rate_limited.labels(kind).inc())
         rooms = Rooms(store, sink, throttles)
         typing = Typing(rooms)
-        messages = Messages(store, sink, rooms, typing, metrics)
+        uploads = Uploads(store, blobs, settings, throttles, metrics)
+        messages = Messages(store, sink, rooms, typing, uploads, metrics)
         return cls(
-            accounts=Accounts(store, sink, tokens, throttles),
+            accounts=Accounts(store, sink, TokenCodec(settings.jwt_secret), throttles, uploads),
             rooms=rooms,
             messages=messages,
             presence=Presence(sink, rooms, typing),
@@ -48,4 +57,5 @@ class Services:
             reactions=Reactions(store, rooms, messages),
             typing=typing,
             search=Search(store, rooms),
+            uploads=uploads,
         )

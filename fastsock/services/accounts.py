@@ -14,6 +14,7 @@ from fastsock.services.limits import Throttles
 from fastsock.services.passwords import DUMMY_HASH, hash_password, verify_password
 from fastsock.services.schemas import PASSWORD_MAX, validate
 from fastsock.services.tokens import ACCESS, REFRESH, TokenCodec
+from fastsock.services.uploads import Uploads
 from fastsock.services.views import user_view
 from fastsock.store import Duplicate, Store
 
@@ -22,8 +23,14 @@ Doc = dict[str, Any]
 
 class Accounts:
     def __init__(
-        self, store: Store, sink: EventSink, tokens: TokenCodec, throttles: Throttles
+        self,
+        store: Store,
+        sink: EventSink,
+        tokens: TokenCodec,
+        throttles: Throttles,
+        uploads: Uploads,
     ) -> None:
+        self.uploads = uploads
         self.store = store
         self.sink = sink
         self.tokens = tokens
@@ -116,6 +123,8 @@ class Accounts:
         changes = {k: v for k, v in validate("user.update", data).items() if v is not None}
         if not changes:
             raise InvalidRequest("nothing to change")
+        if (upload_id := changes.pop("avatar_upload_id", None)) is not None:
+            changes["avatar_url"] = await self.uploads.avatar(user_id, upload_id)
         doc = await self.store.users.update(user_id, changes)
         if doc is None:
             raise NotFound("no such user")

@@ -62,6 +62,7 @@ class Throttles:
             "reaction": RateLimiter(limits.reactions_per_s, limits.reactions_burst),
             "invite": RateLimiter(limits.invites_per_min / 60, limits.invites_per_min),
             "login": RateLimiter(limits.logins_per_min / 60, limits.logins_per_min),
+            "upload": RateLimiter(limits.uploads_per_min / 60, limits.uploads_per_min),
         }
         self._on_refused = on_refused
 

@@ -11,6 +11,7 @@ from fastsock.services.events import EventSink, Origin
 from fastsock.services.rooms import ADMIN, Rooms
 from fastsock.services.schemas import validate
 from fastsock.services.typing import Typing
+from fastsock.services.uploads import Uploads
 from fastsock.services.views import message_view
 from fastsock.store import Duplicate, Store
 
@@ -19,8 +20,15 @@ Doc = dict[str, Any]
 
 class Messages:
     def __init__(
-        self, store: Store, sink: EventSink, rooms: Rooms, typing: Typing, metrics: Metrics
+        self,
+        store: Store,
+        sink: EventSink,
+        rooms: Rooms,
+        typing: Typing,
+        uploads: Uploads,
+        metrics: Metrics,
     ) -> None:
+        self.uploads = uploads
         self.store = store
         self.sink = sink
         self.rooms = rooms
@@ -34,6 +42,10 @@ class Messages:
         room_id, client_msg_id = data["room_id"], data["client_msg_id"]
         self.rooms.throttles.check("send", user_id)
         await self.rooms.require_member(user_id, room_id)
+        attachment_ids = list(data["attachment_ids"])
+        attachments = await self.uploads.for_message(user_id, attachment_ids)
+        if not data["text"] and not attachments:
+            raise InvalidRequest("a message needs text or attachments", field="text")
 
         existing = await self.store.messages.by_client_id(user_id, client_msg_id)
         created = False
@@ -45,9 +57,9 @@ class Messages:
                         {
                             "room_id": room_id,
                             "sender_id": user_id,
-                            "type": "text",
+                            "type": _message_type(attachments),
                             "text": data["text"],
-                            "attachments": [],
+                            "attachments": attachments,
                             "client_msg_id": client_msg_id,
                             "created_at": at,
                             "edited_at": None,
@@ -58,6 +70,7 @@ class Messages:
                         }
                     )
                 created = True
+                await self.uploads.mark_attached(attachment_ids)
             except Duplicate:  # the same send raced itself (e.g. a retry on another socket)
                 existing = await self.store.messages.by_client_id(user_id, client_msg_id)
                 assert existing is not None
@@ -80,6 +93,8 @@ class Messages:
             raise Forbidden("only the author can edit a message")
         if message["deleted"]:
             raise Conflict("the message was deleted")
+        if not data["text"] and not message["attachments"]:
+            raise InvalidRequest("a message needs text or attachments", field="text")
         async with self.rooms.change(room_id) as version:
             updated = await self.store.messages.update(
                 data["message_id"],
@@ -149,3 +164,9 @@ class Messages:
             raise NotAMember("no such message in a room you are a member of")
         membership = await self.rooms.require_member(user_id, str(message["room_id"]))
         return message, membership
+
+
+def _message_type(attachments: list[Doc]) -> str:
+    if not attachments:
+        return "text"
+    return "image" if all("width" in a for a in attachments) else "file"

@@ -22,6 +22,7 @@ DISPLAY_NAME_MAX = 64
 STATUS_MAX = 140
 CLIENT_MSG_ID_MAX = 64
 IDS_PER_REQUEST = 100
+ATTACHMENTS_MAX = 10
 USERNAME_RE = re.compile(r"[a-z0-9_.-]{3,32}")
 PASSWORD_MIN, PASSWORD_MAX = 8, 1024
 
@@ -119,6 +120,7 @@ SCHEMAS: dict[str, dict[str, Field]] = {
     "user.update": {
         "display_name": text(max_len=DISPLAY_NAME_MAX, **OPTIONAL),
         "status_message": text(min_len=0, max_len=STATUS_MAX, **OPTIONAL),
+        "avatar_upload_id": object_id(**OPTIONAL),
     },
     "users.search": {
         "q": text(min_len=0, max_len=64, required=False, default=""),
@@ -139,9 +141,11 @@ SCHEMAS: dict[str, dict[str, Field]] = {
     "message.send": {
         "room_id": object_id(),
         "client_msg_id": text(max_len=CLIENT_MSG_ID_MAX, strip=False),
-        "text": text(),
+        # Empty text is fine when the message carries attachments (checked by the service).
+        "text": text(min_len=0, required=False, default=""),
+        "attachment_ids": object_ids(ATTACHMENTS_MAX, required=False, default=()),
     },
-    "message.edit": {"message_id": object_id(), "text": text()},
+    "message.edit": {"message_id": object_id(), "text": text(min_len=0)},
     "message.delete": {"message_id": object_id()},
     "message.read": {"room_id": object_id(), "message_id": object_id()},
     "message.delivered": {"message_ids": object_ids(min_items=1)},

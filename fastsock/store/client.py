@@ -13,6 +13,7 @@ from fastsock.store.memberships import Memberships
 from fastsock.store.messages import Messages
 from fastsock.store.rooms import Rooms
 from fastsock.store.tokens import RefreshTokens
+from fastsock.store.uploads import Uploads
 from fastsock.store.users import Users
 
 # Requests fail fast (503) while the database is away instead of hanging for pymongo's 30 s.
@@ -54,12 +55,13 @@ class Store:
         self.memberships = Memberships(db.memberships)
         self.messages = Messages(db.messages)
         self.deliveries = Deliveries(db.deliveries)
+        self.uploads = Uploads(db.uploads)
         self.text_search = False  # set by create_indexes: does the server do $text?
 
     async def create_indexes(self) -> None:
         """Idempotent: creating an index that exists with the same spec is a no-op."""
         repos = (self.users, self.tokens, self.rooms, self.memberships, self.messages)
-        for repo in (*repos, self.deliveries):
+        for repo in (*repos, self.deliveries, self.uploads):
             await repo.create_indexes()
         self.text_search = await self.messages.probe_text_search()
 

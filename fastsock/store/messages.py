@@ -27,6 +27,7 @@ class Messages:
             [("sender_id", ASCENDING), ("client_msg_id", ASCENDING)], unique=True
         )
         await self.coll.create_index([("room_id", ASCENDING), ("version", ASCENDING)])
+        await self.coll.create_index([("attachments.id", ASCENDING)])
         # A server without text search refuses this; search then falls back to a regex match.
         with contextlib.suppress(OperationFailure):
             await self.coll.create_index([("text", TEXT)], default_language="none")
@@ -165,3 +166,15 @@ class Messages:
             return_document=ReturnDocument.AFTER,
         )
         return emptied or doc
+
+    async def shares_upload(self, upload_id: str, room_ids: list[str]) -> bool:
+        """Does a live message in one of these rooms carry the upload?"""
+        doc = await self.coll.find_one(
+            {
+                "attachments.id": upload_id,
+                "deleted": False,
+                "room_id": {"$in": [oid(r) for r in room_ids]},
+            },
+            projection={"_id": 1},
+        )
+        return doc is not None

@@ -1,0 +1,20 @@
+"""File storage backends behind one interface: local disk (default) and S3."""
+
+from __future__ import annotations
+
+from fastsock.blobs.base import BlobStore, Chunks
+from fastsock.blobs.local import LocalBlobs
+from fastsock.config import ConfigError, Settings
+
+__all__ = ["BlobStore", "Chunks", "LocalBlobs", "make_blob_store"]
+
+
+def make_blob_store(settings: Settings) -> BlobStore:
+    if settings.blob_backend == "s3":
+        from fastsock.blobs.s3 import S3Blobs  # boto3 is only imported when used
+
+        assert settings.s3_bucket is not None
+        return S3Blobs(settings.s3_bucket, settings.s3_endpoint_url)
+    if settings.blob_backend == "local":
+        return LocalBlobs(settings.uploads_path)
+    raise ConfigError(f"unknown blob backend {settings.blob_backend}")

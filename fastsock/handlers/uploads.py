@@ -1,0 +1,155 @@
+"""POST /uploads (streamed to a spool file, never held in memory) and GET /uploads/{id}."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote
+
+from tornado.web import stream_request_body
+
+from fastsock.errors import ApiError
+from fastsock.handlers.base import BaseHandler
+from fastsock.handlers.multipart import MultipartStream, boundary_of
+
+MULTIPART_SLACK = 1024 * 1024  # form framing, and chunk sizes that straddle the limit
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+
+
+@stream_request_body
+class UploadHandler(BaseHandler):
+    route = "/uploads"
+
+    def initialize(self, ctx: Any) -> None:  # type: ignore[override]
+        super().initialize(ctx)
+        self.spool: Path | None = None
+        self.file: IO[bytes] | None = None
+        self.size = 0
+        self.declared: str | None = None
+        self.filename: str | None = None
+        self.multipart: MultipartStream | None = None
+
+    def prepare(self) -> None:
+        super().prepare()
+        uploads = self.services.uploads
+        length = self.request.headers.get("Content-Length")
+        uploads.begin(self.me, int(length) if length and length.isdigit() else None)
+        self.request.connection.set_max_body_size(uploads.max_bytes + MULTIPART_SLACK)  # type: ignore[attr-defined]
+        boundary = boundary_of(self.request.headers.get("Content-Type", ""))
+        if boundary is not None:
+            self.multipart = MultipartStream(boundary, self._on_file, self._write)
+        else:
+            self.declared = self.request.headers.get("Content-Type")
+            self.filename = self.get_query_argument("filename", None)
+        uploads.spool_dir.mkdir(parents=True, exist_ok=True)
+        self.spool = uploads.spool_dir / f"{secrets.token_hex(12)}.part"
+        self.file = self.spool.open("wb")
+
+    def _on_file(self, filename: str | None, content_type: str | None) -> None:
+        self.filename, self.declared = filename, content_type
+
+    def _write(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.services.uploads.max_bytes:
+            self.services.uploads.refused("too_large")
+            raise self.services.uploads.too_large()
+        assert self.file is not None
+        self.file.write(data)
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._finished:
+            return  # already refused; tornado discards the rest and closes the connection
+        try:
+            if self.multipart is not None:
+                self.multipart.feed(chunk)
+            else:
+                self._write(chunk)
+        except ApiError as exc:
+            # Answer at once: tornado then closes the connection instead of reading on.
+            self._discard()
+            self.send_error(exc.status, exc_info=(type(exc), exc, None))
+
+    async def post(self) -> None:
+        if self.multipart is not None:
+            self.multipart.finish()
+        assert self.file is not None and self.spool is not None
+        self.file.close()
+        view = await self.services.uploads.accept(
+            self.me, self.spool, self.size, self.declared, self.filename
+        )
+        self.send_json(view, 201)
+
+    def _discard(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        if self.spool is not None:
+            self.spool.unlink(missing_ok=True)
+
+    def on_finish(self) -> None:
+        self._discard()
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        self._discard()
+
+
+class DownloadHandler(BaseHandler):
+    route = "/uploads/{id}"
+    thumbnail = False
+
+    async def get(self, upload_id: str) -> None:
+        uploads = self.services.uploads
+        doc = await uploads.readable(self.me, upload_id)
+        key, content_type, size = uploads.blob(doc, self.thumbnail)
+        start, end = 0, size - 1
+        header = self.request.headers.get("Range")
+        if header is not None:
+            requested = _parse_range(header, size)
+            if requested is None:
+                self.set_status(416)
+                self.set_header("Content-Range", f"bytes */{size}")
+                self.clear_header("Content-Type")
+                self.finish()
+                return
+            start, end = requested
+            self.set_status(206)
+            self.set_header("Content-Range", f"bytes {start}-{end}/{size}")
+        disposition = "inline" if self.thumbnail else uploads.disposition(doc)
+        self.set_header("Content-Type", content_type)
+        self.set_header("Content-Length", str(end - start + 1))
+        self.set_header("Accept-Ranges", "bytes")
+        self.set_header("Content-Disposition", _disposition(disposition, doc["name"]))
+        self.set_header("Cache-Control", "private, max-age=3600")
+        # Even if a browser were tricked into rendering it, an upload can run nothing.
+        self.set_header("Content-Security-Policy", "default-src 'none'; sandbox")
+        async for chunk in uploads.blobs.read(key, start, end):
+            self.write(chunk)
+            await self.flush()
+
+
+class ThumbnailHandler(DownloadHandler):
+    route = "/uploads/{id}/thumbnail"
+    thumbnail = True
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """One `bytes=a-b` range within the file, or None if it cannot be satisfied."""
+    match = _RANGE.match(header.strip())
+    if match is None or size == 0:
+        return None
+    first, last = match.groups()
+    if first == "" and last == "":
+        return None
+    if first == "":  # the last N bytes
+        start, end = max(0, size - int(last)), size - 1
+    else:
+        start = int(first)
+        end = min(int(last), size - 1) if last else size - 1
+    return (start, end) if start <= end < size else None
+
+
+def _disposition(kind: str, name: str) -> str:
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
