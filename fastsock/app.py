@@ -15,7 +15,7 @@ from tornado.web import Application, RequestHandler
 from fastsock.blobs import make_blob_store
 from fastsock.config import Settings, ensure_jwt_secret
 from fastsock.context import AppContext
-from fastsock.handlers import accounts, ops, rooms, uploads
+from fastsock.handlers import accounts, ops, rooms, uploads, web
 from fastsock.handlers.base import BaseHandler, NotFoundHandler
 from fastsock.metrics import Metrics
 from fastsock.realtime.hub import Hub
@@ -94,7 +94,11 @@ def _log_request(handler: RequestHandler) -> None:
 
 def make_app(ctx: AppContext) -> Application:
     routes: list[Any] = [(_pattern(h.route), h, {"ctx": ctx}) for h in HANDLERS]
-    routes.append((r"/ws", ChatSocket, {"ctx": ctx}))
+    routes += [
+        (r"/ws", ChatSocket, {"ctx": ctx}),
+        (r"/", web.AppShellHandler),
+        (web.AssetHandler.route, web.AssetHandler, {"path": str(web.WEB_ROOT)}),
+    ]
     return Application(
         routes,
         ctx=ctx,

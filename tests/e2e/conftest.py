@@ -1,0 +1,71 @@
+"""Browser tests: Playwright driving Debian's Chromium against a real server on localhost
+(a secure context, so notifications and media work)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from fastsock.app import Server
+from fastsock.store.embedded import EmbeddedMongo
+from tests.conftest import make_settings
+from tests.support import Api
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+async def web_server(mongo: EmbeddedMongo, tmp_path: Path) -> AsyncIterator[Server]:
+    server = Server(make_settings(mongo.uri_for("e2e" + uuid.uuid4().hex[:10]), tmp_path))
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def base_url(web_server: Server) -> str:
+    return f"http://localhost:{web_server.port}"
+
+
+@pytest.fixture
+def api(web_server: Server) -> Api:
+    return Api(web_server.port)
+
+
+@pytest.fixture
+async def new_page(browser: Browser, base_url: str) -> AsyncIterator:
+    """`await new_page()` -> a Page in its own browser context (its own user session)."""
+    contexts: list[BrowserContext] = []
+
+    async def make(**context_options: object) -> Page:
+        context = await browser.new_context(base_url=base_url, **context_options)
+        contexts.append(context)
+        page = await context.new_page()
+        return page
+
+    yield make
+    for context in contexts:
+        await context.close()
