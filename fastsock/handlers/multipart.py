@@ -10,7 +10,8 @@ from fastsock.errors import InvalidRequest
 
 HEADERS_MAX = 16 * 1024
 FIELD_MAX = 64 * 1024  # non-file fields are read and dropped, up to this much each
-_PARAM = re.compile(r';\s*([a-zA-Z0-9_*-]+)="?([^";]*)"?')
+# name="quoted; value" (with \" escapes) or name=token
+_PARAM = re.compile(r';\s*([a-zA-Z0-9_*-]+)=(?:"((?:[^"\\]|\\.)*)"|([^";\s]*))')
 
 
 class MultipartStream:
@@ -95,7 +96,10 @@ class MultipartStream:
         for line in raw_headers.split("\r\n"):
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-        params = dict(_PARAM.findall(headers.get("content-disposition", "")))
+        params = {
+            key: quoted.replace('\\"', '"') if quoted else token
+            for key, quoted, token in _PARAM.findall(headers.get("content-disposition", ""))
+        }
         self.field_bytes = 0
         self.in_file = params.get("name") == "file" and not self.seen_file
         if self.in_file:

@@ -105,7 +105,8 @@ class DownloadHandler(BaseHandler):
         key, content_type, size = uploads.blob(doc, self.thumbnail)
         start, end = 0, size - 1
         header = self.request.headers.get("Range")
-        if header is not None:
+        # Only single `bytes=` ranges are supported; any other form is ignored (RFC 9110).
+        if header is not None and _RANGE.match(header.strip()) is not None:
             requested = _parse_range(header, size)
             if requested is None:
                 self.set_status(416)

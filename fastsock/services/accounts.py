@@ -124,7 +124,10 @@ class Accounts:
         if not changes:
             raise InvalidRequest("nothing to change")
         if (upload_id := changes.pop("avatar_upload_id", None)) is not None:
-            changes["avatar_url"] = await self.uploads.avatar(user_id, upload_id)
+            current = await self.store.users.get(user_id)
+            previous = current.get("avatar_upload_id") if current else None
+            changes["avatar_url"] = await self.uploads.avatar(user_id, upload_id, previous)
+            changes["avatar_upload_id"] = upload_id
         doc = await self.store.users.update(user_id, changes)
         if doc is None:
             raise NotFound("no such user")

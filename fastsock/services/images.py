@@ -69,4 +69,6 @@ def _save_clean(image: Image.Image, target: Path, fmt: str) -> None:
     bare.paste(image)
     if image.mode == "P":
         bare.putpalette(image.getpalette() or [])
+    if fmt == "PNG" and "transparency" in image.info:
+        options["transparency"] = image.info["transparency"]  # pixels, not metadata
     bare.save(target, fmt, **options)

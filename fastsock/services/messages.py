@@ -131,6 +131,7 @@ class Messages:
         if updated is None:  # deleted concurrently; that delete announced it
             updated, _ = await self.visible_message(user_id, message_id)
             return message_view(updated)
+        await self.uploads.release([a["id"] for a in message.get("attachments", [])])
         await self.rooms.publish(
             room_id, "message.deleted", {"message_id": message_id, "room_id": room_id}
         )

@@ -41,7 +41,11 @@ def sanitise_filename(name: str | None) -> str:
     name = unicodedata.normalize("NFC", name or "")
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = _UNSAFE_NAME.sub("_", name).strip().lstrip(".")
-    return name[:NAME_MAX] or "upload"
+    if len(name) > NAME_MAX:  # shorten the stem, keep a short extension
+        stem, dot, ext = name.rpartition(".")
+        keep = f"{dot}{ext}" if stem and len(ext) <= 10 else ""
+        name = name[: NAME_MAX - len(keep)] + keep
+    return name or "upload"
 
 
 def upload_view(doc: Doc) -> Doc:
@@ -195,14 +199,23 @@ class Uploads:
         if upload_ids:
             await self.store.uploads.mark(upload_ids, {"attached": True})
 
-    async def avatar(self, user_id: str, upload_id: str) -> str:
-        """Make the user's own image upload their avatar; returns its URL (the thumbnail)."""
+    async def release(self, upload_ids: list[str]) -> None:
+        """Uploads no live message shares any more become collectable again."""
+        for upload_id in upload_ids:
+            if not await self.store.messages.shares_upload(upload_id, None):
+                await self.store.uploads.mark([upload_id], {"attached": False})
+
+    async def avatar(self, user_id: str, upload_id: str, previous: str | None) -> str:
+        """Make the user's own image upload their avatar, retiring the previous one; returns
+        the new avatar's URL (its thumbnail)."""
         docs = await self.store.uploads.owned(user_id, [upload_id])
         if not docs:
             raise Forbidden("you can only use your own uploads", field="avatar_upload_id")
         if docs[0]["content_type"] not in IMAGES:
             raise InvalidRequest("an avatar must be an image", field="avatar_upload_id")
         await self.store.uploads.mark([upload_id], {"attached": True, "avatar": True})
+        if previous is not None and previous != upload_id:
+            await self.store.uploads.mark([previous], {"attached": False, "avatar": False})
         return f"/uploads/{upload_id}/thumbnail"
 
     @staticmethod

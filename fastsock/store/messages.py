@@ -167,14 +167,9 @@ class Messages:
         )
         return emptied or doc
 
-    async def shares_upload(self, upload_id: str, room_ids: list[str]) -> bool:
-        """Does a live message in one of these rooms carry the upload?"""
-        doc = await self.coll.find_one(
-            {
-                "attachments.id": upload_id,
-                "deleted": False,
-                "room_id": {"$in": [oid(r) for r in room_ids]},
-            },
-            projection={"_id": 1},
-        )
-        return doc is not None
+    async def shares_upload(self, upload_id: str, room_ids: list[str] | None) -> bool:
+        """Does a live message (in one of these rooms, if given) carry the upload?"""
+        filt: Doc = {"attachments.id": upload_id, "deleted": False}
+        if room_ids is not None:
+            filt["room_id"] = {"$in": [oid(r) for r in room_ids]}
+        return await self.coll.find_one(filt, projection={"_id": 1}) is not None

@@ -1,0 +1,46 @@
+// Entry point: restore the session (silent refresh) or show the login screen.
+import * as api from './api.js';
+import { store } from './store.js';
+import { renderAuth } from './views/auth.js';
+import { renderApp } from './views/app.js';
+import { applyTheme } from './views/theme.js';
+
+const root = document.getElementById('app');
+applyTheme();
+
+async function enter(user) {
+  root.textContent = '';
+  try {
+    await store.start(user);
+  } catch (err) {
+    showAuth();
+    return;
+  }
+  renderApp(root, { onLogout: logout });
+}
+
+async function logout() {
+  store.stop();
+  await api.logout();
+  showAuth();
+}
+
+function showAuth() {
+  store.stop();
+  renderAuth(root, enter);
+}
+
+store.on('authlost', () => { if (store.me) showAuth(); });
+
+async function boot() {
+  if (!api.hasSession()) { showAuth(); return; }
+  try {
+    await api.refreshAccess();
+    const me = await api.get('/users/me');
+    await enter(me);
+  } catch {
+    showAuth();
+  }
+}
+
+boot();

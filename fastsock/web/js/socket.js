@@ -1,0 +1,209 @@
+// The WebSocket: auth (+ resume), seq tracking, an outbox of requests awaiting a reply that is
+// re-sent after every reconnect (the server deduplicates by client_msg_id), exponential
+// backoff with full jitter (capped), a keep-alive ping, and status events for the banner.
+// Mirrors tests/sync_client.py.
+
+import { ensureAccess, refreshAccess } from './api.js';
+
+const BASE_DELAY = 1000;
+const MAX_DELAY = 30000;
+const PING_EVERY = 25000;
+const PONG_TIMEOUT = 10000;
+
+export class Socket extends EventTarget {
+  constructor() {
+    super();
+    this.ws = null;
+    this.session = null;
+    this.lastSeq = 0;
+    this.outbox = new Map(); // ref -> {type, data, resolve, reject}
+    this.attempt = 0;
+    this.state = 'idle'; // idle | connecting | open | waiting | offline
+    this.retryAt = 0;
+    this.timer = null;
+    this.pingTimer = null;
+    this.pongTimer = null;
+    this.stopped = true;
+    this.everConnected = false;
+    this.refCounter = 0;
+    window.addEventListener('online', () => { if (!this.stopped) this.connectNow(); });
+    window.addEventListener('offline', () => {
+      if (!this.stopped && this.ws) this.ws.close(4999, 'offline');
+    });
+  }
+
+  setState(state) {
+    this.state = state;
+    this.dispatchEvent(new CustomEvent('status', { detail: { state, retryAt: this.retryAt } }));
+  }
+
+  start() {
+    this.stopped = false;
+    this.connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.stopPing();
+    if (this.ws) this.ws.close(1000);
+    this.ws = null;
+    this.session = null;
+    this.lastSeq = 0;
+    for (const out of this.outbox.values()) out.reject?.(new Error('logged out'));
+    this.outbox.clear();
+    this.setState('idle');
+  }
+
+  connectNow() {
+    clearTimeout(this.timer);
+    if (this.state === 'waiting' || this.state === 'offline') this.connect();
+  }
+
+  async connect() {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    this.setState('connecting');
+    let token;
+    try {
+      token = await ensureAccess();
+    } catch (err) {
+      if (err.status === 401) { this.dispatchEvent(new Event('authlost')); return; }
+      this.scheduleReconnect();
+      return;
+    }
+    if (this.stopped) return;
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const ws = new WebSocket(`${proto}//${location.host}/ws`);
+    this.ws = ws;
+    ws.onopen = () => {
+      const auth = { token };
+      if (this.session) auth.resume = { session: this.session, last_seq: this.lastSeq };
+      ws.send(JSON.stringify({ type: 'auth', data: auth }));
+    };
+    ws.onmessage = (ev) => this.onFrame(ws, ev.data);
+    ws.onclose = (ev) => this.onClose(ws, ev);
+    ws.onerror = () => { /* onclose follows */ };
+  }
+
+  onClose(ws, ev) {
+    if (ws !== this.ws) return;
+    this.ws = null;
+    this.stopPing();
+    if (this.stopped) return;
+    if (ev.code === 4401) {
+      // The access token expired (or was refused): rotate, then try again at once.
+      refreshAccess().then(() => this.connect(), (err) => {
+        if (err.status === 401) this.dispatchEvent(new Event('authlost'));
+        else this.scheduleReconnect();
+      });
+      return;
+    }
+    if (!navigator.onLine) {
+      this.retryAt = 0;
+      this.setState('offline');
+      return;
+    }
+    this.scheduleReconnect();
+  }
+
+  scheduleReconnect() {
+    // Full jitter: a random delay in [cap/2, cap], cap = min(MAX, BASE * 2^attempt).
+    const cap = Math.min(MAX_DELAY, BASE_DELAY * 2 ** this.attempt);
+    const delay = cap / 2 + Math.random() * (cap / 2);
+    this.attempt += 1;
+    this.retryAt = Date.now() + delay;
+    this.setState('waiting');
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  onFrame(ws, raw) {
+    let frame;
+    try { frame = JSON.parse(raw); } catch { return; }
+    if (frame.type === 'ready') {
+      this.onReady(ws, frame.data);
+      return;
+    }
+    if (typeof frame.seq === 'number') this.lastSeq = frame.seq;
+    const { type, ref } = frame;
+    const data = frame.data || {};
+    if (ref !== undefined && ref !== null && (type === 'ack' || type === 'message.ack' || type === 'error' || type === 'pong')) {
+      if (type === 'pong') clearTimeout(this.pongTimer);
+      const out = this.outbox.get(ref);
+      if (out) {
+        if (type === 'error' && data.code === 'rate_limited') {
+          // Keep it; ask again after the server's delay.
+          setTimeout(() => this.write(ref, out), Math.max(250, (data.retry_after || 1) * 1000));
+        } else {
+          this.outbox.delete(ref);
+          if (type === 'error') {
+            const err = new Error(data.message || data.code);
+            err.code = data.code;
+            out.reject?.(err);
+          } else {
+            out.resolve?.(data);
+          }
+        }
+      }
+    }
+    this.dispatchEvent(new CustomEvent('frame', { detail: { type, data, ref } }));
+  }
+
+  async onReady(ws, data) {
+    const outcome = data.resume;
+    if (outcome !== 'ok') {
+      this.session = data.session;
+      this.lastSeq = 0;
+    }
+    const wasReconnect = this.everConnected;
+    this.everConnected = true;
+    this.attempt = 0;
+    this.setState('open');
+    this.startPing(ws);
+    this.dispatchEvent(new CustomEvent('ready', { detail: { user: data.user, resume: outcome, reconnect: wasReconnect } }));
+    // Requests that got no answer before the drop go again (same refs, same client_msg_ids).
+    for (const [ref, out] of this.outbox) this.write(ref, out);
+  }
+
+  startPing(ws) {
+    this.stopPing();
+    this.pingTimer = setInterval(() => {
+      if (ws.readyState !== WebSocket.OPEN) return;
+      ws.send(JSON.stringify({ type: 'ping', ref: `p${++this.refCounter}` }));
+      clearTimeout(this.pongTimer);
+      this.pongTimer = setTimeout(() => ws.close(4000, 'no pong'), PONG_TIMEOUT);
+    }, PING_EVERY);
+  }
+
+  stopPing() {
+    clearInterval(this.pingTimer);
+    clearTimeout(this.pongTimer);
+  }
+
+  write(ref, out) {
+    if (this.state !== 'open' || !this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+    this.ws.send(JSON.stringify({ type: out.type, data: out.data, ref }));
+  }
+
+  // A request that stays in the outbox until its reply (ack or error) arrives.
+  request(type, data) {
+    const ref = `r${Date.now().toString(36)}${(++this.refCounter).toString(36)}`;
+    return new Promise((resolve, reject) => {
+      const out = { type, data, resolve, reject };
+      this.outbox.set(ref, out);
+      this.write(ref, out);
+    });
+  }
+
+  // Fire and forget (typing): dropped when offline.
+  send(type, data) {
+    if (this.state === 'open' && this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify({ type, data }));
+    }
+  }
+
+  // Test/debug hook: lose the connection abruptly, like a network failure.
+  simulateDrop() {
+    if (this.ws) this.ws.close(4998, 'simulated drop');
+  }
+}

@@ -1,0 +1,205 @@
+// The composer: text with per-room drafts, Enter to send, typing throttling, and attachments
+// (picker, drag and drop, paste) with per-file progress, cancel, retry and clear refusals.
+import { h, icon, fmtSize } from '../dom.js';
+import { store } from '../store.js';
+import * as api from '../api.js';
+
+const TYPING_EVERY = 2000;
+const TYPING_IDLE = 3000;
+const TYPE_NAMES = { 'image/png': 'PNG', 'image/jpeg': 'JPEG', 'image/gif': 'GIF', 'image/webp': 'WebP', 'application/pdf': 'PDF', 'text/plain': 'text', 'application/zip': 'ZIP', 'audio/mpeg': 'MP3', 'audio/ogg': 'Ogg', 'video/mp4': 'MP4', 'video/webm': 'WebM' };
+
+export class Composer {
+  constructor({ onSent }) {
+    this.onSent = onSent;
+    this.roomId = null;
+    this.files = []; // {id, file, state: uploading|done|failed|refused, progress, error, upload, handle}
+    this.typingSentAt = 0;
+    this.idleTimer = null;
+    this.input = h('textarea', { class: 'composer-input', rows: '1', placeholder: 'Write a message…', 'aria-label': 'Message', 'data-testid': 'composer-input', maxlength: '4000' });
+    this.fileInput = h('input', { type: 'file', multiple: true, hidden: true, 'data-testid': 'file-input', onchange: () => { this.addFiles([...this.fileInput.files]); this.fileInput.value = ''; } });
+    this.attachBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Attach files', 'data-testid': 'attach-button', onclick: () => this.fileInput.click() }, icon('clip'));
+    this.sendBtn = h('button', { type: 'button', class: 'send-btn', 'aria-label': 'Send message', 'data-testid': 'send-button', onclick: () => this.send() }, icon('send'));
+    this.tray = h('ul', { class: 'upload-tray', 'aria-label': 'Attachments', 'data-testid': 'upload-tray', hidden: true });
+    this.hint = h('div', { class: 'composer-hint', 'aria-live': 'polite', 'data-testid': 'composer-hint' });
+    this.dropzone = h('div', { class: 'dropzone', hidden: true, 'aria-hidden': 'true' }, h('span', { text: 'Drop files to attach' }));
+    this.el = h('div', { class: 'composer', 'data-testid': 'composer' },
+      this.tray,
+      h('div', { class: 'composer-row' }, this.attachBtn, this.input, this.sendBtn),
+      this.hint, this.fileInput, this.dropzone);
+
+    this.input.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); this.send(); }
+      else if (ev.key === 'ArrowUp' && !this.input.value) this.editLast(ev);
+    });
+    this.input.addEventListener('input', () => { this.autosize(); this.saveDraft(); this.onTyping(); this.updateSend(); });
+    this.input.addEventListener('paste', (ev) => {
+      const files = [...(ev.clipboardData?.files || [])];
+      if (files.length) { ev.preventDefault(); this.addFiles(files); }
+    });
+    this.input.addEventListener('blur', () => this.stopTyping());
+    // Drag and drop anywhere on the conversation.
+    queueMicrotask(() => {
+      const host = this.el.parentElement || this.el;
+      let depth = 0;
+      host.addEventListener('dragenter', (ev) => { if (ev.dataTransfer?.types.includes('Files')) { depth += 1; this.dropzone.hidden = false; } });
+      host.addEventListener('dragleave', () => { depth = Math.max(0, depth - 1); if (!depth) this.dropzone.hidden = true; });
+      host.addEventListener('dragover', (ev) => { if (ev.dataTransfer?.types.includes('Files')) ev.preventDefault(); });
+      host.addEventListener('drop', (ev) => {
+        depth = 0;
+        this.dropzone.hidden = true;
+        const files = [...(ev.dataTransfer?.files || [])];
+        if (files.length) { ev.preventDefault(); this.addFiles(files); }
+      });
+    });
+    this.updateSend();
+  }
+
+  draftKey(roomId) { return `fs.draft.${store.me.id}.${roomId}`; }
+
+  setRoom(roomId) {
+    this.stopTyping();
+    for (const f of this.files) f.handle?.abort();
+    this.files = [];
+    this.renderTray();
+    this.roomId = roomId;
+    this.input.value = localStorage.getItem(this.draftKey(roomId)) || '';
+    this.autosize();
+    this.updateSend();
+  }
+
+  focus() { this.input.focus(); }
+
+  saveDraft() {
+    if (!this.roomId) return;
+    if (this.input.value) localStorage.setItem(this.draftKey(this.roomId), this.input.value);
+    else localStorage.removeItem(this.draftKey(this.roomId));
+  }
+
+  autosize() {
+    this.input.style.height = 'auto';
+    this.input.style.height = `${Math.min(this.input.scrollHeight, 200)}px`;
+  }
+
+  // Typing: "start" at most every 2 s while typing; "stop" after 3 s idle, on send or blur.
+  onTyping() {
+    if (!this.roomId) return;
+    if (!this.input.value.trim()) { this.stopTyping(); return; }
+    const now = Date.now();
+    if (now - this.typingSentAt >= TYPING_EVERY) {
+      this.typingSentAt = now;
+      this.typingRoom = this.roomId;
+      store.socket.send('typing', { room_id: this.roomId, active: true });
+    }
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => this.stopTyping(), TYPING_IDLE);
+  }
+
+  stopTyping() {
+    clearTimeout(this.idleTimer);
+    if (this.typingSentAt && this.typingRoom) {
+      store.socket.send('typing', { room_id: this.typingRoom, active: false });
+    }
+    this.typingSentAt = 0;
+    this.typingRoom = null;
+  }
+
+  updateSend() {
+    const uploading = this.files.some((f) => f.state === 'uploading');
+    const ready = this.files.some((f) => f.state === 'done');
+    this.sendBtn.disabled = uploading || (!this.input.value.trim() && !ready);
+    this.hint.textContent = uploading ? 'Waiting for uploads to finish…' : '';
+  }
+
+  send() {
+    if (!this.roomId) return;
+    const text = this.input.value.trim();
+    if (this.files.some((f) => f.state === 'uploading')) return;
+    const done = this.files.filter((f) => f.state === 'done');
+    if (!text && !done.length) return;
+    if (text.length > 4000) { this.hint.textContent = 'Messages are limited to 4000 characters.'; return; }
+    for (let i = 0; i < done.length; i += 10) {
+      store.sendMessage(this.roomId, i === 0 ? text : '', done.slice(i, i + 10).map((f) => f.upload));
+    }
+    if (!done.length) store.sendMessage(this.roomId, text, []);
+    this.files = this.files.filter((f) => f.state !== 'done');
+    this.renderTray();
+    this.input.value = '';
+    this.saveDraft();
+    this.autosize();
+    this.stopTyping();
+    this.updateSend();
+    this.onSent();
+  }
+
+  editLast(ev) {
+    const mine = store.messagesOf(this.roomId).filter((m) => m.id && m.sender_id === store.me.id && !m.deleted);
+    const last = mine[mine.length - 1];
+    if (!last) return;
+    ev.preventDefault();
+    const btn = document.querySelector(`[data-id="${last.id}"] [data-testid=message-actions]`);
+    btn?.focus();
+    btn?.click();
+  }
+
+  // --- attachments ---------------------------------------------------------------------------
+
+  addFiles(files) {
+    for (const file of files) {
+      const entry = { id: Math.random().toString(36).slice(2), file, state: 'uploading', progress: 0 };
+      if (file.size > api.MAX_UPLOAD_BYTES) {
+        entry.state = 'refused';
+        entry.error = `Too large: ${fmtSize(file.size)} (the limit is 25 MB)`;
+      } else if (file.type && !api.UPLOAD_TYPES.includes(file.type)) {
+        entry.state = 'refused';
+        entry.error = `This type of file can't be sent (${file.type}). Allowed: images, PDF, text, ZIP, MP3/Ogg, MP4/WebM.`;
+      } else if (file.size === 0) {
+        entry.state = 'refused';
+        entry.error = 'The file is empty';
+      }
+      this.files.push(entry);
+      if (entry.state === 'uploading') this.startUpload(entry);
+    }
+    this.renderTray();
+    this.updateSend();
+  }
+
+  startUpload(entry) {
+    entry.state = 'uploading';
+    entry.progress = 0;
+    entry.error = null;
+    entry.handle = api.upload(entry.file, (p) => { entry.progress = p; this.renderProgress(entry); });
+    entry.handle.promise.then((upload) => {
+      entry.state = 'done';
+      entry.upload = upload;
+    }, (err) => {
+      if (err.code === 'aborted') { this.files = this.files.filter((f) => f !== entry); return; }
+      entry.state = (err.status === 413 || err.status === 415) ? 'refused' : 'failed';
+      entry.error = err.message;
+    }).finally(() => { this.renderTray(); this.updateSend(); });
+  }
+
+  renderProgress(entry) {
+    const bar = this.tray.querySelector(`[data-upload="${entry.id}"] progress`);
+    if (bar) bar.value = Math.round(entry.progress * 100);
+  }
+
+  renderTray() {
+    this.tray.hidden = !this.files.length;
+    this.tray.replaceChildren(...this.files.map((f) => {
+      const remove = () => { f.handle?.abort(); this.files = this.files.filter((x) => x !== f); this.renderTray(); this.updateSend(); this.input.focus(); };
+      const thumb = f.file.type.startsWith('image/') && f.state !== 'refused'
+        ? h('img', { class: 'upload-thumb', alt: '', src: f.previewUrl || (f.previewUrl = URL.createObjectURL(f.file)) })
+        : h('span', { class: 'upload-thumb file' }, icon('file'));
+      const status = f.state === 'uploading'
+        ? h('progress', { max: '100', value: String(Math.round(f.progress * 100)), 'aria-label': `Uploading ${f.file.name}`, 'data-testid': 'upload-progress' })
+        : f.state === 'done'
+          ? h('span', { class: 'upload-ok', text: `${fmtSize(f.file.size)} · ready` })
+          : h('span', { class: 'upload-error', role: 'alert', 'data-testid': 'upload-error', text: f.error });
+      return h('li', { class: `upload upload-${f.state}`, 'data-testid': 'upload-item', dataset: { upload: f.id, state: f.state } },
+        thumb,
+        h('span', { class: 'upload-meta' }, h('span', { class: 'upload-name', text: f.file.name, title: f.file.name }), status),
+        f.state === 'failed' ? h('button', { type: 'button', class: 'icon-btn', 'aria-label': `Retry upload of ${f.file.name}`, 'data-testid': 'upload-retry', onclick: () => { this.startUpload(f); this.renderTray(); this.updateSend(); } }, icon('retry')) : null,
+        h('button', { type: 'button', class: 'icon-btn', 'aria-label': f.state === 'uploading' ? `Cancel upload of ${f.file.name}` : `Remove ${f.file.name}`, 'data-testid': f.state === 'uploading' ? 'upload-cancel' : 'upload-remove', onclick: remove }, icon('close')));
+    }));
+  }
+}

@@ -1,0 +1,161 @@
+// One message row: avatar + name + time (unless grouped), text, attachments, reactions,
+// delivery ticks for my own messages, failed-send retry, and the actions (hover button,
+// right click, long press).
+import { h, icon, fmtTime, fmtFull, listNames } from '../dom.js';
+import { store } from '../store.js';
+import { avatar } from './avatar.js';
+import { renderAttachments } from './attachments.js';
+import { openMenu, openReactionPicker } from './menu.js';
+import { confirmDialog } from './modal.js';
+
+const TICK_TEXT = { sending: 'Sending…', sent: 'Sent', delivered: 'Delivered', read: 'Read', failed: 'Not sent' };
+const TICK_GLYPH = { sending: '🕓', sent: '✓', delivered: '✓✓', read: '✓✓', failed: '!' };
+
+export function signature(msg, grouped) {
+  const u = store.user(msg.sender_id);
+  const tick = msg.sender_id === store.me.id ? store.tickOf(msg) : null;
+  return JSON.stringify([msg.id, msg.client_msg_id, msg.version, msg.state, msg.text, msg.deleted, msg.edited_at, grouped,
+    msg.reactions, tick && [tick.state, tick.readers.length], u && [u.display_name, u.avatar_url], msg.error]);
+}
+
+function tickTitle(msg, tick) {
+  const room = store.rooms.get(msg.room_id);
+  if (tick.state === 'failed') return `Not sent${msg.error ? `: ${msg.error}` : ''}`;
+  if (room && room.kind === 'group' && tick.readers.length) {
+    const names = tick.readers.map((id) => store.displayName(id));
+    return `${TICK_TEXT[tick.state]} · Read by ${listNames(names)}`;
+  }
+  return TICK_TEXT[tick.state];
+}
+
+function reactionsBar(msg) {
+  const entries = Object.entries(msg.reactions || {}).filter(([, users]) => users.length);
+  if (!entries.length || msg.deleted) return null;
+  return h('div', { class: 'reactions', 'data-testid': 'reactions' },
+    entries.map(([emoji, users]) => {
+      const mine = users.includes(store.me.id);
+      const names = users.map((id) => (id === store.me.id ? 'You' : store.displayName(id)));
+      const who = `${listNames(names)} reacted with ${emoji}`;
+      return h('button', {
+        type: 'button', class: `reaction${mine ? ' mine' : ''}`, 'aria-pressed': String(mine), title: who, 'aria-label': `${emoji} ${users.length}: ${who}`,
+        'data-testid': 'reaction', dataset: { emoji },
+        onclick: () => store.toggleReaction(msg, emoji),
+      }, h('span', { class: 'reaction-emoji', text: emoji }), h('span', { class: 'reaction-count', 'data-testid': 'reaction-count', text: String(users.length) }));
+    }),
+    h('button', { type: 'button', class: 'reaction add-reaction', 'aria-label': 'Add reaction', onclick: (ev) => openReactionPicker(ev.currentTarget, (e) => store.toggleReaction(msg, e)) }, icon('smile')));
+}
+
+export function renderMessage(msg, { grouped, onEdit }) {
+  const mine = msg.sender_id === store.me.id;
+  const sender = store.user(msg.sender_id) || { id: msg.sender_id, display_name: store.displayName(msg.sender_id) };
+  const name = sender.display_name || sender.username;
+  const row = h('div', {
+    class: `msg${grouped ? ' grouped' : ''}${mine ? ' mine' : ''}${msg.deleted ? ' deleted' : ''}${msg.state === 'failed' ? ' failed' : ''}`,
+    'data-testid': 'message',
+    dataset: { id: msg.id || '', cid: msg.client_msg_id || '', sender: msg.sender_id },
+    role: 'article',
+    'aria-label': `${name}, ${fmtTime(msg.created_at)}`,
+  });
+  row.append(grouped
+    ? h('time', { class: 'msg-hover-time', datetime: msg.created_at, title: fmtFull(msg.created_at), text: fmtTime(msg.created_at) })
+    : avatar(sender, 'md'));
+  const body = h('div', { class: 'msg-body' });
+  if (!grouped) {
+    body.append(h('div', { class: 'msg-header' },
+      h('span', { class: 'msg-sender', 'data-testid': 'message-sender', text: name }),
+      h('time', { class: 'msg-time', datetime: msg.created_at, title: fmtFull(msg.created_at), text: fmtTime(msg.created_at) })));
+  }
+  if (msg.deleted) {
+    body.append(h('div', { class: 'msg-text tombstone', 'data-testid': 'tombstone', text: 'This message was deleted' }));
+  } else {
+    const text = h('div', { class: 'msg-text', 'data-testid': 'message-text' });
+    if (msg.text) text.textContent = msg.text;
+    if (msg.edited_at) text.append(h('span', { class: 'edited', title: fmtFull(msg.edited_at), text: ' (edited)' }));
+    if (msg.text || msg.edited_at) body.append(text);
+    const att = renderAttachments(msg.attachments);
+    if (att) body.append(att);
+  }
+  const bar = reactionsBar(msg);
+  if (bar) body.append(bar);
+  if (mine && !msg.deleted) {
+    const tick = store.tickOf(msg);
+    const title = tickTitle(msg, tick);
+    body.append(h('div', { class: 'msg-status' },
+      h('span', { class: `tick tick-${tick.state}`, 'data-testid': 'tick', 'data-state': tick.state, title, 'aria-label': title, role: 'img', text: TICK_GLYPH[tick.state] })));
+    if (msg.state === 'failed') {
+      body.append(h('div', { class: 'send-failed', role: 'alert' },
+        h('span', { text: `Not sent${msg.error ? ` — ${msg.error}` : ''}.` }),
+        h('button', { type: 'button', class: 'link-btn', 'data-testid': 'retry-send', onclick: () => store.retrySend(msg.client_msg_id) }, 'Retry'),
+        h('button', { type: 'button', class: 'link-btn', onclick: () => store.discardSend(msg.client_msg_id) }, 'Discard')));
+    }
+  }
+  row.append(body);
+
+  if (msg.id && !msg.deleted) {
+    const room = store.rooms.get(msg.room_id);
+    const canDelete = mine || room?.role === 'admin';
+    const items = [
+      { label: 'Add reaction', icon: icon('smile'), testid: 'menu-react', action: () => openReactionPicker(moreBtn, (e) => store.toggleReaction(msg, e)) },
+      { label: 'Copy text', icon: icon('file'), testid: 'menu-copy', action: () => navigator.clipboard?.writeText(msg.text).catch(() => {}) },
+    ];
+    if (mine) items.push({ label: 'Edit', icon: icon('edit'), testid: 'menu-edit', action: () => onEdit(msg) });
+    if (canDelete) {
+      items.push({
+        label: 'Delete', icon: icon('trash'), danger: true, testid: 'menu-delete',
+        action: async () => {
+          const ok = await confirmDialog({ title: 'Delete message?', text: 'Everyone in the conversation will see that a message was deleted.', confirmLabel: 'Delete', danger: true });
+          if (ok) store.deleteMessage(msg);
+        },
+      });
+    }
+    const reactBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Add reaction', 'data-testid': 'react-button', onclick: () => openReactionPicker(reactBtn, (e) => store.toggleReaction(msg, e)) }, icon('smile'));
+    const moreBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Message actions', 'aria-haspopup': 'menu', 'data-testid': 'message-actions', onclick: () => openMenu(moreBtn, items) }, icon('more'));
+    row.append(h('div', { class: 'msg-actions' }, reactBtn, moreBtn));
+    row.addEventListener('contextmenu', (ev) => {
+      if (ev.target.closest('a, .msg-edit')) return;
+      ev.preventDefault();
+      openMenu({ x: ev.clientX, y: ev.clientY }, items);
+    });
+    let press = null;
+    row.addEventListener('touchstart', (ev) => {
+      const t = ev.touches[0];
+      press = setTimeout(() => openMenu({ x: t.clientX, y: t.clientY }, items), 550);
+    }, { passive: true });
+    const cancel = () => clearTimeout(press);
+    row.addEventListener('touchend', cancel);
+    row.addEventListener('touchmove', cancel, { passive: true });
+  }
+  return row;
+}
+
+// Inline editor replacing the text of a row. Enter saves, Escape cancels.
+export function startEdit(row, msg, onDone) {
+  const body = row.querySelector('.msg-body');
+  const textEl = body.querySelector('.msg-text');
+  const input = h('textarea', { class: 'msg-edit-input', 'aria-label': 'Edit message', 'data-testid': 'edit-input', rows: '2' });
+  input.value = msg.text;
+  const save = () => {
+    const text = input.value.trim();
+    editor.remove();
+    if (textEl) textEl.hidden = false;
+    onDone();
+    if (text && text !== msg.text) store.editMessage(msg, text);
+    else if (!text && !(msg.attachments || []).length) {
+      confirmDialog({ title: 'Delete message?', text: 'The message is empty. Delete it?', confirmLabel: 'Delete', danger: true })
+        .then((ok) => { if (ok) store.deleteMessage(msg); });
+    }
+  };
+  const cancel = () => { editor.remove(); if (textEl) textEl.hidden = false; onDone(); row.querySelector('[data-testid=message-actions]')?.focus(); };
+  input.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && !ev.shiftKey) { ev.preventDefault(); save(); }
+    if (ev.key === 'Escape') { ev.preventDefault(); ev.stopPropagation(); cancel(); }
+  });
+  const editor = h('div', { class: 'msg-edit' }, input,
+    h('div', { class: 'msg-edit-actions' },
+      h('span', { class: 'field-hint', text: 'Enter to save · Esc to cancel' }),
+      h('button', { type: 'button', class: 'btn btn-small', onclick: cancel }, 'Cancel'),
+      h('button', { type: 'button', class: 'btn btn-small btn-primary', 'data-testid': 'edit-save', onclick: save }, 'Save')));
+  if (textEl) { textEl.hidden = true; textEl.after(editor); } else body.append(editor);
+  input.focus();
+  input.setSelectionRange(input.value.length, input.value.length);
+}

@@ -1,0 +1,53 @@
+// The room list: DMs and groups, newest activity first, preview and unread badge.
+import { h, fmtTime } from '../dom.js';
+import { store } from '../store.js';
+import { avatar } from './avatar.js';
+import { isMuted } from './notifications.js';
+
+function preview(room) {
+  const m = room.last_message;
+  if (!m) return 'No messages yet';
+  const who = m.sender_id === store.me.id ? 'You' : store.displayName(m.sender_id);
+  let body = m.text;
+  if (!body && m.attachments?.length) body = `📎 ${m.attachments[0].name}`;
+  return room.kind === 'direct' && m.sender_id !== store.me.id ? body : `${who}: ${body}`;
+}
+
+export function renderRoomList(el, { current, onOpen }) {
+  const rooms = store.sortedRooms();
+  if (!rooms.length) {
+    el.replaceChildren(h('p', { class: 'empty-list', text: 'No conversations yet. Start one with “New message” or “New group”.' }));
+    return;
+  }
+  const focused = document.activeElement?.closest?.('.room-item')?.dataset.roomId;
+  const items = rooms.map((room) => {
+    const name = store.roomName(room);
+    const unread = room.unread_count || 0;
+    const partnerId = store.dmPartner(room);
+    const pic = room.kind === 'direct'
+      ? avatar(store.user(partnerId) || { id: partnerId, display_name: name }, 'md', { presence: true })
+      : h('span', { class: 'avatar avatar-md avatar-group', 'aria-hidden': 'true', text: '#' });
+    const label = `${name}${unread ? `, ${unread} unread` : ''}`;
+    const btn = h('button', {
+      type: 'button',
+      class: `room-item${room.id === current ? ' active' : ''}${unread ? ' unread' : ''}`,
+      'aria-current': room.id === current ? 'page' : undefined,
+      'aria-label': label,
+      'data-testid': 'room-item',
+      dataset: { roomId: room.id },
+      onclick: () => onOpen(room.id),
+    },
+    pic,
+    h('span', { class: 'room-text' },
+      h('span', { class: 'room-top' },
+        h('span', { class: 'room-name', 'data-testid': 'room-name', text: name }),
+        isMuted(room.id) ? h('span', { class: 'muted-mark', title: 'Muted', text: '🔕' }) : null,
+        room.last_message ? h('time', { class: 'room-time', text: fmtTime(room.last_message.created_at) }) : null),
+      h('span', { class: 'room-bottom' },
+        h('span', { class: 'room-preview', 'data-testid': 'room-preview', text: preview(room) }),
+        unread ? h('span', { class: 'badge', 'data-testid': 'unread-badge', text: unread > 99 ? '99+' : String(unread) }) : null)));
+    return btn;
+  });
+  el.replaceChildren(...items);
+  if (focused) el.querySelector(`[data-room-id="${focused}"]`)?.focus();
+}
