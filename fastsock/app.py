@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -30,6 +31,8 @@ ID = r"([^/]+)"
 MAX_BODY = 1024 * 1024
 DB_START_TIMEOUT_S = 60.0
 GC_INTERVAL_S = 3600.0
+# Metric labels come from this fixed set: any client can send any method token.
+KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 HANDLERS: list[type[BaseHandler]] = [
     accounts.RegisterHandler,
@@ -73,7 +76,8 @@ def _log_request(handler: RequestHandler) -> None:
     route = getattr(handler, "route", "/ws" if isinstance(handler, ChatSocket) else "unknown")
     duration = handler.request.request_time()
     ctx: AppContext = handler.application.settings["ctx"]
-    ctx.metrics.http_requests.labels(handler.request.method, route, str(status)).observe(duration)
+    method = handler.request.method if handler.request.method in KNOWN_METHODS else "other"
+    ctx.metrics.http_requests.labels(method, route, str(status)).observe(duration)
     level = logging.ERROR if status >= 500 else logging.INFO
     log.log(
         level,
@@ -140,7 +144,9 @@ class Server:
         hub = Hub(metrics)
         services = Services.build(store, hub, blobs, s, metrics)
         self.ctx = AppContext(s, store, services, hub, metrics)
-        self.http = HTTPServer(make_app(self.ctx), max_body_size=MAX_BODY)
+        # Behind a trusted proxy, take the client address from X-Forwarded-For / X-Real-Ip
+        # (login throttling and logs need the real client, not the proxy).
+        self.http = HTTPServer(make_app(self.ctx), max_body_size=MAX_BODY, xheaders=s.trust_proxy)
         sockets = bind_sockets(s.port, s.host)
         self.port = sockets[0].getsockname()[1]
         self.http.add_sockets(sockets)
@@ -170,6 +176,8 @@ class Server:
     async def stop(self) -> None:
         if self._gc is not None:
             self._gc.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._gc
         if self.http is not None:
             self.http.stop()
             if self.ctx is not None:
@@ -177,6 +185,7 @@ class Server:
                 await self.ctx.hub.wait_tasks(timeout=5)
             await self.http.close_all_connections()
         if self.ctx is not None:
+            self.ctx.services.typing.close()
             await self.ctx.store.close()
         if self.embedded is not None:
             await self.embedded.stop()

@@ -30,8 +30,11 @@ class Limits:
     typing_burst: int = 10
     reactions_per_s: float = 5.0
     reactions_burst: int = 20
-    invites_per_min: int = 30  # room invitations (members added)
+    invites_per_min: int = 300  # people added to rooms (also new DMs), per user
     logins_per_min: int = 10  # per client IP + username
+    registrations_per_min: int = 20  # per client IP
+    receipts_per_s: float = 20.0  # read/delivered confirmations, edits and deletes
+    receipts_burst: int = 80
     abuse_refusals: int = 200  # refusals within 10 s that close a socket with 4429
     uploads_per_min: int = 30
 
@@ -46,6 +49,9 @@ LIMIT_VARS = {
     "REACTIONS_BURST": ("reactions_burst", int),
     "INVITES_PER_MIN": ("invites_per_min", int),
     "LOGINS_PER_MIN": ("logins_per_min", int),
+    "REGISTRATIONS_PER_MIN": ("registrations_per_min", int),
+    "RECEIPTS_PER_S": ("receipts_per_s", float),
+    "RECEIPTS_BURST": ("receipts_burst", int),
     "ABUSE_REFUSALS": ("abuse_refusals", int),
     "UPLOADS_PER_MIN": ("uploads_per_min", int),
 }
@@ -76,6 +82,7 @@ class Settings:
     metrics_token: str | None = None
     log_level: str = "INFO"
     limits: Limits = Limits()
+    trust_proxy: bool = False
     upload_dir: Path | None = None  # None: <data_dir>/uploads
     blob_backend: str = "local"
     s3_bucket: str | None = None
@@ -184,6 +191,10 @@ def load_settings(
     if (v := get("LOG_LEVEL")) is not None:
         kwargs["log_level"] = _choice(
             PREFIX + "LOG_LEVEL", v.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")
+        )
+    if (v := get("TRUST_PROXY")) is not None:
+        kwargs["trust_proxy"] = (
+            _choice(PREFIX + "TRUST_PROXY", v.lower(), ("true", "false")) == "true"
         )
     if (v := get("UPLOAD_DIR")) is not None:
         kwargs["upload_dir"] = Path(v)

@@ -38,6 +38,9 @@ RELAXED = Limits(
     reactions_burst=1000,
     invites_per_min=10000,
     logins_per_min=10000,
+    registrations_per_min=10000,
+    receipts_per_s=1000,
+    receipts_burst=1000,
 )
 
 

@@ -9,7 +9,10 @@ class RegisterHandler(BaseHandler):
     route, auth_required = "/auth/register", False
 
     async def post(self) -> None:
-        self.send_json(await self.services.accounts.register(self.json_body()), 201)
+        body = self.json_body()
+        self.send_json(
+            await self.services.accounts.register(body, self.request.remote_ip or ""), 201
+        )
 
 
 class LoginHandler(BaseHandler):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 from pathlib import Path
@@ -10,7 +11,7 @@ from urllib.parse import quote
 
 from tornado.web import stream_request_body
 
-from fastsock.errors import ApiError
+from fastsock.errors import ApiError, NotFound
 from fastsock.handlers.base import BaseHandler
 from fastsock.handlers.multipart import MultipartStream, boundary_of
 
@@ -34,10 +35,13 @@ class UploadHandler(BaseHandler):
     def prepare(self) -> None:
         super().prepare()
         uploads = self.services.uploads
-        length = self.request.headers.get("Content-Length")
-        uploads.begin(self.me, int(length) if length and length.isdigit() else None)
-        self.request.connection.set_max_body_size(uploads.max_bytes + MULTIPART_SLACK)  # type: ignore[attr-defined]
         boundary = boundary_of(self.request.headers.get("Content-Type", ""))
+        length = self.request.headers.get("Content-Length")
+        declared = int(length) if length and length.isdigit() else None
+        if declared is not None and boundary is not None:
+            declared -= MULTIPART_SLACK  # the form's framing is not part of the file
+        uploads.begin(self.me, declared)
+        self.request.connection.set_max_body_size(uploads.max_bytes + MULTIPART_SLACK)  # type: ignore[attr-defined]
         if boundary is not None:
             self.multipart = MultipartStream(boundary, self._on_file, self._write)
         else:
@@ -125,9 +129,14 @@ class DownloadHandler(BaseHandler):
         self.set_header("Cache-Control", "private, max-age=3600")
         # Even if a browser were tricked into rendering it, an upload can run nothing.
         self.set_header("Content-Security-Policy", "default-src 'none'; sandbox")
-        async for chunk in uploads.blobs.read(key, start, end):
-            self.write(chunk)
-            await self.flush()
+        # aclosing: a client that goes away mid-download releases the file or S3 body now.
+        try:
+            async with contextlib.aclosing(uploads.blobs.read(key, start, end)) as chunks:
+                async for chunk in chunks:
+                    self.write(chunk)
+                    await self.flush()
+        except FileNotFoundError:  # a record without its content: say so, if still possible
+            raise NotFound("the file's content is missing") from None
 
 
 class ThumbnailHandler(DownloadHandler):

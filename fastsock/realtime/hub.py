@@ -25,10 +25,13 @@ from fastsock.metrics import Metrics
 from fastsock.services.events import Origin, Ref
 
 RESUME_WINDOW_S = 120.0
-# Frames kept while the socket is open (enough to cover what may be in flight when it drops)
-# and while it is away (what a reconnect can replay). Past these, a resume becomes a resync.
-ATTACHED_KEEP = (1_000, 1024 * 1024)
-DETACHED_KEEP = (10_000, 8 * 1024 * 1024)
+# Frames kept for a replay, by count and by characters (at most 4 bytes each): more than a
+# socket may have pending when it is closed as too slow, so that close can still resume.
+# Past these, a resume becomes a resync.
+KEEP = (10_000, 2_000_000)
+# Sessions one user may hold (open tabs plus those awaiting a resume). The oldest detached
+# one makes room for a new one; with every one attached, a new socket is refused.
+SESSIONS_PER_USER = 12
 
 
 class Transport(Protocol):
@@ -75,8 +78,8 @@ class Session:
         return [frame for seq, frame in self._frames if seq > last_seq]
 
     def _trim(self) -> None:
-        max_frames, max_bytes = ATTACHED_KEEP if self.socket is not None else DETACHED_KEEP
-        while len(self._frames) > max_frames or self._bytes > max_bytes:
+        max_frames, max_chars = KEEP
+        while len(self._frames) > max_frames or self._bytes > max_chars:
             self._bytes -= len(self._frames.popleft()[1])
 
 
@@ -92,8 +95,18 @@ class Hub:
 
     # --- sessions -------------------------------------------------------------------------
 
-    def open(self, user_id: str, socket: Transport) -> tuple[Session, bool]:
-        """A new session for the socket; (session, the user just came online)."""
+    def open(self, user_id: str, socket: Transport) -> tuple[Session, bool] | None:
+        """A new session for the socket; (session, the user just came online), or None when
+        the user already holds SESSIONS_PER_USER open sockets."""
+        held = self._by_user.get(user_id, {})
+        if len(held) >= SESSIONS_PER_USER:
+            detached = [s for s in held.values() if s.socket is None]
+            if not detached:
+                return None
+            oldest = detached[0]  # dicts keep insertion order: the first is the oldest
+            if oldest.expiry is not None:
+                oldest.expiry.cancel()
+            self._drop(oldest)
         session = Session(f"{self.node_id}.{secrets.token_urlsafe(12)}", user_id)
         self._sessions[session.id] = session
         self._by_user.setdefault(user_id, {})[session.id] = session

@@ -21,7 +21,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from fastsock import logs
 from fastsock.context import AppContext
-from fastsock.errors import ApiError, InvalidRequest, RateLimited, TooLarge, Unauthenticated
+from fastsock.errors import ApiError, InvalidRequest, TooLarge, Unauthenticated
 from fastsock.realtime.hub import Session, encode
 from fastsock.realtime.routes import ROUTES
 from fastsock.services.events import Origin, Ref
@@ -34,9 +34,9 @@ AUTH_TIMEOUT_S = 10.0
 MAX_FRAME_BYTES = 64 * 1024
 # Tornado's own hard cap: frames beyond this are dropped with close 1009 before we see them.
 HARD_FRAME_BYTES = 1024 * 1024
-# Queued-but-unsent bytes a socket may hold before it is judged too slow and closed; its
-# session keeps the frames, so the client resumes without losing any.
-MAX_PENDING_BYTES = 4 * 1024 * 1024
+# Queued-but-unsent characters a socket may hold before it is judged too slow and closed;
+# its session keeps more than this (hub.KEEP), so the client resumes without losing any.
+MAX_PENDING_CHARS = 1_000_000
 REF_MAX = 64
 ABUSE_WINDOW_S = 10.0
 
@@ -51,7 +51,8 @@ class ChatSocket(WebSocketHandler):
         self.ctx = ctx
         self.session: Session | None = None
         self.request_id = secrets.token_hex(8)  # names this connection in the logs
-        self.pending_bytes = 0
+        self.pending_chars = 0
+        self._expiry_timer: object | None = None
         self.oversize_frames = 0
         self.refusals: deque[float] = deque()
         self._auth_timer: object | None = None
@@ -81,15 +82,15 @@ class ChatSocket(WebSocketHandler):
         except WebSocketClosedError:
             return
         size = len(frame)
-        self.pending_bytes += size
+        self.pending_chars += size
         future.add_done_callback(lambda f: self._drained(f, size))
-        if self.pending_bytes > MAX_PENDING_BYTES:
+        if self.pending_chars > MAX_PENDING_CHARS:
             self.ctx.metrics.ws_dropped.inc()
             log.warning("ws_slow_consumer_closed", extra={"fields": {"session": self.request_id}})
             self.close(CLOSE_SLOW, "too slow: reconnect and resume")
 
     def _drained(self, future: Future[None], size: int) -> None:
-        self.pending_bytes -= size
+        self.pending_chars -= size
         if not future.cancelled():
             future.exception()  # a write to a socket that closed meanwhile: nothing to do
 
@@ -163,7 +164,7 @@ class ChatSocket(WebSocketHandler):
                 raise Unauthenticated("the first frame must be auth")
             auth = validate("auth", data)
             resume = auth["resume"]
-            user_id = services.accounts.authenticate(auth["token"])
+            user_id, expires_at = services.accounts.authenticate_until(auth["token"])
             user = await services.accounts.get(user_id)
         except ApiError as exc:
             self.close(CLOSE_AUTH, exc.message[:120])
@@ -188,7 +189,15 @@ class ChatSocket(WebSocketHandler):
                 outcome = "ok"
                 self.ctx.metrics.resume.labels("ok").inc()
         if self.session is None:
-            self.session, came_online = hub.open(user_id, self)
+            opened = hub.open(user_id, self)
+            if opened is None:
+                self.close(CLOSE_ABUSE, "too many open connections")
+                return
+            self.session, came_online = opened
+        # The socket lives as long as its token: the client re-authenticates and resumes.
+        self._expiry_timer = IOLoop.current().call_at(
+            IOLoop.current().time() + max(0.0, expires_at - time.time()), self._token_expired
+        )
         logs.user_id.set(user_id)
         ready = {"user": user, "session": self.session.id, "resume": outcome}
         self.write_frame(encode("ready", ready))
@@ -196,6 +205,9 @@ class ChatSocket(WebSocketHandler):
             self.write_frame(frame)
         if came_online:
             await self._presence(True)
+
+    def _token_expired(self) -> None:
+        self.close(CLOSE_AUTH, "token expired: authenticate again and resume")
 
     async def _dispatch(self, type_: str, data: dict[str, Any], ref: Ref | None) -> None:
         if type_ == "ping":
@@ -213,11 +225,8 @@ class ChatSocket(WebSocketHandler):
         assert self.session is not None
         try:
             reply = await route(self.ctx.services, self.user_id, data, Origin(self.session.id, ref))
-        except (InvalidRequest, RateLimited, TooLarge) as exc:
-            self.refuse(exc, ref)  # the kinds of refusal a misbehaving client piles up
-            return
         except ApiError as exc:
-            self.send_event("error", exc.to_dict(), ref)
+            self.refuse(exc, ref)  # refusals pile up toward the abuse limit
             return
         except Exception as exc:
             if not is_unavailable(exc):
@@ -234,8 +243,9 @@ class ChatSocket(WebSocketHandler):
     # --- closing --------------------------------------------------------------------------
 
     def on_close(self) -> None:
-        if self._auth_timer is not None:
-            IOLoop.current().remove_timeout(self._auth_timer)  # type: ignore[arg-type]
+        for timer in (self._auth_timer, self._expiry_timer):
+            if timer is not None:
+                IOLoop.current().remove_timeout(timer)  # type: ignore[arg-type]
         hub = self.ctx.hub
         if self.session is not None and hub.detach(self.session, self) and not hub.closing:
             hub.spawn(self._presence(False))

@@ -38,8 +38,9 @@ class Accounts:
 
     # --- sessions -------------------------------------------------------------------------
 
-    async def register(self, data: Doc) -> Doc:
+    async def register(self, data: Doc, client_ip: str) -> Doc:
         data = validate("auth.register", data)
+        self.throttles.check("register", client_ip)
         password_hash = await asyncio.to_thread(hash_password, data["password"])
         doc = {
             "username": data["username"],
@@ -80,7 +81,13 @@ class Accounts:
         user = await self.store.users.get(claims["sub"])
         if user is None:
             raise Unauthenticated("account no longer exists")
-        return await self._session(user, family=record["family"])
+        session = await self._session(user, family=record["family"])
+        # A concurrent reuse may have revoked the family while we issued: the new token was
+        # stored after that revocation, so check again and revoke it too.
+        if await self.store.tokens.family_revoked(record["family"]):
+            await self.store.tokens.revoke_family(record["family"])
+            raise Unauthenticated("refresh token reused; session revoked")
+        return session
 
     async def logout(self, user_id: str, data: Doc) -> None:
         claims = self.tokens.decode(data.get("refresh_token"), REFRESH)
@@ -92,7 +99,12 @@ class Accounts:
 
     def authenticate(self, access_token: Any) -> str:
         """The user id an access token stands for (no database access: tokens are short-lived)."""
-        return self.tokens.decode(access_token, ACCESS)["sub"]
+        return self.authenticate_until(access_token)[0]
+
+    def authenticate_until(self, access_token: Any) -> tuple[str, float]:
+        """The user id and the token's expiry (Unix time)."""
+        claims = self.tokens.decode(access_token, ACCESS)
+        return claims["sub"], float(claims["exp"])
 
     async def _session(self, user: Doc, family: str | None) -> Doc:
         user_id = str(user["_id"])

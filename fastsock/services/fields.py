@@ -9,6 +9,9 @@ from typing import Any
 from fastsock.errors import InvalidRequest
 from fastsock.store.ids import is_object_id
 
+# Explicit bidirectional overrides and isolates: they let text display as something else.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
 
 def object_id(value: Any, field: str) -> str:
     if not is_object_id(value):
@@ -33,7 +36,7 @@ def text(value: Any, field: str, *, min_len: int = 1, max_len: int, strip: bool 
         value = value.strip()
     if not min_len <= len(value) <= max_len:
         raise InvalidRequest(f"{field} must be {min_len} to {max_len} characters long", field=field)
-    if any(ord(c) < 32 and c not in "\n\t" for c in value):
+    if any((ord(c) < 32 and c not in "\n\t") or c in BIDI_CONTROLS for c in value):
         raise InvalidRequest(f"{field} contains control characters", field=field)
     return value
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-MAX_PIXELS = 40_000_000  # 40 megapixels; decoding more is refused before any pixel is read
+# 24 megapixels (a 6000x4000 photo); decoding more is refused before any pixel is read.
+# Decoding takes several full-size copies (about 18 bytes a pixel at peak).
+MAX_PIXELS = 24_000_000
 THUMBNAIL_SIZE = (320, 320)
 THUMBNAIL_TYPE = "image/webp"
 _FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF", "image/webp": "WEBP"}
@@ -46,7 +48,8 @@ def process(source: Path, content_type: str, clean: Path, thumbnail: Path) -> Im
                     clean.write_bytes(source.read_bytes())
                     frame = im.convert("RGBA")
                 else:
-                    frame = ImageOps.exif_transpose(im)  # keep the visible orientation
+                    # Keep the visible orientation (a copy only when EXIF asks for a turn).
+                    frame = ImageOps.exif_transpose(im) if im.getexif().get(0x0112, 1) != 1 else im
                     _save_clean(frame, clean, _FORMATS[content_type])
                 info = ImageInfo(frame.width, frame.height)
                 thumb = frame.copy()

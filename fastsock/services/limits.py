@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from fastsock.config import Limits
 from fastsock.errors import RateLimited
 
-PRUNE_EVERY = 10_000  # keys; idle full buckets are dropped when the table grows past this
+PRUNE_AT = 10_000  # keys; past this (and each doubling since), idle full buckets are dropped
 
 
 @dataclass(slots=True)
@@ -29,22 +29,27 @@ class RateLimiter:
         self.burst = burst
         self.clock = clock
         self._buckets: dict[object, _Bucket] = {}
+        self._prune_at = PRUNE_AT
 
-    def retry_after(self, key: object) -> float:
-        """Take one token for `key`: 0.0 if allowed, else seconds until one is available."""
+    def retry_after(self, key: object, cost: int = 1) -> float:
+        """Take `cost` tokens for `key`: 0.0 if allowed, else seconds until they are there."""
         now = self.clock()
         bucket = self._buckets.get(key)
         if bucket is None:
-            if len(self._buckets) >= PRUNE_EVERY:
+            if len(self._buckets) >= self._prune_at:
                 self._prune(now)
+                # Amortised: the next sweep waits until the table has doubled again.
+                self._prune_at = max(PRUNE_AT, 2 * len(self._buckets))
             bucket = self._buckets[key] = _Bucket(float(self.burst), now)
         else:
             bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
             bucket.updated = now
-        if bucket.tokens >= 1:
-            bucket.tokens -= 1
+        if bucket.tokens >= cost:
+            bucket.tokens -= cost
             return 0.0
-        return (1 - bucket.tokens) / self.rate
+        if cost > self.burst:
+            return float("inf")  # can never be granted at once
+        return (cost - bucket.tokens) / self.rate
 
     def _prune(self, now: float) -> None:
         full_after = self.burst / self.rate
@@ -63,12 +68,20 @@ class Throttles:
             "invite": RateLimiter(limits.invites_per_min / 60, limits.invites_per_min),
             "login": RateLimiter(limits.logins_per_min / 60, limits.logins_per_min),
             "upload": RateLimiter(limits.uploads_per_min / 60, limits.uploads_per_min),
+            # Per client IP: accounts are cheap to make, each costs a password hash.
+            "register": RateLimiter(
+                limits.registrations_per_min / 60, limits.registrations_per_min
+            ),
+            "receipt": RateLimiter(limits.receipts_per_s, limits.receipts_burst),
         }
         self._on_refused = on_refused
 
-    def check(self, kind: str, key: object) -> None:
+    def check(self, kind: str, key: object, cost: int = 1) -> None:
         """Raise 429 `rate_limited` (with retry_after) if `key` is over its `kind` limit."""
-        wait = self._limiters[kind].retry_after(key)
+        wait = self._limiters[kind].retry_after(key, cost)
+        if wait == float("inf"):
+            self._on_refused(kind)
+            raise RateLimited(f"too many {kind} requests at once", retry_after=60.0)
         if wait > 0:
             self._on_refused(kind)
             raise RateLimited(f"too many {kind} requests; slow down", retry_after=wait)

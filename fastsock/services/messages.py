@@ -67,6 +67,7 @@ class Messages:
                             "reactions": {},
                             "reaction_kinds": 0,
                             "version": version,
+                            "announced": False,
                         }
                     )
                 created = True
@@ -82,11 +83,17 @@ class Messages:
         if created:
             self.metrics.messages.inc()
             await self.typing.stop(user_id, room_id)  # sending ends "is typing…" at once
+        # A retry of a send that was stored but never announced (the server failed in
+        # between) announces it now; a normal retry announces nothing twice.
+        if not existing.get("announced", True):
+            await self.uploads.mark_attached([a["id"] for a in message["attachments"]])
             await self.rooms.publish(room_id, "message.new", {"message": message})
+            await self.store.messages.update(message["id"], {}, {"$set": {"announced": True}})
         return message, created
 
     async def edit(self, user_id: str, data: Doc) -> Doc:
         data = validate("message.edit", data)
+        self.rooms.throttles.check("send", user_id)
         message, _ = await self.visible_message(user_id, data["message_id"])
         room_id = str(message["room_id"])
         if str(message["sender_id"]) != user_id:
@@ -109,6 +116,7 @@ class Messages:
 
     async def delete(self, user_id: str, data: Doc) -> Doc:
         message_id = validate("message.delete", data)["message_id"]
+        self.rooms.throttles.check("send", user_id)
         message, membership = await self.visible_message(user_id, message_id)
         room_id = str(message["room_id"])
         if str(message["sender_id"]) != user_id and membership["role"] != ADMIN:

@@ -151,8 +151,7 @@ class Rooms:
     async def create_group(self, user_id: str, data: Doc) -> Doc:
         data = validate("room.create", data)
         member_ids = [m for m in data["member_ids"] if m != user_id]
-        if member_ids:
-            self.throttles.check("invite", user_id)
+        self.throttles.check("invite", user_id, cost=max(1, len(member_ids)))
         await self._require_users(member_ids)
         at = now()
         room = await self.store.rooms.insert(
@@ -184,6 +183,7 @@ class Rooms:
         room = await self.store.rooms.by_dm_key(dm_key)
         created = False
         if room is None:
+            self.throttles.check("invite", user_id)
             at = now()
             doc = {
                 "kind": "direct",
@@ -230,7 +230,7 @@ class Rooms:
         await self.require_admin(user_id, room_id)
         room = await self._room(room_id)
         self._require_group(room)
-        self.throttles.check("invite", user_id)
+        self.throttles.check("invite", user_id, cost=len(user_ids))
         await self._require_users(user_ids)
         return await self._add(room, user_ids)
 
@@ -281,6 +281,7 @@ class Rooms:
 
     async def mark_read(self, user_id: str, data: Doc) -> Doc:
         data = validate("message.read", data)
+        self.throttles.check("receipt", user_id)
         room_id, message_id = data["room_id"], data["message_id"]
         await self.require_member(user_id, room_id)
         message = await self.store.messages.get(message_id)

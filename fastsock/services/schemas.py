@@ -115,7 +115,10 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "display_name": text(max_len=DISPLAY_NAME_MAX, **OPTIONAL),
     },
     # Login checks only types: its answer must not say which rule a guess broke.
-    "auth.login": {"username": Field(_string), "password": Field(_string)},
+    "auth.login": {
+        "username": text(max_len=64, strip=False),
+        "password": text(max_len=PASSWORD_MAX * 4, strip=False),  # longer never matches
+    },
     "auth.refresh": {"refresh_token": Field(_string)},
     "user.update": {
         "display_name": text(max_len=DISPLAY_NAME_MAX, **OPTIONAL),

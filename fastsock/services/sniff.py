@@ -17,8 +17,26 @@ _MAGIC: list[tuple[bytes, int, str]] = [
     (b"OggS", 0, "audio/ogg"),
     (b"ID3", 0, "audio/mpeg"),
     (b"\x1a\x45\xdf\xa3", 0, "video/webm"),  # EBML (WebM / Matroska)
-    (b"ftyp", 4, "video/mp4"),
 ]
+
+# ISO base media brands that are MP4 (not HEIC, AVIF or QuickTime, which share the box).
+MP4_BRANDS = {
+    b"isom",
+    b"iso2",
+    b"iso4",
+    b"iso5",
+    b"iso6",
+    b"mp41",
+    b"mp42",
+    b"avc1",
+    b"M4A ",
+    b"M4V ",
+    b"M4B ",
+    b"dash",
+    b"mmp4",
+    b"f4v ",
+    b"MSNV",
+}
 
 # Markup that browsers would run if it were ever served as HTML: never "plain text".
 _MARKUP = re.compile(
@@ -51,9 +69,21 @@ def detect(head: bytes) -> str | None:
     for magic, offset, mime in _MAGIC:
         if head[offset : offset + len(magic)] == magic:
             return mime
-    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
-        return "audio/mpeg"  # an MPEG audio frame header without ID3 tags
+    if head[4:8] == b"ftyp" and head[8:12] in MP4_BRANDS:
+        return "video/mp4"
+    if _mpeg_frame(head):
+        return "audio/mpeg"  # an MPEG audio frame without ID3 tags
     return "text/plain" if _is_text(head) else None
+
+
+def _mpeg_frame(head: bytes) -> bool:
+    """A valid MPEG audio frame header: sync bits, and no reserved version, layer, bitrate
+    or sample rate (so UTF-16 text, FF FE..., is not mistaken for audio)."""
+    if len(head) < 4 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
+        return False
+    version, layer = (head[1] >> 3) & 3, (head[1] >> 1) & 3
+    bitrate, rate = head[2] >> 4, (head[2] >> 2) & 3
+    return version != 1 and layer != 0 and bitrate not in (0, 15) and rate != 3
 
 
 def _is_text(head: bytes) -> bool:

@@ -24,14 +24,17 @@ EXPIRY_S = 6.0
 
 @dataclass(slots=True)
 class _Indicator:
-    relayed_at: float
     expiry: asyncio.TimerHandle
+    relayed: bool  # whether the others were told it started (so they need the stop)
 
 
 class Typing:
     def __init__(self, rooms: Rooms) -> None:
         self.rooms = rooms
         self._active: dict[tuple[str, str], _Indicator] = {}
+        # When each (room, user) last had `active: true` relayed, kept for RELAY_INTERVAL_S
+        # after its indicator ends, so a quick stop/start cannot force extra relays.
+        self._relayed_at: dict[tuple[str, str], float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def update(self, user_id: str, data: Doc) -> None:
@@ -44,30 +47,50 @@ class Typing:
             await self.stop(user_id, room_id)
             return
         loop = asyncio.get_running_loop()
+        now = loop.time()
         indicator = self._active.get(key)
-        if indicator is not None and loop.time() - indicator.relayed_at < RELAY_INTERVAL_S:
-            indicator.expiry.cancel()  # a refresh: push the expiry back, relay nothing
-            indicator.expiry = loop.call_later(EXPIRY_S, self._expire, key)
-            return
         if indicator is not None:
-            indicator.expiry.cancel()
-        self._active[key] = _Indicator(loop.time(), loop.call_later(EXPIRY_S, self._expire, key))
-        await self._relay(room_id, user_id, True)
+            indicator.expiry.cancel()  # a refresh pushes the expiry back
+            indicator.expiry = loop.call_later(EXPIRY_S, self._expire, key)
+        else:
+            indicator = self._active[key] = _Indicator(
+                loop.call_later(EXPIRY_S, self._expire, key), relayed=False
+            )
+        if now - self._relayed_at.get(key, -RELAY_INTERVAL_S) >= RELAY_INTERVAL_S:
+            self._remember_relay(key, now)
+            indicator.relayed = True
+            await self._relay(room_id, user_id, True)
 
     async def stop(self, user_id: str, room_id: str) -> None:
         """End the user's indicator in the room, if there is one (also on send)."""
         indicator = self._active.pop((room_id, user_id), None)
         if indicator is not None:
             indicator.expiry.cancel()
-            await self._relay(room_id, user_id, False)
+            if indicator.relayed:
+                await self._relay(room_id, user_id, False)
 
     async def stop_all(self, user_id: str) -> None:
         """The user's last socket closed."""
         for room_id, uid in [k for k in self._active if k[1] == user_id]:
             await self.stop(uid, room_id)
 
+    def close(self) -> None:
+        """Shutdown: no timer fires after the store is gone."""
+        for indicator in self._active.values():
+            indicator.expiry.cancel()
+        self._active.clear()
+        for task in self._tasks:
+            task.cancel()
+
+    def _remember_relay(self, key: tuple[str, str], now: float) -> None:
+        if len(self._relayed_at) > 10_000:  # forget what no longer throttles anything
+            cutoff = now - RELAY_INTERVAL_S
+            self._relayed_at = {k: t for k, t in self._relayed_at.items() if t > cutoff}
+        self._relayed_at[key] = now
+
     def _expire(self, key: tuple[str, str]) -> None:
-        if self._active.pop(key, None) is not None:
+        indicator = self._active.pop(key, None)
+        if indicator is not None and indicator.relayed:
             task = asyncio.ensure_future(self._relay(*key, active=False))
             self._tasks.add(task)
             task.add_done_callback(self._expired)

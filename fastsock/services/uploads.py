@@ -29,7 +29,11 @@ Doc = dict[str, Any]
 
 NAME_MAX = 200
 UNATTACHED_TTL = timedelta(days=1)
-_UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
+IMAGE_WORKERS = 2
+GC_BATCH = 1000  # uploads per sweep; the rest wait for the next one
+# Control and reserved characters, and bidirectional overrides (which can make
+# "invoice\u202efdp.exe" display as "invoiceexe.pdf").
+_UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|\u202a-\u202e\u2066-\u2069]+')
 
 
 class UnsupportedType(ApiError):
@@ -82,6 +86,8 @@ class Uploads:
         self.max_bytes = settings.max_upload_bytes
         self.allowed = set(settings.upload_types)
         self.spool_dir = settings.uploads_path / ".spool"
+        # Decoding images is memory-hungry: a bounded number at a time, whatever the load.
+        self._image_slots = asyncio.Semaphore(IMAGE_WORKERS)
 
     def begin(self, user_id: str, declared_size: int | None) -> None:
         """Checks before any byte is read: the rate limit and a declared length."""
@@ -141,7 +147,8 @@ class Uploads:
             source = spool
             if actual in IMAGES:
                 try:
-                    info = await asyncio.to_thread(images.process, spool, actual, clean, thumb)
+                    async with self._image_slots:
+                        info = await asyncio.to_thread(images.process, spool, actual, clean, thumb)
                 except images.ImageRejected as exc:
                     if exc.too_large:
                         raise TooLarge(str(exc)) from None
@@ -202,8 +209,14 @@ class Uploads:
     async def release(self, upload_ids: list[str]) -> None:
         """Uploads no live message shares any more become collectable again."""
         for upload_id in upload_ids:
-            if not await self.store.messages.shares_upload(upload_id, None):
-                await self.store.uploads.mark([upload_id], {"attached": False})
+            await self._release_if_unused(upload_id)
+
+    async def _release_if_unused(self, upload_id: str) -> None:
+        doc = await self.store.uploads.get(upload_id)
+        if doc is None or doc.get("avatar"):
+            return
+        if not await self.store.messages.shares_upload(upload_id, None):
+            await self.store.uploads.mark([upload_id], {"attached": False})
 
     async def avatar(self, user_id: str, upload_id: str, previous: str | None) -> str:
         """Make the user's own image upload their avatar, retiring the previous one; returns
@@ -215,7 +228,8 @@ class Uploads:
             raise InvalidRequest("an avatar must be an image", field="avatar_upload_id")
         await self.store.uploads.mark([upload_id], {"attached": True, "avatar": True})
         if previous is not None and previous != upload_id:
-            await self.store.uploads.mark([previous], {"attached": False, "avatar": False})
+            await self.store.uploads.mark([previous], {"avatar": False})
+            await self._release_if_unused(previous)  # unless a message still shares it
         return f"/uploads/{upload_id}/thumbnail"
 
     @staticmethod
@@ -239,13 +253,18 @@ class Uploads:
         """Delete uploads never attached to a message (nor used as an avatar) after a day."""
         removed = 0
         cutoff = now() - older_than
-        while batch := await self.store.uploads.unattached_before(cutoff, 100):
-            for doc in batch:
-                if await self.store.uploads.delete_if_unattached(doc["_id"]):
-                    for key in (str(doc["_id"]), _thumb_key(str(doc["_id"]))):
-                        with contextlib.suppress(FileNotFoundError):
-                            await self.blobs.delete(key)
-                    removed += 1
+        for doc in await self.store.uploads.unattached_before(cutoff, GC_BATCH):
+            upload_id = str(doc["_id"])
+            try:
+                # Content first: a record without content is re-collected next time, while
+                # content without a record would be orphaned for good.
+                for key in (upload_id, _thumb_key(upload_id)):
+                    with contextlib.suppress(FileNotFoundError):
+                        await self.blobs.delete(key)
+            except ApiError:  # storage unavailable: try again on the next sweep
+                continue
+            if await self.store.uploads.delete_if_unattached(doc["_id"]):
+                removed += 1
         return removed
 
 

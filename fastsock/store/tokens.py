@@ -49,5 +49,8 @@ class RefreshTokens:
         )
         return result.modified_count == 1
 
+    async def family_revoked(self, family: str) -> bool:
+        return await self.coll.find_one({"family": family, "revoked": True}) is not None
+
     async def revoke_family(self, family: str) -> None:
         await self.coll.update_many({"family": family}, {"$set": {"revoked": True}})

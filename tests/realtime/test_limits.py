@@ -45,13 +45,15 @@ async def _replies(ws: Socket, refs: list[str], timeout: float = 15) -> dict[str
     got: dict[str, dict[str, Any]] = {}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    seen = 0
     while wanted - set(got) and loop.time() < deadline and not ws.closed:
         await ws.drain(0.05)
-        for frame in ws.frames:
+        for frame in ws.frames[seen:]:
             ref = frame.get("ref")
             if ref in wanted and frame["type"] in ("message.ack", "error"):
                 assert ref not in got, f"two replies to {ref}"
                 got[ref] = frame
+        seen = len(ws.frames)
     missing = wanted - set(got)
     assert not missing, f"{len(missing)} frames got no reply within {timeout}s"
     return got

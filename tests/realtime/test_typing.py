@@ -88,9 +88,25 @@ async def test_indicator_expires_without_a_refresh(
     assert 0.8 <= elapsed <= 2.0, elapsed
     await bob_ws.assert_none("typing", quiet=0.3)  # expired once, not repeatedly
 
-    # After expiry, typing again is a new indicator: relayed at once, despite the interval.
+    # After expiry, typing again is a new indicator: relayed at once when the relay interval
+    # (2 s by default, shorter than the expiry) has passed.
+    monkeypatch.setattr(typing_module, "RELAY_INTERVAL_S", 0.5)
     await _type(alice_ws, room)
     await bob_ws.expect("typing", _is_active(True), timeout=1.0)
+
+
+async def test_quick_stop_and_start_cannot_force_extra_relays(api: Api) -> None:
+    alice, bob = await api.register(), await api.register()
+    room = await api.group(alice, bob)
+    alice_ws, bob_ws = await api.ws(alice), await api.ws(bob)
+    for _ in range(5):  # within well under 2 s
+        await _type(alice_ws, room)
+        await _type(alice_ws, room, active=False)
+    await _type(alice_ws, room)
+    await bob_ws.drain(0.5)
+    assert len(_typing(bob_ws.frames, active=True)) == 1
+    # Every relayed start is matched by a stop, and nothing is relayed that did not start.
+    assert len(_typing(bob_ws.frames, active=False)) == 1
 
 
 async def test_default_expiry_is_six_seconds_and_inactive_is_relayed_at_once(api: Api) -> None:

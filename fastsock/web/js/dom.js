@@ -1,4 +1,4 @@
-// Tiny DOM helpers. Strings become text nodes: user data never goes through innerHTML.
+// Tiny DOM helpers. Strings become text nodes: no markup is ever parsed from strings.
 
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);

@@ -27,9 +27,7 @@ export class Socket extends EventTarget {
     this.everConnected = false;
     this.refCounter = 0;
     window.addEventListener('online', () => { if (!this.stopped) this.connectNow(); });
-    window.addEventListener('offline', () => {
-      if (!this.stopped && this.ws) this.ws.close(4999, 'offline');
-    });
+    window.addEventListener('offline', () => { if (!this.stopped) this.drop(); });
   }
 
   setState(state) {
@@ -92,7 +90,10 @@ export class Socket extends EventTarget {
     this.stopPing();
     if (this.stopped) return;
     if (ev.code === 4401) {
-      // The access token expired (or was refused): rotate, then try again at once.
+      // The access token expired (or was refused): rotate, then try again at once (once; a
+      // second refusal in a row waits for the backoff like any failure).
+      this.authFailures = (this.authFailures || 0) + 1;
+      if (this.authFailures > 1) { this.scheduleReconnect(); return; }
       refreshAccess().then(() => this.connect(), (err) => {
         if (err.status === 401) this.dispatchEvent(new Event('authlost'));
         else this.scheduleReconnect();
@@ -158,6 +159,7 @@ export class Socket extends EventTarget {
     const wasReconnect = this.everConnected;
     this.everConnected = true;
     this.attempt = 0;
+    this.authFailures = 0;
     this.setState('open');
     this.startPing(ws);
     this.dispatchEvent(new CustomEvent('ready', { detail: { user: data.user, resume: outcome, reconnect: wasReconnect } }));
@@ -171,7 +173,7 @@ export class Socket extends EventTarget {
       if (ws.readyState !== WebSocket.OPEN) return;
       ws.send(JSON.stringify({ type: 'ping', ref: `p${++this.refCounter}` }));
       clearTimeout(this.pongTimer);
-      this.pongTimer = setTimeout(() => ws.close(4000, 'no pong'), PONG_TIMEOUT);
+      this.pongTimer = setTimeout(() => { if (ws === this.ws) this.drop(); }, PONG_TIMEOUT);
     }, PING_EVERY);
   }
 
@@ -202,8 +204,18 @@ export class Socket extends EventTarget {
     }
   }
 
-  // Test/debug hook: lose the connection abruptly, like a network failure.
-  simulateDrop() {
-    if (this.ws) this.ws.close(4998, 'simulated drop');
+  // Give up on the current socket now (offline, no pong): a dead network may take long to
+  // report the close, so detach it and go through the close logic at once.
+  drop() {
+    const ws = this.ws;
+    if (!ws) return;
+    ws.onclose = null;
+    ws.onmessage = null;
+    ws.onerror = null;
+    try { ws.close(4000, 'dropped'); } catch { /* already closing */ }
+    this.onClose(ws, { code: 4000 });
   }
+
+  // Test/debug hook: lose the connection abruptly, like a network failure.
+  simulateDrop() { this.drop(); }
 }

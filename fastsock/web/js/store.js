@@ -56,6 +56,7 @@ class Store extends EventTarget {
     this.users.set(me.id, me);
     this.userFetchedAt.set(me.id, Date.now());
     await this.loadRooms();
+    this.restoreOutbox();
     this.socket.start();
     clearInterval(this.refreshTimer);
     // The server has no `user.updated` event: refresh the people on screen periodically.
@@ -364,9 +365,33 @@ class Store extends EventTarget {
       state: 'sending',
     };
     this.pending.set(cid, local);
+    this.persistOutbox();
     this.emit('messages', { roomId, sent: true });
     this.dispatchSend(local);
     return cid;
+  }
+
+  // Unanswered sends survive a reload: they are kept in localStorage and sent again (with the
+  // same client_msg_id, so the server deduplicates) when the app starts.
+  outboxKey() { return `fs.outbox.${this.me.id}`; }
+
+  persistOutbox() {
+    if (!this.me) return;
+    const items = [...this.pending.values()].map(({ client_msg_id, room_id, text, attachments, created_at, state }) => ({ client_msg_id, room_id, text, attachments, created_at, state }));
+    if (items.length) localStorage.setItem(this.outboxKey(), JSON.stringify(items));
+    else localStorage.removeItem(this.outboxKey());
+  }
+
+  restoreOutbox() {
+    let items = [];
+    try { items = JSON.parse(localStorage.getItem(this.outboxKey()) || '[]'); } catch { /* ignore */ }
+    for (const item of items) {
+      if (!this.rooms.has(item.room_id) || this.pending.has(item.client_msg_id)) continue;
+      const local = { ...item, id: null, sender_id: this.me.id, deleted: false, reactions: {}, version: 0 };
+      this.pending.set(local.client_msg_id, local);
+      if (local.state !== 'failed') { local.state = 'sending'; this.dispatchSend(local); }
+    }
+    this.persistOutbox();
   }
 
   dispatchSend(local) {
@@ -377,6 +402,7 @@ class Store extends EventTarget {
       if (!p) return;
       p.state = 'failed';
       p.error = err.message;
+      this.persistOutbox();
       this.emit('messages', { roomId: local.room_id });
     });
   }
@@ -386,6 +412,7 @@ class Store extends EventTarget {
     if (!p) return;
     p.state = 'sending';
     p.error = null;
+    this.persistOutbox();
     this.emit('messages', { roomId: p.room_id });
     this.dispatchSend(p);
   }
@@ -394,6 +421,7 @@ class Store extends EventTarget {
     const p = this.pending.get(cid);
     if (!p) return;
     this.pending.delete(cid);
+    this.persistOutbox();
     this.emit('messages', { roomId: p.room_id });
   }
 
@@ -503,9 +531,10 @@ class Store extends EventTarget {
 
   // --- socket -------------------------------------------------------------------------------
 
-  async onReady({ resume, reconnect }) {
+  async onReady({ resume }) {
+    // "ok": the missed frames follow. Otherwise (a new session, also on the first connection,
+    // which may have missed events since the REST load) refetch what may have changed.
     if (resume === 'ok') return;
-    if (!reconnect) return; // the first connection: everything was just loaded over REST
     await this.resync();
   }
 
@@ -540,7 +569,7 @@ class Store extends EventTarget {
     switch (type) {
       case 'message.ack': {
         const p = this.pending.get(data.client_msg_id);
-        this.pending.delete(data.client_msg_id);
+        if (this.pending.delete(data.client_msg_id)) this.persistOutbox();
         this.upsert(data.message, { fromLive: true });
         this.touchRoom(data.message);
         if (p || data.message) this.emit('messages', { roomId: data.message.room_id });
@@ -549,13 +578,13 @@ class Store extends EventTarget {
       case 'message.new': {
         const m = data.message;
         const mine = m.sender_id === this.me.id;
-        if (mine && this.pending.has(m.client_msg_id)) this.pending.delete(m.client_msg_id);
+        if (mine && this.pending.delete(m.client_msg_id)) this.persistOutbox();
         const added = this.upsert(m, { fromLive: true });
         this.touchRoom(m);
         if (!mine) {
           this.confirmDelivery([m]);
           this.setTyping(m.room_id, m.sender_id, false);
-          this.fetchUser(m.sender_id, { maxAge: 5000 });
+          this.fetchUser(m.sender_id, { maxAge: 2000 });
           const room = this.rooms.get(m.room_id);
           if (room) room.unread_count = (room.unread_count || 0) + 1;
           this.emit('incoming', { message: m });

@@ -7,6 +7,7 @@ import { renderMessage, signature, startEdit } from './message.js';
 import { Composer } from './composer.js';
 import { isMuted, setMuted } from './notifications.js';
 import { toast } from './toast.js';
+import { openGroupInfo } from './groupinfo.js';
 
 const GROUP_GAP_MS = 5 * 60 * 1000;
 
@@ -20,11 +21,12 @@ export class Conversation {
     this.subtitle = h('p', { class: 'conv-subtitle', 'data-testid': 'conversation-subtitle' });
     this.headAvatar = h('span', { class: 'conv-avatar' });
     this.muteBtn = h('button', { type: 'button', class: 'icon-btn', 'data-testid': 'mute-toggle', onclick: () => this.toggleMute() });
+    this.infoBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Group details', 'data-testid': 'group-info-button', onclick: () => openGroupInfo(this.roomId) }, icon('group'));
     this.header = h('header', { class: 'conv-header' },
       h('button', { type: 'button', class: 'icon-btn back-btn', 'aria-label': 'Back to conversations', 'data-testid': 'back-button', onclick: () => { onBack(); } }, icon('back')),
       this.headAvatar,
       h('div', { class: 'conv-heading' }, this.title, this.subtitle),
-      this.muteBtn);
+      this.muteBtn, this.infoBtn);
     this.list = h('div', { class: 'messages', role: 'log', 'aria-label': 'Messages', 'aria-live': 'polite', tabindex: '0', 'data-testid': 'message-list' });
     this.loader = h('div', { class: 'history-loader', 'aria-hidden': 'true' });
     this.jumpBtn = h('button', { type: 'button', class: 'jump-latest', hidden: true, 'data-testid': 'jump-latest', onclick: () => this.jumpToLatest() }, icon('down'), h('span', { text: 'Jump to latest' }));
@@ -105,6 +107,7 @@ export class Conversation {
       const extra = room.member_count > 4 ? ` and ${room.member_count - 4} more` : '';
       this.subtitle.textContent = `${room.member_count} members · ${room.private ? 'Private' : 'Public'} · ${names.join(', ')}${extra}`;
     }
+    this.infoBtn.hidden = room.kind !== 'group';
     const muted = isMuted(this.roomId);
     this.muteBtn.replaceChildren(icon(muted ? 'bellOff' : 'bell'));
     this.muteBtn.setAttribute('aria-pressed', String(muted));

@@ -1,9 +1,10 @@
-// New group: name, private/public, members. No prompt() anywhere.
+// New group: name, private/public, members, all in one modal (no browser dialogs).
 import { h } from '../dom.js';
 import * as api from '../api.js';
 import { store } from '../store.js';
 import { openModal } from './modal.js';
 import { MemberPicker } from './picker.js';
+import { openPublicGroups } from './groupinfo.js';
 
 export function openGroupModal({ onOpen }) {
   const name = h('input', { id: 'group-name', maxlength: '80', required: true, autofocus: true, 'data-testid': 'group-name', autocomplete: 'off' });
@@ -34,6 +35,7 @@ export function openGroupModal({ onOpen }) {
   h('div', { class: 'field' }, h('span', { class: 'label', text: 'Members' }), picker.el),
   error);
   const cancel = h('button', { class: 'btn', type: 'button', onclick: () => m.close() }, 'Cancel');
-  const m = openModal({ title: 'New group', body: form, footer: [cancel, create], testid: 'group-modal' });
+  const browse = h('button', { class: 'link-btn', type: 'button', 'data-testid': 'browse-public', onclick: () => { m.close(); openPublicGroups({ onOpen }); } }, 'Browse public groups');
+  const m = openModal({ title: 'New group', body: form, footer: [browse, h('span', { class: 'spacer' }), cancel, create], testid: 'group-modal' });
   name.focus();
 }

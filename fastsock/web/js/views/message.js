@@ -57,7 +57,7 @@ export function renderMessage(msg, { grouped, onEdit }) {
     'aria-label': `${name}, ${fmtTime(msg.created_at)}`,
   });
   row.append(grouped
-    ? h('time', { class: 'msg-hover-time', datetime: msg.created_at, title: fmtFull(msg.created_at), text: fmtTime(msg.created_at) })
+    ? h('time', { class: 'msg-hover-time', datetime: msg.created_at, title: fmtFull(msg.created_at), text: fmtTime(msg.created_at).replace(/\s?[AP]\.?M\.?$/i, '') })
     : avatar(sender, 'md'));
   const body = h('div', { class: 'msg-body' });
   if (!grouped) {
@@ -65,23 +65,24 @@ export function renderMessage(msg, { grouped, onEdit }) {
       h('span', { class: 'msg-sender', 'data-testid': 'message-sender', text: name }),
       h('time', { class: 'msg-time', datetime: msg.created_at, title: fmtFull(msg.created_at), text: fmtTime(msg.created_at) })));
   }
+  let textEl = null;
   if (msg.deleted) {
     body.append(h('div', { class: 'msg-text tombstone', 'data-testid': 'tombstone', text: 'This message was deleted' }));
   } else {
-    const text = h('div', { class: 'msg-text', 'data-testid': 'message-text' });
-    if (msg.text) text.textContent = msg.text;
-    if (msg.edited_at) text.append(h('span', { class: 'edited', title: fmtFull(msg.edited_at), text: ' (edited)' }));
-    if (msg.text || msg.edited_at) body.append(text);
+    textEl = h('div', { class: 'msg-text' });
+    if (msg.text) textEl.append(h('span', { class: 'msg-content', 'data-testid': 'message-text', text: msg.text }));
+    if (msg.edited_at) textEl.append(h('span', { class: 'edited', 'data-testid': 'edited', title: fmtFull(msg.edited_at), text: ' (edited)' }));
+    if (msg.text || msg.edited_at) body.append(textEl); else textEl = null;
     const att = renderAttachments(msg.attachments);
-    if (att) body.append(att);
+    if (att) { body.append(att); textEl = null; }
   }
   const bar = reactionsBar(msg);
-  if (bar) body.append(bar);
   if (mine && !msg.deleted) {
     const tick = store.tickOf(msg);
     const title = tickTitle(msg, tick);
-    body.append(h('div', { class: 'msg-status' },
-      h('span', { class: `tick tick-${tick.state}`, 'data-testid': 'tick', 'data-state': tick.state, title, 'aria-label': title, role: 'img', text: TICK_GLYPH[tick.state] })));
+    const tickEl = h('span', { class: `tick tick-${tick.state}`, 'data-testid': 'tick', 'data-state': tick.state, title, 'aria-label': title, role: 'img', text: TICK_GLYPH[tick.state] });
+    // Inline after the text (like a chat bubble's corner); on its own line after attachments.
+    if (textEl) textEl.append(tickEl); else body.append(h('div', { class: 'msg-status' }, tickEl));
     if (msg.state === 'failed') {
       body.append(h('div', { class: 'send-failed', role: 'alert' },
         h('span', { text: `Not sent${msg.error ? ` — ${msg.error}` : ''}.` }),
@@ -89,6 +90,7 @@ export function renderMessage(msg, { grouped, onEdit }) {
         h('button', { type: 'button', class: 'link-btn', onclick: () => store.discardSend(msg.client_msg_id) }, 'Discard')));
     }
   }
+  if (bar) body.append(bar);
   row.append(body);
 
   if (msg.id && !msg.deleted) {

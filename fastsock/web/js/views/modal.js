@@ -42,7 +42,7 @@ export function openModal({ title, body, footer, testid, onClose, wide = false }
   return { close, dialog };
 }
 
-// A confirmation dialog (instead of confirm()). Resolves true/false.
+// A confirmation dialog in the page (never the browser one). Resolves true/false.
 export function confirmDialog({ title, text, confirmLabel = 'OK', danger = false }) {
   return new Promise((resolve) => {
     let result = false;

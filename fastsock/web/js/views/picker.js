@@ -17,7 +17,7 @@ export class MemberPicker {
     this.chips = h('ul', { class: 'chips', 'aria-label': 'Chosen people', 'data-testid': 'chips' });
     this.input = h('input', {
       class: 'picker-input', type: 'text', role: 'combobox', 'aria-expanded': 'false', 'aria-controls': listId, 'aria-autocomplete': 'list',
-      'aria-label': label, placeholder: 'Search by name or username', autocomplete: 'off', 'data-testid': 'member-search',
+      'aria-label': label, placeholder: 'Search people', autocomplete: 'off', 'data-testid': 'member-search',
     });
     this.listbox = h('ul', { class: 'picker-results', role: 'listbox', id: listId, 'aria-label': 'People', 'data-testid': 'member-results', hidden: true });
     this.status = h('p', { class: 'field-hint', 'aria-live': 'polite' });

@@ -16,7 +16,7 @@ function preview(room) {
 export function renderRoomList(el, { current, onOpen }) {
   const rooms = store.sortedRooms();
   if (!rooms.length) {
-    el.replaceChildren(h('p', { class: 'empty-list', text: 'No conversations yet. Start one with “New message” or “New group”.' }));
+    el.replaceChildren(h('p', { class: 'empty-list', text: 'No conversations yet. Start one with “New chat” or “New group”.' }));
     return;
   }
   const focused = document.activeElement?.closest?.('.room-item')?.dataset.roomId;
@@ -27,7 +27,7 @@ export function renderRoomList(el, { current, onOpen }) {
     const pic = room.kind === 'direct'
       ? avatar(store.user(partnerId) || { id: partnerId, display_name: name }, 'md', { presence: true })
       : h('span', { class: 'avatar avatar-md avatar-group', 'aria-hidden': 'true', text: '#' });
-    const label = `${name}${unread ? `, ${unread} unread` : ''}`;
+    const label = `${name}${unread ? `, ${unread} unread` : ''}${isMuted(room.id) ? ', muted' : ''}. ${preview(room)}`;
     const btn = h('button', {
       type: 'button',
       class: `room-item${room.id === current ? ' active' : ''}${unread ? ' unread' : ''}`,

@@ -6,7 +6,7 @@ import { store } from '../store.js';
 
 function escapeRe(s) { return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'); }
 
-// Highlight with <mark> elements built from text nodes (never innerHTML).
+// Highlight with <mark> elements around text nodes: no markup is parsed.
 export function highlight(text, query) {
   const words = query.split(/\s+/).filter(Boolean).map(escapeRe);
   if (!words.length) return [text];
