@@ -77,13 +77,14 @@ def detect(head: bytes) -> str | None:
 
 
 def _mpeg_frame(head: bytes) -> bool:
-    """A valid MPEG audio frame header: sync bits, and no reserved version, layer, bitrate
-    or sample rate (so UTF-16 text, FF FE..., is not mistaken for audio)."""
+    """An MP3 (MPEG audio layer III) frame header: sync bits, no reserved version, bitrate
+    or sample rate. Layer I and II are not MP3, which also keeps UTF-16 text (FF FE…, a
+    well-formed layer I header) from passing as audio."""
     if len(head) < 4 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
         return False
     version, layer = (head[1] >> 3) & 3, (head[1] >> 1) & 3
     bitrate, rate = head[2] >> 4, (head[2] >> 2) & 3
-    return version != 1 and layer != 0 and bitrate not in (0, 15) and rate != 3
+    return version != 1 and layer == 1 and bitrate not in (0, 15) and rate != 3
 
 
 def _is_text(head: bytes) -> bool:

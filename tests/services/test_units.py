@@ -22,7 +22,9 @@ from fastsock.services import fields
 from fastsock.services.emoji import is_single_emoji
 from fastsock.services.limits import RateLimiter
 from fastsock.services.passwords import ScryptParams, hash_password, verify_password
+from fastsock.services.sniff import detect
 from fastsock.services.tokens import ACCESS, REFRESH, TokenCodec
+from fastsock.services.uploads import sanitise_filename
 
 SECRET = "unit-test-secret-" + "k" * 40
 FAST = ScryptParams(n=2**10, r=8, p=1)
@@ -522,3 +524,28 @@ def test_rate_limiter_refills_at_its_rate() -> None:
 )
 def test_single_emoji(value: str, ok: bool) -> None:
     assert is_single_emoji(value) is ok
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"\xff\xfbP\x00" + b"\x00" * 20, "audio/mpeg"),  # MPEG-1 layer III, 128 kbit/s
+        ("\ufeffhello".encode("utf-16-le"), None),  # UTF-16 text: FF FE is no audio frame
+        (b"\x00\x00\x00\x18ftypisom" + b"\x00" * 8, "video/mp4"),
+        (b"\x00\x00\x00\x18ftypheic" + b"\x00" * 8, None),  # HEIC shares the box, not the type
+        (b"<svg xmlns='x'></svg>", None),
+        (b"  <!DOCTYPE html><p>", None),
+        (b"plain words\n", "text/plain"),
+    ],
+)
+def test_sniffing(head: bytes, expected: str | None) -> None:
+    assert detect(head) == expected
+
+
+def test_file_names_lose_paths_controls_and_bidi_overrides() -> None:
+    assert sanitise_filename("../../etc/passwd") == "passwd"
+    assert sanitise_filename("invoice\u202efdp.exe") == "invoice_fdp.exe"
+    assert sanitise_filename("a\x00b.txt") == "a_b.txt"
+    long = sanitise_filename("x" * 300 + ".pdf")
+    assert len(long) == 200 and long.endswith(".pdf")
+    assert sanitise_filename("...") == "upload"

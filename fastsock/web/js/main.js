@@ -19,10 +19,12 @@ async function enter(user) {
   renderApp(root, { onLogout: logout });
 }
 
+// Leaving the signed-in app reloads the page: every view, listener, timer and cached blob of
+// the old session goes away with it, and the fresh page shows the login screen.
 async function logout() {
   store.stop();
   await api.logout();
-  showAuth();
+  location.reload();
 }
 
 function showAuth() {
@@ -30,7 +32,11 @@ function showAuth() {
   renderAuth(root, enter);
 }
 
-store.on('authlost', () => { if (store.me) showAuth(); });
+store.on('authlost', () => {
+  if (!store.me) return;
+  api.clearSession();
+  location.reload();
+});
 
 async function boot() {
   if (!api.hasSession()) { showAuth(); return; }

@@ -1,6 +1,12 @@
 // Message search: results with room, sender, time and the matching words highlighted;
 // choosing one opens the room around that message.
-import { h, icon, fmtFull } from '../dom.js';
+import { h, icon, fmtFull, fmtTime } from '../dom.js';
+
+function fmtShort(iso) {
+  const d = new Date(iso);
+  if (d.toDateString() === new Date().toDateString()) return fmtTime(iso);
+  return d.toLocaleDateString([], { month: 'short', day: 'numeric' });
+}
 import * as api from '../api.js';
 import { store } from '../store.js';
 
@@ -66,7 +72,7 @@ export class SearchPanel {
         h('span', { class: 'result-meta' },
           h('span', { class: 'result-room', text: room ? store.roomName(room) : 'Conversation' }),
           h('span', { class: 'result-sender', text: store.displayName(m.sender_id) }),
-          h('time', { class: 'result-time', text: fmtFull(m.created_at) })),
+          h('time', { class: 'result-time', datetime: m.created_at, title: fmtFull(m.created_at), text: fmtShort(m.created_at) })),
         h('span', { class: 'result-text', 'data-testid': 'search-result-text' }, highlight(m.text, query))));
   }
 }
