@@ -645,6 +645,8 @@ class Store extends EventTarget {
       case 'room.created':
       case 'room.updated':
       case 'room.member_added':
+        // Room events are also a cue to refresh the people involved (no user.updated event).
+        (data.user_ids || []).forEach((id) => this.fetchUser(id, { maxAge: 0 }));
         this.loadRooms().then(() => {
           if (this.details.has(data.room.id)) this.loadDetail(data.room.id).catch(() => {});
         }).catch(() => {});

@@ -1,0 +1,77 @@
+"""Issue 5, item 6: edit and delete from a context menu (hover button, right click), optimistic
+and propagated; rolled back with a visible error when the server refuses; tombstones."""
+
+from playwright.async_api import expect
+
+from tests.e2e.helpers import message, open_room, send, signed_in
+
+
+async def _pair(new_page, api):
+    alice = await api.register(display_name="Alice")
+    bob = await api.register(display_name="Bob")
+    await api.post("/rooms/direct", {"user_id": bob.id}, alice)
+    page = await signed_in(new_page, alice)
+    bob_page = await signed_in(new_page, bob)
+    await open_room(page, "Bob")
+    await open_room(bob_page, "Alice")
+    return page, bob_page
+
+
+async def test_edit_and_delete_propagate_to_the_other_browser(new_page, api) -> None:
+    page, bob_page = await _pair(new_page, api)
+    await send(page, "see you at 5")
+    await expect(message(bob_page, "see you at 5")).to_be_visible()
+
+    # Edit from the hover button's menu.
+    row = message(page, "see you at 5")
+    await row.hover()
+    await row.get_by_test_id("message-actions").click()
+    await page.get_by_role("menuitem", name="Edit").click()
+    editor = page.get_by_test_id("edit-input")
+    await expect(editor).to_be_focused()
+    await editor.fill("see you at 6")
+    await editor.press("Enter")
+    await expect(message(page, "see you at 6").get_by_test_id("edited")).to_have_text(" (edited)")
+    await expect(message(bob_page, "see you at 6").get_by_test_id("edited")).to_be_visible()
+
+    # Delete with a right click and the confirmation dialog.
+    await page.get_by_test_id("message-text").filter(has_text="see you at 6").click(button="right")
+    await page.get_by_role("menuitem", name="Delete").click()
+    dialog = page.get_by_role("dialog", name="Delete message?")
+    await dialog.get_by_role("button", name="Delete").click()
+    await expect(page.get_by_test_id("tombstone")).to_have_text("This message was deleted")
+    await expect(bob_page.get_by_test_id("tombstone")).to_have_text("This message was deleted")
+    await expect(bob_page.get_by_text("see you at 6")).to_have_count(0)
+
+
+async def test_a_refused_edit_rolls_back_with_a_visible_error(new_page, api) -> None:
+    page, bob_page = await _pair(new_page, api)
+    await send(page, "short and sweet")
+    row = message(page, "short and sweet")
+    await expect(row.get_by_test_id("tick")).to_have_attribute("data-state", "read")
+    await row.hover()
+    await row.get_by_test_id("message-actions").click()
+    await page.get_by_role("menuitem", name="Edit").click()
+    await page.get_by_test_id("edit-input").fill("x" * 4001)  # over the server's limit
+    await page.get_by_test_id("edit-save").click()
+    await expect(
+        page.get_by_role("alert").filter(has_text="Couldn't edit the message")
+    ).to_be_visible()
+    await expect(message(page, "short and sweet")).to_be_visible()
+    await expect(message(bob_page, "short and sweet")).to_be_visible()
+
+
+async def test_keyboard_menu_and_cancel(new_page, api) -> None:
+    page, _ = await _pair(new_page, api)
+    await send(page, "keyboard user")
+    box = page.get_by_test_id("composer-input")
+    await expect(message(page, "keyboard user").get_by_test_id("tick")).to_have_attribute(
+        "data-state", "read"
+    )
+    # ArrowUp in an empty composer opens the actions of my last message.
+    await box.press("ArrowUp")
+    menu = page.get_by_role("menu", name="Message actions")
+    await expect(menu).to_be_visible()
+    await expect(page.get_by_role("menuitem", name="Add reaction")).to_be_focused()
+    await page.keyboard.press("Escape")
+    await expect(menu).to_have_count(0)
