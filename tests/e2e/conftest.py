@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from fastsock.app import Server
 from fastsock.store.embedded import EmbeddedMongo
@@ -26,6 +26,10 @@ CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",
 ]
+# Assertions wait for what the user would see; a loaded 2-core CI machine needs more than
+# Playwright's default 5 s now and then.
+expect.set_options(timeout=15_000)
+
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 

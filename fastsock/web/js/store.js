@@ -111,6 +111,14 @@ class Store extends EventTarget {
     const seen = new Set();
     for (const r of rooms) {
       seen.add(r.id);
+      // A live message may have arrived while this list was in flight: keep what is newer.
+      const known = this.rooms.get(r.id);
+      if (known && (known.version || 0) > r.version) {
+        r.last_activity_at = known.last_activity_at;
+        r.last_message = known.last_message;
+        r.unread_count = known.unread_count;
+        r.version = known.version;
+      }
       this.rooms.set(r.id, r);
       if (!this.synced.has(r.id)) this.synced.set(r.id, r.version);
       for (const id of r.member_ids) if (!this.users.has(id) && r.kind === 'direct') this.fetchUser(id);
@@ -665,6 +673,7 @@ class Store extends EventTarget {
     if (!room) { this.loadRooms().catch(() => {}); return; }
     if (!room.last_message || room.last_message.id <= m.id) room.last_message = m;
     if (room.last_activity_at < m.created_at) room.last_activity_at = m.created_at;
+    if (m.version > (room.version || 0)) room.version = m.version;
     this.emit('rooms');
   }
 
