@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,9 +10,6 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from fastsock.app import Server
-from fastsock.store.embedded import EmbeddedMongo
-from tests.conftest import make_settings
-from tests.support import Api
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -42,21 +38,14 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
-async def web_server(mongo: EmbeddedMongo, tmp_path: Path) -> AsyncIterator[Server]:
-    server = Server(make_settings(mongo.uri_for("e2e" + uuid.uuid4().hex[:10]), tmp_path))
-    await server.start()
-    yield server
-    await server.stop()
+def web_server(server: Server) -> Server:
+    """The shared per-test server (tests/conftest.py), named for what the browser talks to."""
+    return server
 
 
 @pytest.fixture
 def base_url(web_server: Server) -> str:
     return f"http://localhost:{web_server.port}"
-
-
-@pytest.fixture
-def api(web_server: Server) -> Api:
-    return Api(web_server.port)
 
 
 @pytest.fixture
