@@ -67,6 +67,9 @@ class ChatSocket(WebSocketHandler):
         return True
 
     def open(self) -> None:
+        # Chat frames are small and latency-bound: send each at once rather than let Nagle
+        # hold the last one of a burst (a replay's tail) for the peer's delayed ACK.
+        self.set_nodelay(True)
         self._auth_timer = IOLoop.current().call_later(AUTH_TIMEOUT_S, self._auth_timeout)
 
     def _auth_timeout(self) -> None:
