@@ -19,10 +19,6 @@ def object_id(value: Any, field: str) -> str:
     return value.lower()
 
 
-def optional_object_id(value: Any, field: str) -> str | None:
-    return None if value is None else object_id(value, field)
-
-
 def object_ids(value: Any, field: str, *, max_items: int) -> list[str]:
     if not isinstance(value, list) or len(value) > max_items:
         raise InvalidRequest(f"{field} must be a list of at most {max_items} ids", field=field)

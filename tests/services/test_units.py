@@ -215,9 +215,7 @@ def test_object_id_refuses(value: Any) -> None:
     assert info.value.field == "room_id" and info.value.status == 400
 
 
-def test_optional_and_list_object_ids() -> None:
-    assert fields.optional_object_id(None, "x") is None
-    assert fields.optional_object_id(USER_ID.upper(), "x") == USER_ID
+def test_list_object_ids() -> None:
     other = "0123456789abcdef01234567"
     assert fields.object_ids([USER_ID, other, USER_ID.upper()], "ids", max_items=5) == [
         USER_ID,
