@@ -28,7 +28,10 @@ async def test_edit_and_delete_propagate_to_the_other_browser(new_page, api) -> 
     await row.get_by_test_id("message-actions").click()
     await page.get_by_role("menuitem", name="Edit").click()
     editor = page.get_by_test_id("edit-input")
-    await expect(editor).to_be_focused()
+    # The caret is in the editor. (Checked on document.activeElement: expect().to_be_focused()
+    # also needs the window to have OS focus, which a headless page on a loaded CI machine
+    # sometimes lacks while two pages are open.)
+    await page.wait_for_function("document.activeElement?.dataset.testid === 'edit-input'")
     await editor.fill("see you at 6")
     await editor.press("Enter")
     await expect(message(page, "see you at 6").get_by_test_id("edited")).to_have_text(" (edited)")
