@@ -16,7 +16,7 @@ from tornado.web import Application, RequestHandler
 from fastsock.blobs import make_blob_store
 from fastsock.config import Settings, ensure_jwt_secret
 from fastsock.context import AppContext
-from fastsock.handlers import accounts, ops, rooms, uploads, web
+from fastsock.handlers import accounts, calls, ops, rooms, uploads, web
 from fastsock.handlers.base import BaseHandler, NotFoundHandler
 from fastsock.metrics import Metrics
 from fastsock.realtime.hub import Hub
@@ -59,6 +59,8 @@ HANDLERS: list[type[BaseHandler]] = [
     uploads.UploadHandler,
     uploads.DownloadHandler,
     uploads.ThumbnailHandler,
+    calls.IceServersHandler,
+    calls.RoomCallsHandler,
     ops.HealthHandler,
     ops.ReadyHandler,
     ops.MetricsHandler,
@@ -181,6 +183,7 @@ class Server:
         if self.http is not None:
             self.http.stop()
             if self.ctx is not None:
+                await self.ctx.services.calls.close()
                 self.ctx.hub.close_all(1001, "server shutting down")
                 await self.ctx.hub.wait_tasks(timeout=5)
             await self.http.close_all_connections()

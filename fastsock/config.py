@@ -7,9 +7,11 @@ that one line and exits.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -37,6 +39,7 @@ class Limits:
     receipts_burst: int = 80
     abuse_refusals: int = 200  # refusals within 10 s that close a socket with 4429
     uploads_per_min: int = 30
+    call_invites_per_min: int = 5
 
 
 # FASTSOCK_LIMIT_<NAME> -> Limits field, with its parser.
@@ -54,6 +57,7 @@ LIMIT_VARS = {
     "RECEIPTS_BURST": ("receipts_burst", int),
     "ABUSE_REFUSALS": ("abuse_refusals", int),
     "UPLOADS_PER_MIN": ("uploads_per_min", int),
+    "CALL_INVITES_PER_MIN": ("call_invites_per_min", int),
 }
 
 DEFAULT_UPLOAD_TYPES = (
@@ -69,6 +73,11 @@ DEFAULT_UPLOAD_TYPES = (
     "video/mp4",
     "video/webm",
 )
+
+
+# coturn's defaults (RFC 5766): relay ports are picked from this range.
+TURN_MIN_PORT = 49152
+TURN_MAX_PORT = 65535
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +98,26 @@ class Settings:
     s3_endpoint_url: str | None = None
     max_upload_bytes: int = 25 * 1024 * 1024
     upload_types: tuple[str, ...] = DEFAULT_UPLOAD_TYPES
+    turn_secret: str | None = None
+    turn_uris: tuple[str, ...] = ()
+    turn_ttl: int = 3600
+    turn_relay_only: bool = False  # clients use relayed media only: peers never see each other's IP
+    turn_allow_loopback: bool = False  # coturn may relay to 127.0.0.0/8 and private ranges (tests)
+    # coturn only (`fastsock turn` renders turn/turnserver.conf.template from these):
+    turn_listen_ip: str | None = None  # None: every interface
+    turn_listen_port: int = 3478
+    turn_realm: str = "fastsock"
+    turn_relay_ip: str | None = None  # None: the address the client reached
+    turn_external_ip: str | None = None  # "public" or "public/private" behind a 1:1 NAT
+    turn_min_port: int = TURN_MIN_PORT
+    turn_max_port: int = TURN_MAX_PORT
+    turn_cert: Path | None = None  # with turn_pkey: TLS/DTLS on 5349 (turns:)
+    turn_pkey: Path | None = None
+    turn_user_quota: int = 12  # concurrent allocations per credential
+    turn_total_quota: int = 1200  # concurrent allocations on the server
+    turn_max_bps: int = 1_000_000  # bytes/s per allocation, each direction (8 Mbit/s)
+    call_ring_s: float = 30.0  # unanswered for this long: missed
+    call_grace_s: float = 20.0  # a party's device gone this long without resuming: the call ends
 
     @property
     def uploads_path(self) -> Path:
@@ -193,9 +222,7 @@ def load_settings(
             PREFIX + "LOG_LEVEL", v.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")
         )
     if (v := get("TRUST_PROXY")) is not None:
-        kwargs["trust_proxy"] = (
-            _choice(PREFIX + "TRUST_PROXY", v.lower(), ("true", "false")) == "true"
-        )
+        kwargs["trust_proxy"] = _flag(PREFIX + "TRUST_PROXY", v)
     if (v := get("UPLOAD_DIR")) is not None:
         kwargs["upload_dir"] = Path(v)
     if (v := get("BLOB_BACKEND")) is not None:
@@ -216,6 +243,7 @@ def load_settings(
                 f"{PREFIX}UPLOAD_TYPES must list types among {', '.join(DEFAULT_UPLOAD_TYPES)}"
             )
         kwargs["upload_types"] = types
+    kwargs.update(_turn_settings(get))
     limits: dict[str, object] = {}
     for suffix, (attr, parse) in LIMIT_VARS.items():
         if (v := get("LIMIT_" + suffix)) is not None:
@@ -225,9 +253,101 @@ def load_settings(
     settings = Settings(**kwargs)  # type: ignore[arg-type]
     if settings.production and not settings.jwt_secret:
         raise ConfigError(f"{PREFIX}JWT_SECRET must be set when {PREFIX}ENV=production")
+    if settings.turn_relay_only and not settings.turn_secret:
+        raise ConfigError(f"{PREFIX}TURN_RELAY_ONLY needs {PREFIX}TURN_SECRET and a turn: URI")
     if settings.blob_backend == "s3" and not settings.s3_bucket:
         raise ConfigError(f"{PREFIX}S3_BUCKET must be set when {PREFIX}BLOB_BACKEND=s3")
     return settings
+
+
+TURN_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
+
+
+def _flag(name: str, raw: str) -> bool:
+    return _choice(name, raw.lower(), ("true", "false")) == "true"
+
+
+def _ip(name: str, raw: str) -> str:
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        raise ConfigError(f"{name} must be an IP address, got {raw!r}") from None
+
+
+def _turn_port(name: str, raw: str, lowest: int) -> int:
+    port = _port(name, raw)
+    if port < lowest:
+        raise ConfigError(f"{name} must be between {lowest} and 65535, got {port}")
+    return port
+
+
+def _no_controls(name: str, raw: str) -> str:
+    # Values are written into coturn's line-based config: a newline would add a directive.
+    if any(ord(c) < 32 or ord(c) == 127 for c in raw):
+        raise ConfigError(f"{name} must not contain control characters")
+    return raw
+
+
+def _turn_settings(get: Callable[[str], str | None]) -> dict[str, object]:
+    kwargs: dict[str, object] = {}
+    if (v := get("TURN_SECRET")) is not None:
+        if len(v) < 16:
+            raise ConfigError(f"{PREFIX}TURN_SECRET must be at least 16 characters")
+        # coturn's config file strips these, and would then check a different secret.
+        if v != v.strip() or v.startswith('"') or v.endswith('"'):
+            raise ConfigError(f"{PREFIX}TURN_SECRET must not begin or end with spaces or quotes")
+        kwargs["turn_secret"] = _no_controls(PREFIX + "TURN_SECRET", v)
+    if (v := get("TURN_URIS")) is not None:
+        uris = tuple(u.strip() for u in v.split(",") if u.strip())
+        if not uris or any(not u.startswith(TURN_SCHEMES) for u in uris):
+            raise ConfigError(
+                f"{PREFIX}TURN_URIS must be a comma-separated list of stun:, stuns:, turn: "
+                "or turns: URIs"
+            )
+        kwargs["turn_uris"] = uris
+    if (v := get("TURN_TTL")) is not None:
+        ttl = _positive(PREFIX + "TURN_TTL", v, int)
+        if not 60 <= ttl <= 86400:
+            raise ConfigError(f"{PREFIX}TURN_TTL must be between 60 and 86400 seconds")
+        kwargs["turn_ttl"] = ttl
+    if (v := get("TURN_RELAY_ONLY")) is not None:
+        kwargs["turn_relay_only"] = _flag(PREFIX + "TURN_RELAY_ONLY", v)
+    if (v := get("TURN_ALLOW_LOOPBACK")) is not None:
+        kwargs["turn_allow_loopback"] = _flag(PREFIX + "TURN_ALLOW_LOOPBACK", v)
+    for key in ("LISTEN_IP", "RELAY_IP"):
+        if (v := get("TURN_" + key)) is not None:
+            kwargs["turn_" + key.lower()] = _ip(PREFIX + "TURN_" + key, v)
+    if (v := get("TURN_EXTERNAL_IP")) is not None:
+        for part in v.split("/", 1):
+            _ip(PREFIX + "TURN_EXTERNAL_IP", part)
+        kwargs["turn_external_ip"] = v
+    if (v := get("TURN_LISTEN_PORT")) is not None:
+        kwargs["turn_listen_port"] = _turn_port(PREFIX + "TURN_LISTEN_PORT", v, 1)
+    if (v := get("TURN_REALM")) is not None:
+        if not re.fullmatch(r"[A-Za-z0-9.-]{1,128}", v):
+            raise ConfigError(f"{PREFIX}TURN_REALM must be a domain-like name ([A-Za-z0-9.-])")
+        kwargs["turn_realm"] = v
+    if (v := get("TURN_MIN_PORT")) is not None:
+        kwargs["turn_min_port"] = _turn_port(PREFIX + "TURN_MIN_PORT", v, 1024)
+    if (v := get("TURN_MAX_PORT")) is not None:
+        kwargs["turn_max_port"] = _turn_port(PREFIX + "TURN_MAX_PORT", v, 1024)
+    if kwargs.get("turn_min_port", TURN_MIN_PORT) > kwargs.get("turn_max_port", TURN_MAX_PORT):
+        raise ConfigError(f"{PREFIX}TURN_MIN_PORT must not be above {PREFIX}TURN_MAX_PORT")
+    cert, pkey = get("TURN_CERT"), get("TURN_PKEY")
+    if (cert is None) != (pkey is None):
+        missing = "TURN_PKEY" if pkey is None else "TURN_CERT"
+        raise ConfigError(f"{PREFIX}{missing} must be set too: TLS needs a certificate and its key")
+    if cert is not None and pkey is not None:
+        kwargs["turn_cert"] = Path(_no_controls(PREFIX + "TURN_CERT", cert))
+        kwargs["turn_pkey"] = Path(_no_controls(PREFIX + "TURN_PKEY", pkey))
+    for key in ("USER_QUOTA", "TOTAL_QUOTA", "MAX_BPS"):
+        if (v := get("TURN_" + key)) is not None:
+            kwargs["turn_" + key.lower()] = _positive(PREFIX + "TURN_" + key, v, int)
+    if (v := get("CALL_RING_S")) is not None:
+        kwargs["call_ring_s"] = _positive(PREFIX + "CALL_RING_S", v, float)
+    if (v := get("CALL_GRACE_S")) is not None:
+        kwargs["call_grace_s"] = _positive(PREFIX + "CALL_GRACE_S", v, float)
+    return kwargs
 
 
 def ensure_jwt_secret(settings: Settings) -> Settings:

@@ -65,6 +65,19 @@ class Metrics:
             "fastsock_upload_refusals_total", "Uploads refused, by reason", ["reason"], registry=r
         )
 
+        self.calls_active = Gauge(
+            "fastsock_calls_active", "Calls ringing or in progress on this node", registry=r
+        )
+        self.calls = Counter(
+            "fastsock_calls_total", "Calls finished, by outcome", ["outcome"], registry=r
+        )
+        self.call_setup = Histogram(
+            "fastsock_call_setup_seconds",
+            "From accepting a call to relaying the callee's SDP answer (signaling done)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+
     def observe_db(self, command: str, seconds: float) -> None:
         self.db_operations.labels(command).observe(seconds)
 

@@ -187,6 +187,23 @@ class Hub:
             self.metrics.events_delivered.labels(type_).inc(delivered)
             self.metrics.event_delivery.observe(time.perf_counter() - started)
 
+    def sessions_of(self, user_id: str) -> list[str]:
+        return list(self._by_user.get(user_id, {}))
+
+    def publish_session(
+        self, session_id: str, type_: str, data: dict[str, Any], *, origin: Origin | None = None
+    ) -> bool:
+        """Deliver to one session (one device), buffered for its resume if it is away;
+        False if the session no longer exists."""
+        session = self._sessions.get(session_id)
+        if session is None:
+            return False
+        ref = origin.ref if origin and origin.connection_id == session_id else None
+        session.deliver(encode(type_, data), ref)
+        if session.socket is not None:
+            self.metrics.events_delivered.labels(type_).inc()
+        return True
+
     # --- background work and shutdown -----------------------------------------------------
 
     def spawn(self, coro: Coroutine[None, None, None]) -> None:

@@ -50,6 +50,11 @@ async def reaction_remove(s: Services, user_id: str, data: Doc, origin: Origin) 
     return await s.reactions.remove(user_id, data)
 
 
+async def call_invite(s: Services, user_id: str, data: Doc, origin: Origin) -> Doc | None:
+    await s.calls.invite(user_id, data, origin)
+    return None
+
+
 ROUTES: dict[str, Route] = {
     "message.send": message_send,
     "message.edit": message_edit,
@@ -59,4 +64,10 @@ ROUTES: dict[str, Route] = {
     "typing": typing,
     "reaction.add": reaction_add,
     "reaction.remove": reaction_remove,
+    "call.invite": call_invite,
+    "call.accept": lambda s, u, d, o: s.calls.accept(u, d, o),
+    "call.reject": lambda s, u, d, o: s.calls.reject(u, d, o),
+    "call.cancel": lambda s, u, d, o: s.calls.cancel(u, d, o),
+    "call.hangup": lambda s, u, d, o: s.calls.hangup(u, d, o),
+    "call.signal": lambda s, u, d, o: s.calls.signal(u, d, o),
 }

@@ -189,6 +189,7 @@ class ChatSocket(WebSocketHandler):
                 self.ctx.metrics.resume.labels(resumed).inc()
             else:
                 self.session, missed, came_online = resumed
+                services.calls.device_back(self.session.id, user_id)
                 outcome = "ok"
                 self.ctx.metrics.resume.labels("ok").inc()
         if self.session is None:
@@ -250,7 +251,12 @@ class ChatSocket(WebSocketHandler):
             if timer is not None:
                 IOLoop.current().remove_timeout(timer)  # type: ignore[arg-type]
         hub = self.ctx.hub
-        if self.session is not None and hub.detach(self.session, self) and not hub.closing:
+        if self.session is None:
+            return
+        went_offline = hub.detach(self.session, self)
+        if self.session.socket is None and not hub.closing:
+            self.ctx.services.calls.device_left(self.session.id, self.user_id)
+        if went_offline and not hub.closing:
             hub.spawn(self._presence(False))
 
     async def _presence(self, online: bool) -> None:

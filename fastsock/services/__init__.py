@@ -8,6 +8,7 @@ from fastsock.blobs import BlobStore
 from fastsock.config import Settings
 from fastsock.metrics import Metrics
 from fastsock.services.accounts import Accounts
+from fastsock.services.calls import Calls
 from fastsock.services.events import EventSink
 from fastsock.services.limits import Throttles
 from fastsock.services.messages import Messages
@@ -33,6 +34,7 @@ class Services:
     typing: Typing
     search: Search
     uploads: Uploads
+    calls: Calls
 
     @classmethod
     def build(
@@ -58,4 +60,5 @@ class Services:
             typing=typing,
             search=Search(store, rooms),
             uploads=uploads,
+            calls=Calls(store, sink, rooms, messages, settings, metrics),
         )

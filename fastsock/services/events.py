@@ -32,3 +32,13 @@ class EventSink(Protocol):
     ) -> None: ...
 
     def is_online(self, user_id: str) -> bool: ...
+
+    def sessions_of(self, user_id: str) -> list[str]:
+        """The user's sessions (devices), connected or waiting for a resume."""
+        ...
+
+    def publish_session(
+        self, session_id: str, type_: str, data: dict[str, Any], *, origin: Origin | None = None
+    ) -> bool:
+        """Deliver to one session only; False if it no longer exists."""
+        ...

@@ -73,6 +73,7 @@ class Throttles:
                 limits.registrations_per_min / 60, limits.registrations_per_min
             ),
             "receipt": RateLimiter(limits.receipts_per_s, limits.receipts_burst),
+            "call": RateLimiter(limits.call_invites_per_min / 60, limits.call_invites_per_min),
         }
         self._on_refused = on_refused
 

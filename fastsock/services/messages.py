@@ -18,6 +18,8 @@ from fastsock.store import Duplicate, Store
 
 Doc = dict[str, Any]
 
+CALL_PREFIX = "call:"  # client_msg_id of call entries; refused in client sends
+
 
 class Messages:
     def __init__(
@@ -41,6 +43,10 @@ class Messages:
         again returns the stored message and announces nothing twice."""
         data = validate("message.send", data)
         room_id, client_msg_id = data["room_id"], data["client_msg_id"]
+        if client_msg_id.startswith(CALL_PREFIX):
+            raise InvalidRequest(
+                f"client_msg_id must not start with {CALL_PREFIX!r}", field="client_msg_id"
+            )
         self.rooms.throttles.check("send", user_id)
         attachment_ids = list(data["attachment_ids"])
         # Independent reads, in parallel; nothing is written before all of them passed.
@@ -54,31 +60,14 @@ class Messages:
 
         created = False
         if existing is None:
-            at = now()
-            try:
-                async with self.rooms.change(room_id, activity_at=at) as version:
-                    existing = await self.store.messages.insert(
-                        {
-                            "room_id": room_id,
-                            "sender_id": user_id,
-                            "type": _message_type(attachments),
-                            "text": data["text"],
-                            "attachments": attachments,
-                            "client_msg_id": client_msg_id,
-                            "created_at": at,
-                            "edited_at": None,
-                            "deleted": False,
-                            "reactions": {},
-                            "reaction_kinds": 0,
-                            "version": version,
-                            "announced": False,
-                        }
-                    )
-                created = True
+            fields = {
+                "type": _message_type(attachments),
+                "text": data["text"],
+                "attachments": attachments,
+            }
+            existing, created = await self._insert(user_id, room_id, client_msg_id, fields)
+            if created:
                 await self.uploads.mark_attached(attachment_ids)
-            except Duplicate:  # the same send raced itself (e.g. a retry on another socket)
-                existing = await self.store.messages.by_client_id(user_id, client_msg_id)
-                assert existing is not None
         if str(existing["room_id"]) != room_id:
             raise Conflict("client_msg_id was already used in another room", field="client_msg_id")
         message = message_view(existing)
@@ -91,13 +80,59 @@ class Messages:
         # between) announces it now; a normal retry announces nothing twice.
         if not existing.get("announced", True):
             await self.uploads.mark_attached([a["id"] for a in message["attachments"]])
-            # Flagging while announcing saves a round trip; if the flag write fails, a retry
-            # announces once more, which clients absorb (they key messages by id).
-            await asyncio.gather(
-                self.rooms.publish(room_id, "message.new", {"message": message}),
-                self.store.messages.update(message["id"], {}, {"$set": {"announced": True}}),
-            )
+            await self._announce(message)
         return message, created
+
+    async def post_call(self, call: Doc) -> Doc:
+        """A finished call's entry in its room's timeline, sent by the caller; posting the
+        same call again returns the stored entry."""
+        client_msg_id = CALL_PREFIX + call["id"]
+        existing = await self.store.messages.by_client_id(call["caller_id"], client_msg_id)
+        if existing is None:
+            fields = {"type": "call", "text": "", "attachments": [], "call": call}
+            existing, _ = await self._insert(
+                call["caller_id"], call["room_id"], client_msg_id, fields
+            )
+        message = message_view(existing)
+        if not existing.get("announced", True):
+            await self._announce(message)
+        return message
+
+    async def _insert(
+        self, sender_id: str, room_id: str, client_msg_id: str, fields: Doc
+    ) -> tuple[Doc, bool]:
+        """Store a new message with the room's next version; (stored message, created)."""
+        at = now()
+        try:
+            async with self.rooms.change(room_id, activity_at=at) as version:
+                doc = await self.store.messages.insert(
+                    {
+                        "room_id": room_id,
+                        "sender_id": sender_id,
+                        **fields,
+                        "client_msg_id": client_msg_id,
+                        "created_at": at,
+                        "edited_at": None,
+                        "deleted": False,
+                        "reactions": {},
+                        "reaction_kinds": 0,
+                        "version": version,
+                        "announced": False,
+                    }
+                )
+            return doc, True
+        except Duplicate:  # the same send raced itself (e.g. a retry on another socket)
+            doc = await self.store.messages.by_client_id(sender_id, client_msg_id)
+            assert doc is not None
+            return doc, False
+
+    async def _announce(self, message: Doc) -> None:
+        # Flagging while announcing saves a round trip; if the flag write fails, a retry
+        # announces once more, which clients absorb (they key messages by id).
+        await asyncio.gather(
+            self.rooms.publish(message["room_id"], "message.new", {"message": message}),
+            self.store.messages.update(message["id"], {}, {"$set": {"announced": True}}),
+        )
 
     async def edit(self, user_id: str, data: Doc) -> Doc:
         data = validate("message.edit", data)
@@ -106,6 +141,8 @@ class Messages:
         room_id = str(message["room_id"])
         if str(message["sender_id"]) != user_id:
             raise Forbidden("only the author can edit a message")
+        if message["type"] == "call":
+            raise Conflict("call entries cannot be edited")
         if message["deleted"]:
             raise Conflict("the message was deleted")
         if not data["text"] and not message["attachments"]:

@@ -282,7 +282,10 @@ class Rooms:
     async def mark_read(self, user_id: str, data: Doc) -> Doc:
         data = validate("message.read", data)
         self.throttles.check("receipt", user_id)
-        room_id, message_id = data["room_id"], data["message_id"]
+        return await self.advance_read(user_id, data["room_id"], data["message_id"])
+
+    async def advance_read(self, user_id: str, room_id: str, message_id: str) -> Doc:
+        """Move the user's read pointer up to the message (never back) and tell the room."""
         await self.require_member(user_id, room_id)
         message = await self.store.messages.get(message_id)
         if message is None or str(message["room_id"]) != room_id:

@@ -103,6 +103,61 @@ def _resume(value: Any, name: str) -> tuple[str, int]:
     return value["session"], value["last_seq"]
 
 
+SDP_MAX = 60_000  # fits a WebSocket frame (64 KiB) with the envelope
+CANDIDATE_MAX = 1024
+MIDS_MAX = 64
+
+
+def _choice(*choices: str) -> Field:
+    def check(value: Any, name: str) -> str:
+        if value not in choices:
+            raise InvalidRequest(f"{name} must be one of {', '.join(choices)}", field=name)
+        return value
+
+    return Field(check)
+
+
+def _sdp(value: Any, name: str) -> dict[str, str]:
+    """An RTCSessionDescription: `{type: offer|answer, sdp}`."""
+    if (
+        not isinstance(value, dict)
+        or set(value) != {"type", "sdp"}
+        or value["type"] not in ("offer", "answer")
+        or not isinstance(value["sdp"], str)
+        or not 0 < len(value["sdp"]) <= SDP_MAX
+    ):
+        raise InvalidRequest(
+            f"{name} must be {{type: offer|answer, sdp}} with at most {SDP_MAX} characters",
+            field=name,
+        )
+    return {"type": value["type"], "sdp": value["sdp"]}
+
+
+def _candidate(value: Any, name: str) -> dict[str, Any] | None:
+    """An RTCIceCandidateInit, or null for the end of candidates."""
+    if value is None:
+        return None
+    allowed = {"candidate", "sdpMid", "sdpMLineIndex", "usernameFragment"}
+    ok = (
+        isinstance(value, dict)
+        and "candidate" in value
+        and set(value) <= allowed
+        and isinstance(value["candidate"], str)
+        and len(value["candidate"]) <= CANDIDATE_MAX
+        and (value.get("sdpMid") is None or isinstance(value["sdpMid"], str))
+        and len(value.get("sdpMid") or "") <= MIDS_MAX
+        and (value.get("sdpMLineIndex") is None or type(value["sdpMLineIndex"]) is int)
+        and (value.get("usernameFragment") is None or isinstance(value["usernameFragment"], str))
+        and len(value.get("usernameFragment") or "") <= MIDS_MAX
+    )
+    if not ok:
+        raise InvalidRequest(
+            f"{name} must be {{candidate, sdpMid?, sdpMLineIndex?, usernameFragment?}} or null",
+            field=name,
+        )
+    return {k: value[k] for k in allowed if k in value}
+
+
 OPTIONAL = {"required": False}
 
 SCHEMAS: dict[str, dict[str, Field]] = {
@@ -155,6 +210,20 @@ SCHEMAS: dict[str, dict[str, Field]] = {
     "typing": {"room_id": object_id(), "active": boolean()},
     "reaction.add": {"message_id": object_id(), "emoji": Field(_emoji)},
     "reaction.remove": {"message_id": object_id(), "emoji": Field(_emoji)},
+    "call.invite": {"room_id": object_id(), "media": _choice("audio", "video")},
+    "call.accept": {"call_id": object_id()},
+    "call.reject": {"call_id": object_id()},
+    "call.cancel": {"call_id": object_id()},
+    "call.hangup": {"call_id": object_id()},
+    "call.signal": {
+        "call_id": object_id(),
+        "sdp": Field(_sdp, required=False),
+        "candidate": Field(_candidate, required=False),
+    },
+    "calls": {
+        "before": object_id(**OPTIONAL),
+        "limit": integer(1, 100, required=False, default=50),
+    },
     "history": {
         "before": object_id(**OPTIONAL),
         "after": object_id(**OPTIONAL),

@@ -26,7 +26,7 @@ def user_view(doc: Doc, *, online: bool) -> Doc:
 
 
 def message_view(doc: Doc) -> Doc:
-    return {
+    view = {
         "id": str(doc["_id"]),
         "room_id": str(doc["room_id"]),
         "sender_id": str(doc["sender_id"]),
@@ -39,6 +39,26 @@ def message_view(doc: Doc) -> Doc:
         "deleted": doc["deleted"],
         "reactions": doc.get("reactions", {}),
         "version": doc["version"],
+    }
+    if doc["type"] == "call":
+        view["call"] = doc["call"]
+    return view
+
+
+def call_view(doc: Doc) -> Doc:
+    return {
+        "id": str(doc["_id"]),
+        "room_id": str(doc["room_id"]),
+        "media": doc["media"],
+        "caller_id": str(doc["caller_id"]),
+        "callee_id": str(doc["callee_id"]),
+        "state": doc["state"],
+        "outcome": doc.get("outcome"),
+        "end_reason": doc.get("end_reason"),
+        "created_at": iso(doc["created_at"]),
+        "answered_at": iso(doc.get("answered_at")),
+        "ended_at": iso(doc.get("ended_at")),
+        "duration_s": doc.get("duration_s", 0),
     }
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.errors import ConnectionFailure, PyMongoError
 
+from fastsock.store.calls import Calls
 from fastsock.store.deliveries import Deliveries
 from fastsock.store.memberships import Memberships
 from fastsock.store.messages import Messages
@@ -56,12 +57,13 @@ class Store:
         self.messages = Messages(db.messages)
         self.deliveries = Deliveries(db.deliveries)
         self.uploads = Uploads(db.uploads)
+        self.calls = Calls(db.calls)
         self.text_search = False  # set by create_indexes: does the server do $text?
 
     async def create_indexes(self) -> None:
         """Idempotent: creating an index that exists with the same spec is a no-op."""
         repos = (self.users, self.tokens, self.rooms, self.memberships, self.messages)
-        for repo in (*repos, self.deliveries, self.uploads):
+        for repo in (*repos, self.deliveries, self.uploads, self.calls):
             await repo.create_indexes()
         self.text_search = await self.messages.probe_text_search()
 

@@ -357,6 +357,9 @@ def test_load_settings_bounds_and_empty_values() -> None:
         ({"FASTSOCK_JWT_SECRET": "s" * 31}, "FASTSOCK_JWT_SECRET"),
         ({"FASTSOCK_ENV": "production"}, "FASTSOCK_JWT_SECRET"),
         ({"FASTSOCK_LOG_LEVEL": "loud"}, "FASTSOCK_LOG_LEVEL"),
+        ({"FASTSOCK_CALL_RING_S": "0"}, "FASTSOCK_CALL_RING_S"),
+        ({"FASTSOCK_CALL_GRACE_S": "soon"}, "FASTSOCK_CALL_GRACE_S"),
+        ({"FASTSOCK_LIMIT_CALL_INVITES_PER_MIN": "-5"}, "FASTSOCK_LIMIT_CALL_INVITES_PER_MIN"),
     ],
 )
 def test_load_settings_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
@@ -365,6 +368,20 @@ def test_load_settings_bad_values_name_the_variable(env: dict[str, str], variabl
     message = str(info.value)
     assert variable in message
     assert "\n" not in message
+
+
+def test_call_timing_and_invite_limit_settings() -> None:
+    default = load_settings({})
+    assert (default.call_ring_s, default.call_grace_s) == (30.0, 20.0)
+    assert default.limits.call_invites_per_min == 5
+    s = load_settings(
+        {
+            "FASTSOCK_CALL_RING_S": "45",
+            "FASTSOCK_CALL_GRACE_S": "7.5",
+            "FASTSOCK_LIMIT_CALL_INVITES_PER_MIN": "12",
+        }
+    )
+    assert (s.call_ring_s, s.call_grace_s, s.limits.call_invites_per_min) == (45.0, 7.5, 12)
 
 
 def test_production_with_secret_starts() -> None:

@@ -1,0 +1,1 @@
+"""Call infrastructure outside the domain rules: TURN credentials and the coturn config."""

@@ -1,0 +1,23 @@
+"""/calls/* and /rooms/{id}/calls."""
+
+from __future__ import annotations
+
+from fastsock.calls.turn import ice_servers
+from fastsock.handlers.base import BaseHandler
+
+
+class IceServersHandler(BaseHandler):
+    route = "/calls/ice-servers"
+
+    async def get(self) -> None:
+        self.set_header("Cache-Control", "no-store")  # credentials: never cached by a proxy
+        self.send_json(ice_servers(self.ctx.settings, self.me))
+
+
+class RoomCallsHandler(BaseHandler):
+    route = "/rooms/{id}/calls"
+
+    async def get(self, room_id: str) -> None:
+        self.send_json(
+            await self.services.calls.timeline(self.me, room_id, self.query("before", "limit"))
+        )
