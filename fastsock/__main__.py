@@ -1,18 +1,22 @@
-"""`fastsock serve` (also `python -m fastsock serve`)."""
+"""`fastsock serve` and `fastsock turn` (also `python -m fastsock ...`).
+
+`turn` needs only the standard library (no database driver, no Tornado), so it runs on a
+TURN host with a bare Python 3.13 and this checkout (turn/run)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import shutil
 import signal
 import sys
 
-from fastsock import logs
 from fastsock.config import ConfigError, load_settings
-from fastsock.store import is_unavailable
 
 
 async def _serve(config_file: str | None) -> int:
+    from fastsock import logs
     from fastsock.app import Server
 
     settings = load_settings(config_file=config_file)
@@ -32,13 +36,44 @@ async def _serve(config_file: str | None) -> int:
     return 0
 
 
+def _turn(config_file: str | None, print_only: bool) -> int:
+    from fastsock.calls import coturn
+
+    settings = load_settings(config_file=config_file)
+    if print_only:
+        print(coturn.render(settings, redact=True), end="")
+        return 0
+    binary = shutil.which("turnserver")
+    if binary is None:
+        raise RuntimeError("turnserver not found on PATH (install coturn)")
+    path = coturn.write_config(settings)
+    # coturn replaces this process, so a supervisor's signals reach it directly.
+    os.execv(binary, [binary, "-c", str(path)])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="fastsock", description="FastSock chat server")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the server")
     serve.add_argument("--config", help="file of FASTSOCK_KEY=value lines (env wins)")
+    turn = sub.add_parser(
+        "turn",
+        help="run coturn configured from the FASTSOCK_TURN_* settings",
+        description="Render coturn's config from the FASTSOCK_TURN_* settings into "
+        "$FASTSOCK_DATA_DIR/turnserver.conf (mode 0600: it holds FASTSOCK_TURN_SECRET) and "
+        "replace this process with `turnserver -c` on it.",
+    )
+    turn.add_argument("--config", help="file of FASTSOCK_KEY=value lines (env wins)")
+    turn.add_argument(
+        "--print",
+        dest="print_only",
+        action="store_true",
+        help="print the config with the secret redacted, write nothing and start nothing",
+    )
     args = parser.parse_args(argv)
     try:
+        if args.command == "turn":
+            sys.exit(_turn(args.config, args.print_only))
         sys.exit(asyncio.run(_serve(args.config)))
     except ConfigError as exc:
         print(f"fastsock: configuration error: {exc}", file=sys.stderr)
@@ -47,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"fastsock: cannot start: {exc}", file=sys.stderr)
         sys.exit(1)
     except Exception as exc:
+        from fastsock.store import is_unavailable  # not at the top: `turn` runs without pymongo
+
         if not is_unavailable(exc):
             raise
         print(f"fastsock: cannot start: database unreachable: {exc}", file=sys.stderr)
