@@ -207,6 +207,8 @@ class ChatSocket(WebSocketHandler):
         self.write_frame(encode("ready", ready))
         for frame in missed:
             self.write_frame(frame)
+        if outcome != "ok":
+            services.calls.device_joined(self.session.id, user_id)
         if came_online:
             await self._presence(True)
 

@@ -254,6 +254,14 @@ class Calls:
             old.cancel()
         call.grace_timers[session_id] = self._later(self.grace_s, lambda: self._lost(call, user_id))
 
+    def device_joined(self, session_id: str, user_id: str) -> None:
+        """A new session (a tab opened or reloaded): it rings too if the user is being called."""
+        call = self._by_user.get(user_id)
+        if call is not None and call.state == RINGING and call.callee_id == user_id:
+            self.sink.publish_session(
+                session_id, "call.ringing", {"call": call.view(), "here": False}
+            )
+
     def device_back(self, session_id: str, user_id: str) -> None:
         call = self._by_user.get(user_id)
         if call is not None and (timer := call.grace_timers.pop(session_id, None)) is not None:

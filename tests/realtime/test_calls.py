@@ -113,9 +113,17 @@ async def test_a_video_call_rings_every_device_and_relays_only_between_the_two_i
         ringing = await ws.expect("call.ringing")
         assert ringing["call"]["id"] == call["id"] and ringing["here"] is False
     await alice_tab.assert_none("call.created", quiet=0.2)  # only the inviting device
+    bob_new_tab = await api.ws(bob)  # opened while ringing: it rings too
+    assert (await bob_new_tab.expect("call.ringing"))["call"]["id"] == call["id"]
 
     assert (await _do(bob_laptop, "call.accept", {"call_id": call["id"]}))["type"] == "ack"
-    for ws, here in ((alice_ws, True), (alice_tab, False), (bob_phone, False), (bob_laptop, True)):
+    for ws, here in (
+        (alice_ws, True),
+        (alice_tab, False),
+        (bob_phone, False),
+        (bob_new_tab, False),
+        (bob_laptop, True),
+    ):
         accepted = await ws.expect("call.accepted")
         assert accepted["call"]["state"] == "active" and accepted["here"] is here
 
