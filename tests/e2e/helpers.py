@@ -55,6 +55,7 @@ async def send(page: Page, text: str) -> None:
     await box.press("Enter")
 
 
-async def shot(page: Page, name: str) -> None:
+async def shot(page: Page, name: str, **options: object) -> None:
+    """Save a screenshot in docs/screenshots (`options` go to `page.screenshot`)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), **options)  # type: ignore[arg-type]

@@ -128,11 +128,13 @@ export class Socket extends EventTarget {
     if (typeof frame.seq === 'number') this.lastSeq = frame.seq;
     const { type, ref } = frame;
     const data = frame.data || {};
-    if (ref !== undefined && ref !== null && (type === 'ack' || type === 'message.ack' || type === 'error' || type === 'pong')) {
+    if (ref !== undefined && ref !== null) {
+      // Any frame carrying the ref of a request is its reply: usually `ack`, `message.ack` or
+      // `error`, but `call.invite` is answered by `call.created` (or busy / unavailable).
       if (type === 'pong') clearTimeout(this.pongTimer);
       const out = this.outbox.get(ref);
       if (out) {
-        if (type === 'error' && data.code === 'rate_limited') {
+        if (type === 'error' && data.code === 'rate_limited' && !out.once) {
           // Keep it; ask again after the server's delay.
           setTimeout(() => this.write(ref, out), Math.max(250, (data.retry_after || 1) * 1000));
         } else {
@@ -140,9 +142,10 @@ export class Socket extends EventTarget {
           if (type === 'error') {
             const err = new Error(data.message || data.code);
             err.code = data.code;
+            err.retryAfter = data.retry_after;
             out.reject?.(err);
           } else {
-            out.resolve?.(data);
+            out.resolve?.(out.once ? { type, data } : data);
           }
         }
       }
@@ -163,8 +166,18 @@ export class Socket extends EventTarget {
     this.setState('open');
     this.startPing(ws);
     this.dispatchEvent(new CustomEvent('ready', { detail: { user: data.user, resume: outcome, reconnect: wasReconnect } }));
-    // Requests that got no answer before the drop go again (same refs, same client_msg_ids).
-    for (const [ref, out] of this.outbox) this.write(ref, out);
+    // Requests that got no answer before the drop go again (same refs, same client_msg_ids),
+    // except the `once` ones (placing a call): those fail rather than happen late.
+    for (const [ref, out] of this.outbox) {
+      if (out.once) {
+        this.outbox.delete(ref);
+        const err = new Error('The connection dropped');
+        err.code = 'connection_lost';
+        out.reject?.(err);
+      } else {
+        this.write(ref, out);
+      }
+    }
   }
 
   startPing(ws) {
@@ -188,13 +201,25 @@ export class Socket extends EventTarget {
   }
 
   // A request that stays in the outbox until its reply (ack or error) arrives.
-  request(type, data) {
+  // `once`: sent now or never (refused while offline, not re-sent after a reconnect, no retry
+  // on rate_limited); it resolves with the whole reply {type, data}.
+  request(type, data, { once = false } = {}) {
     const ref = `r${Date.now().toString(36)}${(++this.refCounter).toString(36)}`;
     return new Promise((resolve, reject) => {
-      const out = { type, data, resolve, reject };
+      const out = { type, data, resolve, reject, once };
+      if (once && !this.isOpen()) {
+        const err = new Error('You are offline');
+        err.code = 'offline';
+        reject(err);
+        return;
+      }
       this.outbox.set(ref, out);
       this.write(ref, out);
     });
+  }
+
+  isOpen() {
+    return this.state === 'open' && Boolean(this.ws) && this.ws.readyState === WebSocket.OPEN;
   }
 
   // Fire and forget (typing): dropped when offline.

@@ -589,13 +589,16 @@ class Store extends EventTarget {
         if (mine && this.pending.delete(m.client_msg_id)) this.persistOutbox();
         const added = this.upsert(m, { fromLive: true });
         this.touchRoom(m);
+        // A call the callee answered or declined is not news to them (the server moves their
+        // read pointer past it); missed calls count as unread like messages.
+        const seenCall = m.type === 'call' && ['completed', 'declined'].includes(m.call?.outcome);
         if (!mine) {
           this.confirmDelivery([m]);
           this.setTyping(m.room_id, m.sender_id, false);
           this.fetchUser(m.sender_id, { maxAge: 2000 });
           const room = this.rooms.get(m.room_id);
-          if (room) room.unread_count = (room.unread_count || 0) + 1;
-          this.emit('incoming', { message: m });
+          if (room && !seenCall) room.unread_count = (room.unread_count || 0) + 1;
+          if (!seenCall) this.emit('incoming', { message: m });
         }
         this.emit('messages', { roomId: m.room_id, added, incoming: !mine });
         this.emit('rooms');

@@ -12,6 +12,7 @@ import { SearchPanel } from './search.js';
 import { toggleTheme, currentTheme } from './theme.js';
 import { avatar } from './avatar.js';
 import { toast } from './toast.js';
+import { mountCalls } from '../calls/view.js';
 
 export function renderApp(root, { onLogout }) {
   const layout = h('div', { class: 'layout', 'data-testid': 'app' });
@@ -75,6 +76,7 @@ export function renderApp(root, { onLogout }) {
   store.on('rooms', updateTitle);
   updateTitle();
   setupNotifications({ openRoom });
+  mountCalls();
 
   // Keyboard: Alt+ArrowUp/Down moves between conversations; Ctrl/Cmd+K focuses search.
   document.addEventListener('keydown', (ev) => {

@@ -132,7 +132,7 @@ export class Composer {
   }
 
   editLast(ev) {
-    const mine = store.messagesOf(this.roomId).filter((m) => m.id && m.sender_id === store.me.id && !m.deleted);
+    const mine = store.messagesOf(this.roomId).filter((m) => m.id && m.sender_id === store.me.id && !m.deleted && m.type !== 'call');
     const last = mine[mine.length - 1];
     if (!last) return;
     ev.preventDefault();

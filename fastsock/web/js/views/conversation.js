@@ -8,6 +8,7 @@ import { Composer } from './composer.js';
 import { isMuted, setMuted } from './notifications.js';
 import { toast } from './toast.js';
 import { openGroupInfo } from './groupinfo.js';
+import { callButtons } from '../calls/buttons.js';
 
 const GROUP_GAP_MS = 5 * 60 * 1000;
 
@@ -21,12 +22,13 @@ export class Conversation {
     this.subtitle = h('p', { class: 'conv-subtitle', 'data-testid': 'conversation-subtitle' });
     this.headAvatar = h('span', { class: 'conv-avatar' });
     this.muteBtn = h('button', { type: 'button', class: 'icon-btn', 'data-testid': 'mute-toggle', onclick: () => this.toggleMute() });
+    this.callBtns = callButtons(() => this.roomId);
     this.infoBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Group details', 'data-testid': 'group-info-button', onclick: () => openGroupInfo(this.roomId) }, icon('group'));
     this.header = h('header', { class: 'conv-header' },
       h('button', { type: 'button', class: 'icon-btn back-btn', 'aria-label': 'Back to conversations', 'data-testid': 'back-button', onclick: () => { onBack(); } }, icon('back')),
       this.headAvatar,
       h('div', { class: 'conv-heading' }, this.title, this.subtitle),
-      this.muteBtn, this.infoBtn);
+      ...this.callBtns.elements, this.muteBtn, this.infoBtn);
     this.list = h('div', { class: 'messages', role: 'log', 'aria-label': 'Messages', 'aria-live': 'polite', tabindex: '0', 'data-testid': 'message-list' });
     this.loader = h('div', { class: 'history-loader', 'aria-hidden': 'true' });
     this.jumpBtn = h('button', { type: 'button', class: 'jump-latest', hidden: true, 'data-testid': 'jump-latest', onclick: () => this.jumpToLatest() }, icon('down'), h('span', { text: 'Jump to latest' }));
@@ -108,6 +110,7 @@ export class Conversation {
       this.subtitle.textContent = `${room.member_count} members · ${room.private ? 'Private' : 'Public'} · ${names.join(', ')}${extra}`;
     }
     this.infoBtn.hidden = room.kind !== 'group';
+    this.callBtns.update();
     const muted = isMuted(this.roomId);
     this.muteBtn.replaceChildren(icon(muted ? 'bellOff' : 'bell'));
     this.muteBtn.setAttribute('aria-pressed', String(muted));
@@ -207,6 +210,7 @@ export class Conversation {
         nodes.push(this.keyed('unread-divider', () => h('div', { class: 'unread-divider', role: 'separator', 'aria-label': 'New messages', 'data-testid': 'unread-divider' }, h('span', { text: 'New' }))));
       }
       const grouped = !newDay && !divider && prev && prev.sender_id === msg.sender_id && !prev.deleted && !msg.deleted
+        && prev.type !== 'call' && msg.type !== 'call'
         && new Date(msg.created_at) - new Date(prev.created_at) < GROUP_GAP_MS;
       const key = msg.id || `cid:${msg.client_msg_id}`;
       used.add(key);

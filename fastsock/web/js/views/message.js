@@ -7,11 +7,13 @@ import { avatar } from './avatar.js';
 import { renderAttachments } from './attachments.js';
 import { openMenu, openReactionPicker } from './menu.js';
 import { confirmDialog } from './modal.js';
+import { isCall, renderCallEntry, callSignature } from '../calls/timeline.js';
 
 const TICK_TEXT = { sending: 'Sending…', sent: 'Sent', delivered: 'Delivered', read: 'Read', failed: 'Not sent' };
 const TICK_GLYPH = { sending: '🕓', sent: '✓', delivered: '✓✓', read: '✓✓', failed: '!' };
 
 export function signature(msg, grouped) {
+  if (isCall(msg)) return callSignature(msg);
   const u = store.user(msg.sender_id);
   const tick = msg.sender_id === store.me.id ? store.tickOf(msg) : null;
   return JSON.stringify([msg.id, msg.client_msg_id, msg.version, msg.state, msg.text, msg.deleted, msg.edited_at, grouped,
@@ -46,6 +48,7 @@ function reactionsBar(msg) {
 }
 
 export function renderMessage(msg, { grouped, onEdit }) {
+  if (isCall(msg)) return renderCallEntry(msg); // no edit, reactions or delete on call entries
   const mine = msg.sender_id === store.me.id;
   const sender = store.user(msg.sender_id) || { id: msg.sender_id, display_name: store.displayName(msg.sender_id) };
   const name = sender.display_name || sender.username;

@@ -2,6 +2,7 @@
 // (stored locally), and the permission request from a user gesture.
 import { h, icon } from '../dom.js';
 import { store } from '../store.js';
+import { callSummary } from '../calls/wording.js';
 
 const muteKey = () => `fs.muted.${store.me?.id}`;
 export function mutedRooms() {
@@ -41,7 +42,8 @@ export function setupNotifications({ openRoom }) {
     const room = store.rooms.get(message.room_id);
     const sender = store.displayName(message.sender_id);
     const title = room && room.kind === 'group' ? `${sender} in ${store.roomName(room)}` : sender;
-    const body = message.text || (message.attachments?.length ? `📎 ${message.attachments[0].name}` : '');
+    let body = message.text || (message.attachments?.length ? `📎 ${message.attachments[0].name}` : '');
+    if (message.type === 'call' && message.call) body = callSummary(message.call, store.me.id, sender).text;
     try {
       const n = new Notification(title, { body, tag: message.room_id });
       n.onclick = () => { window.focus(); openRoom(message.room_id); n.close(); };

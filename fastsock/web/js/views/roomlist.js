@@ -3,10 +3,15 @@ import { h, fmtTime } from '../dom.js';
 import { store } from '../store.js';
 import { avatar } from './avatar.js';
 import { isMuted } from './notifications.js';
+import { callPreview } from '../calls/wording.js';
 
 function preview(room) {
   const m = room.last_message;
   if (!m) return 'No messages yet';
+  if (m.type === 'call' && m.call) {
+    const partner = m.call.caller_id === store.me.id ? m.call.callee_id : m.call.caller_id;
+    return callPreview(m.call, store.me.id, store.displayName(partner));
+  }
   const who = m.sender_id === store.me.id ? 'You' : store.displayName(m.sender_id);
   let body = m.text;
   if (!body && m.attachments?.length) body = `📎 ${m.attachments[0].name}`;

@@ -1,0 +1,65 @@
+// The local microphone (and camera for video): getUserMedia with errors people can act on.
+// A voice call asks for the microphone only, never the camera.
+
+export class MediaError extends Error {
+  constructor(message, code) {
+    super(message);
+    this.code = code;
+  }
+}
+
+async function hasDevice(kind) {
+  try {
+    const devices = await navigator.mediaDevices.enumerateDevices();
+    return devices.some((d) => d.kind === kind);
+  } catch {
+    return true; // unknown: do not claim it is missing
+  }
+}
+
+async function describe(err, video) {
+  const what = video ? 'camera and microphone' : 'microphone';
+  switch (err?.name) {
+    case 'NotAllowedError':
+    case 'PermissionDeniedError':
+      return new MediaError(`Access to the ${what} was blocked. Allow it in your browser's site settings, then try again.`, 'denied');
+    case 'NotFoundError':
+    case 'DevicesNotFoundError': {
+      if (video && !(await hasDevice('videoinput'))) {
+        return new MediaError('No camera found. Connect one, or make a voice call instead.', 'no_camera');
+      }
+      return new MediaError('No microphone found. Connect one and try again.', 'no_microphone');
+    }
+    case 'NotReadableError':
+    case 'TrackStartError':
+      return new MediaError(`The ${what} could not be started — another application may be using it.`, 'busy_device');
+    case 'OverconstrainedError':
+      return new MediaError(`The ${what} does not support the requested settings.`, 'constraints');
+    case 'SecurityError':
+      return new MediaError('Calls need a secure connection (HTTPS).', 'insecure');
+    case 'AbortError':
+      return new MediaError(`The ${what} could not be started.`, 'aborted');
+    default:
+      return new MediaError(`The ${what} could not be started: ${err?.message || err}`, 'unknown');
+  }
+}
+
+// -> MediaStream with one audio track, plus one video track when `video`.
+export async function getLocalMedia(video) {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    throw new MediaError('Calls need a secure connection (HTTPS) and a browser with WebRTC.', 'unsupported');
+  }
+  const constraints = {
+    audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    video: video ? { width: { ideal: 1280 }, height: { ideal: 720 }, facingMode: 'user' } : false,
+  };
+  try {
+    return await navigator.mediaDevices.getUserMedia(constraints);
+  } catch (err) {
+    throw await describe(err, video);
+  }
+}
+
+export function stopStream(stream) {
+  stream?.getTracks().forEach((t) => t.stop());
+}
