@@ -21,7 +21,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from fastsock import logs
 from fastsock.context import AppContext
-from fastsock.errors import ApiError, InvalidRequest, TooLarge, Unauthenticated
+from fastsock.errors import ApiError, InvalidRequest, RateLimited, TooLarge, Unauthenticated
 from fastsock.realtime.hub import Session, encode
 from fastsock.realtime.routes import ROUTES
 from fastsock.services.events import Origin, Ref
@@ -38,6 +38,10 @@ HARD_FRAME_BYTES = 1024 * 1024
 # its session keeps more than this (hub.KEEP), so the client resumes without losing any.
 MAX_PENDING_CHARS = 1_000_000
 REF_MAX = 64
+# Frames are handled one at a time, in order, while the socket keeps reading (so keepalive
+# pongs never wait behind a slow request). Beyond this many bytes of frames waiting to be
+# handled, further requests are refused.
+MAX_QUEUED_BYTES = 1024 * 1024
 ABUSE_WINDOW_S = 10.0
 
 CLOSE_AUTH = 4401
@@ -56,6 +60,9 @@ class ChatSocket(WebSocketHandler):
         self.oversize_frames = 0
         self.refusals: deque[float] = deque()
         self._auth_timer: object | None = None
+        self._inbox: deque[tuple[int, str, dict[str, Any], Ref | None]] = deque()
+        self._inbox_bytes = 0
+        self._working = False
 
     @property
     def user_id(self) -> str:
@@ -136,7 +143,25 @@ class ChatSocket(WebSocketHandler):
         if self.session is None:
             await self._authenticate(type_, data)
             return
-        await self._dispatch(type_, data, ref)
+        if self._inbox_bytes + size > MAX_QUEUED_BYTES:
+            self.refuse(RateLimited("too many requests waiting for replies", retry_after=1.0), ref)
+            return
+        self._inbox.append((size, type_, data, ref))
+        self._inbox_bytes += size
+        if not self._working:
+            self._working = True
+            self.ctx.hub.spawn(self._work())
+
+    async def _work(self) -> None:
+        """Handle queued frames in arrival order; also after a close, so that every request
+        that arrived is answered (into the session, for a resume)."""
+        try:
+            while self._inbox:
+                size, type_, data, ref = self._inbox.popleft()
+                self._inbox_bytes -= size
+                await self._dispatch(type_, data, ref)
+        finally:
+            self._working = False
 
     @staticmethod
     def _parse(message: str | bytes) -> tuple[str, dict[str, Any], Ref | None]:

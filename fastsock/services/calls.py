@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -268,7 +268,8 @@ class Calls:
             timer.cancel()
 
     async def close(self) -> None:
-        """Shutdown: end every live call (the parties are told while sockets are open)."""
+        """Shutdown: end every live call (the parties are told while sockets are open) and
+        wait for the records to be written."""
         for call in list(self._calls.values()):
             outcome = "completed" if call.state == ACTIVE else "cancelled"
             await self._finish(call, outcome, "shutdown")
@@ -286,7 +287,9 @@ class Calls:
         call.answered_at = now()
         call.accepted_clock = time.monotonic()
         self._tell(call, "call.accepted", {"call": call.view()}, origin if reply else None)
-        await self._save(call)
+        # Written in the background: the callee's answer and candidates, which follow on the
+        # same socket, must not queue behind a database write.
+        self._run(self._save(call))
 
     async def _finish(self, call: Call, outcome: str, reason: str | None = None) -> None:
         """End a live call (no-op if something else ended it first), store it, tell both
@@ -301,8 +304,12 @@ class Calls:
         data: Doc = {"call": view}
         if outcome == "completed":
             data = {"call_id": call.id, "reason": reason, "duration_s": view["duration_s"], **data}
-        # The parties hear first: the call is over whether or not the database answers.
+        # The parties hear first: the call is over whether or not the database answers. The
+        # record and the timeline entry follow in the background (shutdown waits for them).
         self._tell(call, OUTCOME_EVENTS[outcome], data)
+        self._run(self._record(call, view))
+
+    async def _record(self, call: Call, view: Doc) -> None:
         await self._save(call)
         await self._post(call, view)
 
@@ -380,7 +387,7 @@ class Calls:
             here = session == device
             self.sink.publish_session(session, type_, {**data, "here": here}, origin=origin)
 
-    async def _save(self, call: Call, *, insert: bool = False) -> None:
+    def _save(self, call: Call, *, insert: bool = False) -> asyncio.Future[None]:
         """Write the call's current state after any earlier write for it has finished."""
         previous, doc = call.saving, call.doc()
 
@@ -395,23 +402,24 @@ class Calls:
                 await self.store.calls.update(ObjectId(call.id), doc)
 
         call.saving = asyncio.ensure_future(write())
-        await call.saving
+        return call.saving
+
+    def _run(self, work: Awaitable[None]) -> None:
+        """Background work of this service; failures are logged, shutdown waits for it."""
+        task = asyncio.ensure_future(self._logged(work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _later(
         self, delay: float, work: Callable[[], Coroutine[None, None, None]]
     ) -> asyncio.TimerHandle:
         """Run `work()` after `delay` seconds unless the handle is cancelled first."""
 
-        def start() -> None:
-            task = asyncio.ensure_future(self._logged(work()))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-        return asyncio.get_running_loop().call_later(delay, start)
+        return asyncio.get_running_loop().call_later(delay, lambda: self._run(work()))
 
     @staticmethod
-    async def _logged(coro: Coroutine[None, None, None]) -> None:
+    async def _logged(work: Awaitable[None]) -> None:
         try:
-            await coro
+            await work
         except Exception:
-            log.exception("call_timer_failed")
+            log.exception("call_work_failed")

@@ -114,3 +114,35 @@ async def test_edits_are_rate_limited(mongo: EmbeddedMongo, tmp_path: Path) -> N
         assert codes.count(429) >= 2, codes
     finally:
         await server.stop()
+
+
+async def test_a_slow_request_does_not_stall_the_socket_or_its_keepalive(
+    server: Server, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frames are handled in order, but reading goes on meanwhile: the client's keepalive
+    pongs are read, so a request stuck on a slow database does not get the socket closed
+    for a ping timeout."""
+    assert server.http is not None
+    app_settings = server.http.request_callback.settings  # type: ignore[attr-defined]
+    monkeypatch.setitem(app_settings, "websocket_ping_interval", 0.1)
+    monkeypatch.setitem(app_settings, "websocket_ping_timeout", 0.3)
+    release = asyncio.Event()
+    services = server.ctx.services  # type: ignore[union-attr]
+    real_update = services.typing.update
+
+    async def slow_update(user_id: str, data: dict) -> None:
+        await release.wait()
+        await real_update(user_id, data)
+
+    monkeypatch.setattr(services.typing, "update", slow_update)
+    alice = await api.register()
+    room = await api.group(alice)
+    ws = await api.ws(alice)
+    await ws.send("typing", {"room_id": room, "active": True}, "stuck")
+    await ws.send("ping", {}, "after")
+    await ws.drain(1.0)  # ten ping intervals with the typing request stuck
+    assert not ws.closed
+    assert not [f for f in ws.frames if f.get("ref") in ("stuck", "after")]  # still in order
+    release.set()
+    assert (await ws.expect("ack"))["__ref"] == "stuck"
+    assert (await ws.expect("pong"))["__ref"] == "after"
