@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import ipaddress
 import json
@@ -481,3 +482,52 @@ def run_main(
             server.stop()
     report(result)
     return 1 if failed(result) else 0
+
+
+# --- CPU time and memory of the server and its embedded database (/proc) ---------------------
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_s(pid: int | None) -> float | None:
+    """utime + stime of one process in seconds; None if unknown or gone."""
+    if pid is None:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # fields 3.. (the name may contain spaces)
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def child_pids(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(stat.parent.name))
+    return sorted(children)
+
+
+def proc_mem_mib(pid: int | None) -> dict[str, float] | None:
+    """Resident memory now (VmRSS) and its peak (VmHWM) in MiB."""
+    if pid is None:
+        return None
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    out = {}
+    for line in status.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out["rss" if key == "VmRSS" else "peak"] = round(int(value.split()[0]) / 1024, 1)
+    return out
+
+
+def cpu_text(cpu: Doc, proc: str) -> str:
+    figures = cpu.get(proc)
+    if figures is None:
+        return "n/a (pass --pid with --url)"
+    return f"{figures['cpu_s']} ({figures['core_pct']}% of one core)"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import os
 import random
@@ -26,7 +25,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from common import (
     CONNECT_CONCURRENCY,
@@ -38,6 +36,8 @@ from common import (
     Doc,
     ServerProcess,
     add_target_args,
+    child_pids,
+    cpu_text,
     create_room,
     emit,
     gather_bounded,
@@ -45,6 +45,7 @@ from common import (
     limits_line,
     machine,
     percentile,
+    proc_cpu_s,
     register_users,
     run_main,
     wait_quiet,
@@ -60,31 +61,6 @@ EXPIRY_S = 6.0  # ... and an indicator ends this long after its last refresh
 GAP_TOLERANCE_S = 0.5
 JITTER = 0.2  # typing interval x uniform(1 - JITTER, 1 + JITTER)
 EXPIRY_GRACE_S = 5.0  # wait this much past EXPIRY_S for the expiry relays
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-# --- CPU time of the server and its embedded database (/proc) --------------------------------
-
-
-def proc_cpu_s(pid: int | None) -> float | None:
-    """utime + stime of one process in seconds; None if unknown or gone."""
-    if pid is None:
-        return None
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()  # fields 3.. (the name may contain spaces)
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def child_pids(pid: int) -> list[int]:
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                children.append(int(stat.parent.name))
-    return sorted(children)
 
 
 @dataclass(slots=True)
@@ -399,13 +375,6 @@ def checks(r: Doc) -> list[str]:
     if r["seq_gaps"]:
         failed.append("seq gaps")
     return failed
-
-
-def cpu_text(cpu: Doc, proc: str) -> str:
-    figures = cpu.get(proc)
-    if figures is None:
-        return "n/a (pass --pid with --url)"
-    return f"{figures['cpu_s']} ({figures['core_pct']}% of one core)"
 
 
 def report(r: Doc) -> None:
