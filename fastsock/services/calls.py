@@ -69,6 +69,8 @@ class Call:
     ring_timer: asyncio.TimerHandle | None = None
     grace_timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     saving: asyncio.Future[None] | None = None  # the last database write, chained
+    # Set once the caller has heard `call.created` (or the call failed to start).
+    announced: asyncio.Event = field(default_factory=asyncio.Event)
 
     def device_of(self, user_id: str) -> str | None:
         return self.caller_device if user_id == self.caller_id else self.callee_device
@@ -139,13 +141,15 @@ class Calls:
             raise InvalidRequest("you cannot call yourself", field="room_id")
 
         # From here to the first await, nothing else runs: the checks and the claim are one step.
-        mine = self._by_user.get(user_id)
-        if mine is not None:
-            if mine.state == RINGING and mine.callee_id == user_id and mine.caller_id == callee_id:
-                # Glare: they are ringing us right now. Answer their call from this device.
+        while (mine := self._by_user.get(user_id)) is not None:
+            if mine.state != RINGING or mine.callee_id != user_id or mine.caller_id != callee_id:
+                raise Conflict("you are already in a call")
+            # Glare: they are ringing us right now. Answer their call from this device, once
+            # its caller has heard it was created (its record may still be being stored).
+            if mine.announced.is_set():
                 await self._accept(mine, origin, reply=True)
                 return
-            raise Conflict("you are already in a call")
+            await mine.announced.wait()
         call = Call(
             id=str(ObjectId()),
             room_id=room_id,
@@ -169,6 +173,8 @@ class Calls:
             except BaseException:
                 self._forget(call)
                 raise
+            finally:
+                call.announced.set()
             view = call.view()
             self.sink.publish_session(
                 call.caller_device, "call.created", {"call": view, "here": True}, origin=origin

@@ -275,6 +275,34 @@ async def test_glare_resolves_to_one_call(calls_api: Api) -> None:
     assert [c["id"] for c in calls] == [first["id"]]
 
 
+async def test_simultaneous_invites_make_one_call_created_before_it_is_accepted(
+    calls_api: Api,
+) -> None:
+    api = calls_api
+    alice, bob = await api.register(), await api.register()
+    room = await _dm(api, alice, bob)
+    alice_ws, bob_ws = await api.ws(alice), await api.ws(bob)
+    # Both press "call" at once: neither waits for the other's invite to be answered.
+    await alice_ws.send("call.invite", {"room_id": room, "media": "video"}, "a")
+    await bob_ws.send("call.invite", {"room_id": room, "media": "video"}, "b")
+    frames: dict[str, list[dict[str, Any]]] = {}
+    for ref, ws in (("a", alice_ws), ("b", bob_ws)):
+        for _ in range(50):
+            if any(f.get("type") == "call.accepted" for f in ws.frames):
+                break
+            await ws.drain(0.1)
+        frames[ref] = [f for f in ws.frames if f.get("type", "").startswith("call.")]
+    replies = {ref: next(f for f in fs if f.get("ref") == ref) for ref, fs in frames.items()}
+    # One of them placed the call (call.created) and the other's invite answered it.
+    assert sorted(f["type"] for f in replies.values()) == ["call.accepted", "call.created"]
+    caller = next(r for r, f in replies.items() if f["type"] == "call.created")
+    call_id = replies[caller]["data"]["call"]["id"]
+    assert [f["type"] for f in frames[caller]] == ["call.created", "call.accepted"]
+    assert all(f["data"]["call"]["id"] == call_id for fs in frames.values() for f in fs)
+    calls = (await api.get(f"/rooms/{room}/calls", alice)).body["calls"]
+    assert [c["id"] for c in calls] == [call_id]
+
+
 async def test_outsiders_cannot_place_join_signal_or_observe_calls(calls_api: Api) -> None:
     api = calls_api
     alice, bob, mallory = await api.register(), await api.register(), await api.register()
