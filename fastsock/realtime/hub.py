@@ -54,6 +54,12 @@ class Session:
         self.expiry: asyncio.TimerHandle | None = None
         self._frames: deque[tuple[int, str]] = deque()
         self._bytes = 0
+        # Requests waiting to be handled, in arrival order, with the socket each came on. The
+        # session holds them (not the socket) so that a resumed socket's requests queue behind
+        # the ones its predecessor left: one worker per session, one order.
+        self.inbox: deque[tuple[Any, int, str, dict[str, Any], Ref | None]] = deque()
+        self.inbox_bytes = 0
+        self.working = False
 
     def deliver(self, payload: str, ref: Ref | None = None) -> None:
         """Number an encoded event (`{"type", "data"}` text), keep it, send it if attached."""
@@ -159,6 +165,10 @@ class Hub:
 
     def is_online(self, user_id: str) -> bool:
         return any(s.socket is not None for s in self._by_user.get(user_id, {}).values())
+
+    def session_attached(self, session_id: str) -> bool:
+        session = self._sessions.get(session_id)
+        return session is not None and session.socket is not None
 
     # --- delivery -------------------------------------------------------------------------
 

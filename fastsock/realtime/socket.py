@@ -60,9 +60,6 @@ class ChatSocket(WebSocketHandler):
         self.oversize_frames = 0
         self.refusals: deque[float] = deque()
         self._auth_timer: object | None = None
-        self._inbox: deque[tuple[int, str, dict[str, Any], Ref | None]] = deque()
-        self._inbox_bytes = 0
-        self._working = False
 
     @property
     def user_id(self) -> str:
@@ -118,6 +115,9 @@ class ChatSocket(WebSocketHandler):
         if len(self.refusals) > self.ctx.settings.limits.abuse_refusals:
             log.warning("ws_abuse_closed", extra={"fields": {"session": self.request_id}})
             self.close(CLOSE_ABUSE, "too many refused requests")
+            if self.session is not None:  # an abuser's queued requests are not handled
+                self.session.inbox.clear()
+                self.session.inbox_bytes = 0
 
     # --- incoming -------------------------------------------------------------------------
 
@@ -143,25 +143,31 @@ class ChatSocket(WebSocketHandler):
         if self.session is None:
             await self._authenticate(type_, data)
             return
-        if self._inbox_bytes + size > MAX_QUEUED_BYTES:
+        if type_ == "ping":  # a liveness probe: answered at once, not behind slow requests
+            await self._dispatch(type_, data, ref)
+            return
+        session = self.session
+        if session.inbox_bytes + size > MAX_QUEUED_BYTES:
             self.refuse(RateLimited("too many requests waiting for replies", retry_after=1.0), ref)
             return
-        self._inbox.append((size, type_, data, ref))
-        self._inbox_bytes += size
-        if not self._working:
-            self._working = True
-            self.ctx.hub.spawn(self._work())
+        session.inbox.append((self, size, type_, data, ref))
+        session.inbox_bytes += size
+        if not session.working:
+            session.working = True
+            self.ctx.hub.spawn(self._work(session))
 
-    async def _work(self) -> None:
-        """Handle queued frames in arrival order; also after a close, so that every request
-        that arrived is answered (into the session, for a resume)."""
+    @staticmethod
+    async def _work(session: Session) -> None:
+        """Handle the session's queued requests in arrival order, each by the socket it came
+        on; also after that socket closed, so that every request that arrived is answered
+        (into the session, for a resume)."""
         try:
-            while self._inbox:
-                size, type_, data, ref = self._inbox.popleft()
-                self._inbox_bytes -= size
-                await self._dispatch(type_, data, ref)
+            while session.inbox:
+                socket, size, type_, data, ref = session.inbox.popleft()
+                session.inbox_bytes -= size
+                await socket._dispatch(type_, data, ref)
         finally:
-            self._working = False
+            session.working = False
 
     @staticmethod
     def _parse(message: str | bytes) -> tuple[str, dict[str, Any], Ref | None]:

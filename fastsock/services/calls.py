@@ -23,7 +23,7 @@ from typing import Any
 from bson import ObjectId
 
 from fastsock.config import Settings
-from fastsock.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from fastsock.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unavailable
 from fastsock.metrics import Metrics
 from fastsock.services.clock import now
 from fastsock.services.events import EventSink, Origin
@@ -125,12 +125,15 @@ class Calls:
         self._calls: dict[str, Call] = {}
         self._by_user: dict[str, Call] = {}  # a user takes part in at most one live call
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     # --- requests from the parties --------------------------------------------------------
 
     async def invite(self, user_id: str, data: Doc, origin: Origin) -> None:
         data = validate("call.invite", data)
         room_id = data["room_id"]
+        if self._closing:
+            raise Unavailable("the server is shutting down; call again in a moment")
         self.rooms.throttles.check("call", user_id)
         await self.rooms.require_member(user_id, room_id)
         room = await self.store.rooms.get(room_id)
@@ -167,7 +170,6 @@ class Calls:
             self._calls[call.id] = call
             self._by_user[user_id] = self._by_user[callee_id] = call
             self.metrics.calls_active.inc()
-            call.ring_timer = self._later(self.ring_s, lambda: self._finish(call, "missed"))
             try:
                 await self._save(call, insert=True)
             except BaseException:
@@ -175,6 +177,10 @@ class Calls:
                 raise
             finally:
                 call.announced.set()
+            if call.state != RINGING:  # ended while it was being stored (shutdown)
+                return
+            call.ring_timer = self._later(self.ring_s, lambda: self._ring_out(call))
+            self._watch_device(call, user_id)
             view = call.view()
             self.sink.publish_session(
                 call.caller_device, "call.created", {"call": view, "here": True}, origin=origin
@@ -258,12 +264,19 @@ class Calls:
         old = call.grace_timers.pop(session_id, None)
         if old is not None:
             old.cancel()
-        call.grace_timers[session_id] = self._later(self.grace_s, lambda: self._lost(call, user_id))
+        call.grace_timers[session_id] = self._later(
+            self.grace_s, lambda: self._lost(call, user_id, session_id)
+        )
 
     def device_joined(self, session_id: str, user_id: str) -> None:
         """A new session (a tab opened or reloaded): it rings too if the user is being called."""
         call = self._by_user.get(user_id)
-        if call is not None and call.state == RINGING and call.callee_id == user_id:
+        if (
+            call is not None
+            and call.announced.is_set()
+            and call.state == RINGING
+            and call.callee_id == user_id
+        ):
             self.sink.publish_session(
                 session_id, "call.ringing", {"call": call.view(), "here": False}
             )
@@ -276,6 +289,7 @@ class Calls:
     async def close(self) -> None:
         """Shutdown: end every live call (the parties are told while sockets are open) and
         wait for the records to be written."""
+        self._closing = True
         for call in list(self._calls.values()):
             outcome = "completed" if call.state == ACTIVE else "cancelled"
             await self._finish(call, outcome, "shutdown")
@@ -293,6 +307,7 @@ class Calls:
         call.answered_at = now()
         call.accepted_clock = time.monotonic()
         self._tell(call, "call.accepted", {"call": call.view()}, origin if reply else None)
+        self._watch_device(call, call.callee_id)
         # Written in the background: the callee's answer and candidates, which follow on the
         # same socket, must not queue behind a database write.
         self._run(self._save(call))
@@ -333,16 +348,37 @@ class Calls:
                 session, OUTCOME_EVENTS[outcome], {"call": view, "here": here}, origin=origin
             )
 
-    async def _lost(self, call: Call, user_id: str) -> None:
+    def _watch_device(self, call: Call, user_id: str) -> None:
+        """A request can be handled after its socket closed (requests queue): a device that
+        joins a call already disconnected gets its grace period at once."""
+        device = call.device_of(user_id)
+        if device is not None and not self.sink.session_attached(device):
+            self.device_left(device, user_id)
+
+    async def _ring_out(self, call: Call) -> None:
+        if call.state == RINGING:  # not answered in the same moment the timer fired
+            await self._finish(call, "missed")
+
+    async def _lost(self, call: Call, user_id: str, session_id: str) -> None:
+        if self.sink.session_attached(session_id):  # resumed in the same moment
+            return
         if call.state == ACTIVE:
             await self._finish(call, "completed", "connection_lost")
         elif user_id == call.caller_id:
             await self._finish(call, "cancelled", "connection_lost")
 
     async def _post(self, call: Call, view: Doc) -> None:
-        message = await self.messages.post_call(view)
+        caught_up = False
         if call.outcome in ANSWERED_OR_DECLINED:
-            # The callee took part (or chose not to): the entry is not news to them.
+            membership = await self.store.memberships.get(call.room_id, call.callee_id)
+            caught_up = membership is not None and not await self.store.messages.count_unread(
+                call.room_id, call.callee_id, membership["last_read_message_id"]
+            )
+        message = await self.messages.post_call(view)
+        if caught_up:
+            # The callee took part (or chose not to): the entry is not news to them. Only when
+            # they had read everything before it: moving the pointer must not mark as read
+            # messages they have not seen.
             await self.rooms.advance_read(call.callee_id, call.room_id, message["id"])
 
     def _forget(self, call: Call) -> None:
@@ -376,7 +412,12 @@ class Calls:
         """The live call if the user is one of its parties. Anyone else, and any call that
         is over or never existed, gets the same answer."""
         call = self._calls.get(call_id)
-        if call is None or user_id not in (call.caller_id, call.callee_id):
+        # A call still being stored is not known yet: its caller has not heard of it either.
+        if (
+            call is None
+            or not call.announced.is_set()
+            or user_id not in (call.caller_id, call.callee_id)
+        ):
             raise NotFound("no such call in progress")
         return call
 

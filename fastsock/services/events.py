@@ -33,6 +33,10 @@ class EventSink(Protocol):
 
     def is_online(self, user_id: str) -> bool: ...
 
+    def session_attached(self, session_id: str) -> bool:
+        """Whether the session has a connected socket now."""
+        ...
+
     def sessions_of(self, user_id: str) -> list[str]:
         """The user's sessions (devices), connected or waiting for a resume."""
         ...

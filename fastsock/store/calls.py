@@ -34,7 +34,3 @@ class Calls:
             query["_id"] = {"$lt": oid(before)}
         docs = await self.coll.find(query).sort("_id", DESCENDING).limit(limit + 1).to_list()
         return docs[:limit], len(docs) > limit
-
-    async def open_calls(self) -> list[Doc]:
-        """Calls not marked ended: left over when a server stopped without ending them."""
-        return await self.coll.find({"state": {"$ne": "ended"}}).to_list()

@@ -43,10 +43,15 @@ async def _server(mongo: Any, tmp_path: Path, **overrides: Any) -> Server:
 
 
 @pytest.fixture
-async def calls_api(mongo: Any, tmp_path: Path) -> AsyncIterator[Api]:
+async def calls_server(mongo: Any, tmp_path: Path) -> AsyncIterator[Server]:
     srv = await _server(mongo, tmp_path)
-    yield Api(srv.port)
+    yield srv
     await srv.stop()
+
+
+@pytest.fixture
+def calls_api(calls_server: Server) -> Api:
+    return Api(calls_server.port)
 
 
 async def _dm(api: Api, a: User, b: User) -> str:
@@ -205,6 +210,22 @@ async def test_unanswered_calls_end_for_both_and_missed_ones_count_as_unread(
     late = await _do(bob_ws, "call.accept", {"call_id": call["id"]})
     assert late["type"] == "error" and late["data"]["code"] == "not_found"
     assert (await _invite(bob_ws, room))["type"] == "call.created"
+
+
+async def test_a_declined_call_does_not_mark_earlier_messages_read(calls_api: Api) -> None:
+    api = calls_api
+    alice, bob = await api.register(), await api.register()
+    room = await _dm(api, alice, bob)
+    for text in ("are you there?", "call me"):
+        await api.send(alice, room, text)
+    alice_ws, bob_ws = await api.ws(alice), await api.ws(bob)
+    call = (await _invite(alice_ws, room))["data"]["call"]
+    await _do(bob_ws, "call.reject", {"call_id": call["id"]})
+    entry = await bob_ws.expect("message.new")
+    assert entry["message"]["call"]["outcome"] == "declined"
+    # Bob has not read the two messages: declining does not say he did.
+    assert await _unread(api, bob, room) == 3
+    await alice_ws.assert_none("message.read", quiet=0.3)
 
 
 async def test_a_call_nobody_answers_is_missed(calls_api: Api) -> None:
@@ -425,7 +446,20 @@ async def test_shutdown_ends_live_calls(mongo: Any, tmp_path: Path) -> None:
     await _do(bob_ws, "call.accept", {"call_id": call["id"]})
     await srv.stop()
     ended = await bob_ws.expect("call.ended")
-    assert ended["reason"] == "shutdown"
+    assert ended["reason"] == "shutdown" and ended["call"]["outcome"] == "completed"
+    entry = (await bob_ws.expect("message.new"))["message"]  # recorded before the close
+    assert entry["call"]["end_reason"] == "shutdown"
+
+
+async def test_no_call_starts_once_shutdown_has_begun(calls_server: Server) -> None:
+    api = Api(calls_server.port)
+    alice, bob = await api.register(), await api.register()
+    room = await _dm(api, alice, bob)
+    alice_ws, _bob_ws = await api.ws(alice), await api.ws(bob)
+    assert calls_server.ctx is not None
+    await calls_server.ctx.services.calls.close()  # the first step of a shutdown
+    refused = await _do(alice_ws, "call.invite", {"room_id": room, "media": "audio"})
+    assert refused["type"] == "error" and refused["data"]["code"] == "unavailable"
 
 
 def _relaxed() -> dict[str, Any]:
