@@ -40,6 +40,7 @@ class Limits:
     abuse_refusals: int = 200  # refusals within 10 s that close a socket with 4429
     uploads_per_min: int = 30
     call_invites_per_min: int = 5
+    ice_servers_per_min: int = 30  # TURN credentials handed out (each call, each refresh)
 
 
 # FASTSOCK_LIMIT_<NAME> -> Limits field, with its parser.
@@ -58,6 +59,7 @@ LIMIT_VARS = {
     "ABUSE_REFUSALS": ("abuse_refusals", int),
     "UPLOADS_PER_MIN": ("uploads_per_min", int),
     "CALL_INVITES_PER_MIN": ("call_invites_per_min", int),
+    "ICE_SERVERS_PER_MIN": ("ice_servers_per_min", int),
 }
 
 DEFAULT_UPLOAD_TYPES = (
@@ -253,6 +255,11 @@ def load_settings(
     settings = Settings(**kwargs)  # type: ignore[arg-type]
     if settings.production and not settings.jwt_secret:
         raise ConfigError(f"{PREFIX}JWT_SECRET must be set when {PREFIX}ENV=production")
+    if settings.production and settings.turn_allow_loopback:
+        raise ConfigError(
+            f"{PREFIX}TURN_ALLOW_LOOPBACK opens the relay to private addresses: "
+            f"not with {PREFIX}ENV=production"
+        )
     if settings.turn_relay_only and not settings.turn_secret:
         raise ConfigError(f"{PREFIX}TURN_RELAY_ONLY needs {PREFIX}TURN_SECRET and a turn: URI")
     if settings.blob_backend == "s3" and not settings.s3_bucket:

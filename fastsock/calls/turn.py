@@ -14,6 +14,16 @@ from typing import Any
 
 from fastsock.config import Settings
 
+# Expiries are rounded up to a step (a tenth of the TTL, at most a minute): a user's username,
+# and so coturn's per-user allocation quota, which counts per username, stays the same for a
+# while instead of changing every second.
+MAX_EXPIRY_STEP_S = 60
+
+
+def _expiry(now: float, ttl: int) -> int:
+    step = max(1, min(MAX_EXPIRY_STEP_S, ttl // 10))
+    return -(-int(now + ttl) // step) * step
+
 
 def credential(secret: str, username: str) -> str:
     digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
@@ -28,7 +38,7 @@ def ice_servers(settings: Settings, user_id: str, now: float | None = None) -> d
     if stun:
         servers.append({"urls": stun})
     if turn and settings.turn_secret:
-        expiry = int(now if now is not None else time.time()) + settings.turn_ttl
+        expiry = _expiry(now if now is not None else time.time(), settings.turn_ttl)
         username = f"{expiry}:{user_id}"
         servers.append(
             {

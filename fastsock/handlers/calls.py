@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from fastsock.calls.turn import ice_servers
 from fastsock.handlers.base import BaseHandler
 
 
@@ -11,7 +10,7 @@ class IceServersHandler(BaseHandler):
 
     async def get(self) -> None:
         self.set_header("Cache-Control", "no-store")  # credentials: never cached by a proxy
-        self.send_json(ice_servers(self.ctx.settings, self.me))
+        self.send_json(self.services.calls.ice_servers(self.me))
 
 
 class RoomCallsHandler(BaseHandler):

@@ -22,6 +22,7 @@ from typing import Any
 
 from bson import ObjectId
 
+from fastsock.calls.turn import ice_servers
 from fastsock.config import Settings
 from fastsock.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unavailable
 from fastsock.metrics import Metrics
@@ -119,6 +120,7 @@ class Calls:
         self.sink = sink
         self.rooms = rooms
         self.messages = messages
+        self.settings = settings
         self.ring_s = settings.call_ring_s
         self.grace_s = settings.call_grace_s
         self.metrics = metrics
@@ -247,6 +249,11 @@ class Calls:
             self.metrics.call_setup.observe(time.monotonic() - call.accepted_clock)
             call.accepted_clock = None  # renegotiations are not setups
         return {}
+
+    def ice_servers(self, user_id: str) -> Doc:
+        """STUN/TURN servers with short-lived TURN credentials for this user."""
+        self.rooms.throttles.check("ice", user_id)
+        return ice_servers(self.settings, user_id)
 
     async def timeline(self, user_id: str, room_id: Any, query: Doc) -> Doc:
         q = validate("calls", query)

@@ -74,6 +74,7 @@ class Throttles:
             ),
             "receipt": RateLimiter(limits.receipts_per_s, limits.receipts_burst),
             "call": RateLimiter(limits.call_invites_per_min / 60, limits.call_invites_per_min),
+            "ice": RateLimiter(limits.ice_servers_per_min / 60, limits.ice_servers_per_min),
         }
         self._on_refused = on_refused
 

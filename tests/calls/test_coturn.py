@@ -88,6 +88,14 @@ def test_coturn_settings_defaults_and_values(tmp_path: Path) -> None:
         ({"FASTSOCK_TURN_USER_QUOTA": "0"}, "FASTSOCK_TURN_USER_QUOTA"),
         ({"FASTSOCK_TURN_TOTAL_QUOTA": "-5"}, "FASTSOCK_TURN_TOTAL_QUOTA"),
         ({"FASTSOCK_TURN_MAX_BPS": "fast"}, "FASTSOCK_TURN_MAX_BPS"),
+        (
+            {
+                "FASTSOCK_TURN_ALLOW_LOOPBACK": "true",
+                "FASTSOCK_ENV": "production",
+                "FASTSOCK_JWT_SECRET": "j" * 40,
+            },
+            "FASTSOCK_TURN_ALLOW_LOOPBACK",
+        ),
     ],
 )
 def test_bad_coturn_settings_name_the_variable(env: dict[str, str], variable: str) -> None:

@@ -5,21 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
 import logging
 import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aioice import Candidate, Connection, TransportPolicy, stun
 from aioice.turn import create_turn_endpoint
 
+from fastsock.app import Server
 from fastsock.calls.turn import credential, ice_servers
 from fastsock.config import ConfigError, Settings, load_settings
 from fastsock.logs import JsonFormatter
+from fastsock.store.embedded import EmbeddedMongo
 from tests.calls.conftest import TURN_SECRET, TURN_TTL
+from tests.conftest import RELAXED, make_settings
 from tests.coturn import Coturn
 from tests.support import Api
 
@@ -50,8 +56,11 @@ def test_ice_servers_group_stun_and_turn_uris_with_expiring_credentials() -> Non
     stun_entry, turn_entry = body["ice_servers"]
     assert stun_entry == {"urls": ["stun:turn.example:3478"]}
     assert turn_entry["urls"] == ["turn:turn.example:3478?transport=udp", "turns:t.ex"]
-    assert turn_entry["username"] == "1700000900:user42"  # expiry = now + ttl, whole seconds
-    assert turn_entry["credential"] == credential(SECRET, "1700000900:user42")
+    # expiry = now + ttl rounded up to the minute: 1_700_000_900.7 -> 1_700_000_940
+    assert turn_entry["username"] == "1700000940:user42"
+    assert turn_entry["credential"] == credential(SECRET, "1700000940:user42")
+    # Within that minute a user keeps the same username (coturn's per-user quota holds).
+    assert ice_servers(settings, "user42", now=1_700_000_039)["ice_servers"][1] == turn_entry
     assert body["ttl"] == 900 and body["ice_transport_policy"] == "all"
     assert SECRET not in json.dumps(body)
 
@@ -117,7 +126,9 @@ async def test_ice_servers_response(
     assert entry["urls"] == [coturn.uri]
     expiry, user_id = entry["username"].split(":")
     assert user_id == alice.id
-    assert before + TURN_TTL <= int(expiry) <= after + TURN_TTL
+    step = min(60, TURN_TTL // 10)
+    assert before + TURN_TTL <= int(expiry) <= after + TURN_TTL + step
+    assert int(expiry) % step == 0
     assert entry["credential"] == credential(TURN_SECRET, entry["username"])
 
     assert TURN_SECRET not in json.dumps(r.body) and TURN_SECRET not in str(r.headers)
@@ -250,3 +261,31 @@ async def test_two_peers_exchange_data_through_the_relay_only(
         assert await asyncio.wait_for(a.recv(), 5) == b"and back"
     finally:
         await asyncio.gather(a.close(), b.close())
+
+
+async def test_ice_servers_are_rate_limited_per_user(
+    mongo: EmbeddedMongo, tmp_path: Path, coturn: Coturn
+) -> None:
+    """Each fetch mints a new TURN username (coturn counts its quotas per username), so a
+    user cannot collect credentials without limit."""
+    limits = dataclasses.replace(RELAXED, ice_servers_per_min=3)
+    settings = make_settings(
+        mongo.uri_for("t" + uuid.uuid4().hex[:12]),
+        tmp_path,
+        turn_secret=TURN_SECRET,
+        turn_uris=(coturn.uri,),
+        limits=limits,
+    )
+    server = Server(settings)
+    await server.start()
+    try:
+        api = Api(server.port)
+        alice, bob = await api.register(), await api.register()
+        for _ in range(3):
+            assert (await api.get("/calls/ice-servers", alice)).status == 200
+        refused = await api.get("/calls/ice-servers", alice)
+        assert refused.status == 429 and refused.error_code == "rate_limited"
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert (await api.get("/calls/ice-servers", bob)).status == 200  # per user
+    finally:
+        await server.stop()
