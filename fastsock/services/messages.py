@@ -127,12 +127,16 @@ class Messages:
             return doc, False
 
     async def _announce(self, message: Doc) -> None:
-        # Flagging while announcing saves a round trip; if the flag write fails, a retry
-        # announces once more, which clients absorb (they key messages by id).
-        await asyncio.gather(
-            self.rooms.publish(message["room_id"], "message.new", {"message": message}),
-            self.store.messages.update(message["id"], {}, {"$set": {"announced": True}}),
+        """Announce once: whoever flips the stored flag announces. A send racing its own
+        retry (two tabs, or a resend after a reconnect) both see an unannounced message, and
+        only one of them may tell the room. Flipping first leaves a crash between the flip
+        and the publish unannounced live (a client's next sync still finds the message);
+        announcing first would announce twice on every such race."""
+        claimed = await self.store.messages.update(
+            message["id"], {"announced": False}, {"$set": {"announced": True}}
         )
+        if claimed is not None:
+            await self.rooms.publish(message["room_id"], "message.new", {"message": message})
 
     async def edit(self, user_id: str, data: Doc) -> Doc:
         data = validate("message.edit", data)
