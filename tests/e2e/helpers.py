@@ -3,10 +3,12 @@ rooms and messages by their stable selectors, save screenshots."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from playwright.async_api import Locator, Page, expect
 
 from tests.e2e.conftest import SCREENSHOTS
-from tests.support import PASSWORD, User
+from tests.support import PASSWORD, Api, User
 
 LOGIN = """async ([username, password]) => {
   const r = await fetch('/auth/login', {
@@ -30,6 +32,28 @@ async def signed_in(new_page, user: User, **context_options: object) -> Page:
     await page.reload()
     await expect(page.get_by_test_id("app")).to_be_visible()
     return page
+
+
+class DmPair(NamedTuple):
+    alice: User
+    bob: User
+    dm: str
+    page: Page  # Alice's
+    bob_page: Page
+
+
+async def dm_pair(new_page, api: Api, *, bob_opens: bool = True) -> DmPair:
+    """Alice and Bob with a DM, each signed in on a page; Alice has the DM open (and Bob too,
+    unless `bob_opens` is false)."""
+    alice = await api.register(display_name="Alice")
+    bob = await api.register(display_name="Bob")
+    dm = (await api.post("/rooms/direct", {"user_id": bob.id}, alice)).body["id"]
+    page = await signed_in(new_page, alice)
+    bob_page = await signed_in(new_page, bob)
+    await open_room(page, "Bob")
+    if bob_opens:
+        await open_room(bob_page, "Alice")
+    return DmPair(alice, bob, dm, page, bob_page)
 
 
 def room_item(page: Page, name: str) -> Locator:

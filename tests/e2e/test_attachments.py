@@ -8,18 +8,7 @@ import re
 from playwright.async_api import expect
 
 from tests.e2e.attachments_data import png_bytes
-from tests.e2e.helpers import open_room, shot, signed_in
-
-
-async def _pair(new_page, api):
-    alice = await api.register(display_name="Alice")
-    bob = await api.register(display_name="Bob")
-    await api.post("/rooms/direct", {"user_id": bob.id}, alice)
-    page = await signed_in(new_page, alice)
-    bob_page = await signed_in(new_page, bob)
-    await open_room(page, "Bob")
-    await open_room(bob_page, "Alice")
-    return page, bob_page
+from tests.e2e.helpers import dm_pair, shot
 
 
 async def _slow_uploads(page, gate: asyncio.Event):
@@ -31,7 +20,7 @@ async def _slow_uploads(page, gate: asyncio.Event):
 
 
 async def test_image_upload_shows_progress_then_preview_in_both_browsers(new_page, api) -> None:
-    page, bob_page = await _pair(new_page, api)
+    *_, page, bob_page = await dm_pair(new_page, api)
     gate = asyncio.Event()
     await _slow_uploads(page, gate)
     await page.get_by_test_id("file-input").set_input_files(
@@ -67,7 +56,7 @@ async def test_image_upload_shows_progress_then_preview_in_both_browsers(new_pag
 
 
 async def test_cancel_retry_refusals_drop_and_paste(new_page, api) -> None:
-    page, bob_page = await _pair(new_page, api)
+    *_, page, bob_page = await dm_pair(new_page, api)
     items = page.get_by_test_id("upload-item")
 
     # Cancel while uploading.

@@ -17,7 +17,7 @@ from playwright.async_api import Page, expect
 from fastsock.app import Server
 from tests.conftest import make_settings
 from tests.coturn import Coturn
-from tests.e2e.helpers import open_room, room_item, shot, signed_in
+from tests.e2e.helpers import dm_pair, open_room, room_item, shot, signed_in
 
 CALL_TIMEOUT = 20_000  # ICE + DTLS on a loaded 2-core machine
 
@@ -81,19 +81,6 @@ async def server(request: pytest.FixtureRequest, mongo, tmp_path: Path) -> Async
     await srv.stop()
 
 
-async def _pair(new_page, api, *, bob_opens: bool = True):
-    """Alice and Bob with a DM, each signed in on a page; Alice has the DM open."""
-    alice = await api.register(display_name="Alice")
-    bob = await api.register(display_name="Bob")
-    dm = (await api.post("/rooms/direct", {"user_id": bob.id}, alice)).body["id"]
-    page = await signed_in(new_page, alice)
-    bob_page = await signed_in(new_page, bob)
-    await open_room(page, "Bob")
-    if bob_opens:
-        await open_room(bob_page, "Alice")
-    return alice, bob, dm, page, bob_page
-
-
 def entries(page: Page):
     return page.get_by_test_id("call-entry")
 
@@ -103,7 +90,7 @@ async def wait_frames(page: Page, minimum: int = 10) -> None:
 
 
 async def test_video_call_connects_both_ways_and_lands_in_both_timelines(new_page, api) -> None:
-    alice, _bob, dm, page, bob_page = await _pair(new_page, api)
+    alice, _bob, dm, page, bob_page = await dm_pair(new_page, api)
     await api.send(alice, dm, "Got a minute? Calling you")
     await expect(page.get_by_test_id("call-video-button")).to_have_attribute(
         "aria-label", "Video call Bob"
@@ -206,7 +193,7 @@ async def test_video_call_connects_both_ways_and_lands_in_both_timelines(new_pag
 
 
 async def test_declined_voice_call_in_both_timelines(new_page, api) -> None:
-    _alice, bob, dm, page, bob_page = await _pair(new_page, api)
+    _alice, bob, dm, page, bob_page = await dm_pair(new_page, api)
     await page.get_by_test_id("call-audio-button").click()
     incoming = bob_page.get_by_test_id("incoming-call")
     await expect(incoming).to_be_visible()
@@ -247,7 +234,7 @@ async def test_declined_voice_call_in_both_timelines(new_page, api) -> None:
 @pytest.mark.parametrize("server", [{"call_ring_s": 3}], indirect=True)
 async def test_missed_call_is_unread_for_the_callee_who_calls_back(new_page, api) -> None:
     # Bob is looking at no conversation: the call rings over whatever is on screen.
-    _alice, bob, dm, page, bob_page = await _pair(new_page, api, bob_opens=False)
+    _alice, bob, dm, page, bob_page = await dm_pair(new_page, api, bob_opens=False)
     await page.get_by_test_id("call-video-button").click()
     incoming = bob_page.get_by_test_id("incoming-call")
     await expect(incoming).to_be_visible()
@@ -331,7 +318,7 @@ async def test_busy_and_unavailable_callee(new_page, api) -> None:
 
 
 async def test_call_buttons_only_in_direct_rooms_and_off_while_offline(new_page, api) -> None:
-    alice, bob, _dm, page, _bob_page = await _pair(new_page, api, bob_opens=False)
+    alice, bob, _dm, page, _bob_page = await dm_pair(new_page, api, bob_opens=False)
     group = await api.group(alice, bob)
     name = (await api.get(f"/rooms/{group}", alice)).body["name"]
     audio = page.get_by_test_id("call-audio-button")
@@ -355,7 +342,7 @@ async def test_call_buttons_only_in_direct_rooms_and_off_while_offline(new_page,
 # TURN credentials that live 16 s: the client fetches fresh ones after 12 s.
 @pytest.mark.parametrize("server", [{"relay": True, "turn_ttl": 16}], indirect=True)
 async def test_relay_only_call_goes_through_coturn(new_page, api, coturn) -> None:
-    alice, _bob, dm, page, bob_page = await _pair(new_page, api)
+    alice, _bob, dm, page, bob_page = await dm_pair(new_page, api)
     ice = (await api.get("/calls/ice-servers", alice)).body
     assert ice["ice_transport_policy"] == "relay"
     assert ice["ice_servers"][0]["urls"] == [coturn.uri]
@@ -412,7 +399,7 @@ async def test_relay_only_call_goes_through_coturn(new_page, api, coturn) -> Non
 
 
 async def test_answered_on_another_device_and_leaving_the_page_hangs_up(new_page, api) -> None:
-    alice, bob, dm, page, bob_page = await _pair(new_page, api)
+    alice, bob, dm, page, bob_page = await dm_pair(new_page, api)
     await page.get_by_test_id("call-audio-button").click()
     await expect(bob_page.get_by_test_id("incoming-call")).to_be_visible()
     # A tablet signed in while the call already rings rings too.
@@ -471,7 +458,7 @@ NO_CAMERA = """(blockAll) => {
 
 
 async def test_media_errors_are_explained(new_page, api) -> None:
-    alice, _bob, dm, page, bob_page = await _pair(new_page, api)
+    alice, _bob, dm, page, bob_page = await dm_pair(new_page, api)
     await page.add_init_script(f"({NO_CAMERA})(true)")
     await bob_page.add_init_script(f"({NO_CAMERA})(false)")
     await page.reload()

@@ -3,22 +3,11 @@ and propagated; rolled back with a visible error when the server refuses; tombst
 
 from playwright.async_api import expect
 
-from tests.e2e.helpers import message, open_room, send, signed_in
-
-
-async def _pair(new_page, api):
-    alice = await api.register(display_name="Alice")
-    bob = await api.register(display_name="Bob")
-    await api.post("/rooms/direct", {"user_id": bob.id}, alice)
-    page = await signed_in(new_page, alice)
-    bob_page = await signed_in(new_page, bob)
-    await open_room(page, "Bob")
-    await open_room(bob_page, "Alice")
-    return page, bob_page
+from tests.e2e.helpers import dm_pair, message, send
 
 
 async def test_edit_and_delete_propagate_to_the_other_browser(new_page, api) -> None:
-    page, bob_page = await _pair(new_page, api)
+    *_, page, bob_page = await dm_pair(new_page, api)
     await send(page, "see you at 5")
     await expect(message(bob_page, "see you at 5")).to_be_visible()
 
@@ -48,7 +37,7 @@ async def test_edit_and_delete_propagate_to_the_other_browser(new_page, api) -> 
 
 
 async def test_a_refused_edit_rolls_back_with_a_visible_error(new_page, api) -> None:
-    page, bob_page = await _pair(new_page, api)
+    *_, page, bob_page = await dm_pair(new_page, api)
     await send(page, "short and sweet")
     row = message(page, "short and sweet")
     await expect(row.get_by_test_id("tick")).to_have_attribute("data-state", "read")
@@ -65,7 +54,7 @@ async def test_a_refused_edit_rolls_back_with_a_visible_error(new_page, api) -> 
 
 
 async def test_keyboard_menu_and_cancel(new_page, api) -> None:
-    page, _ = await _pair(new_page, api)
+    page = (await dm_pair(new_page, api)).page
     await send(page, "keyboard user")
     box = page.get_by_test_id("composer-input")
     await expect(message(page, "keyboard user").get_by_test_id("tick")).to_have_attribute(

@@ -5,23 +5,12 @@ import json
 
 from playwright.async_api import expect
 
-from tests.e2e.helpers import LOGIN, TIMEOUT, message, open_room, send, signed_in
+from tests.e2e.helpers import LOGIN, TIMEOUT, dm_pair, message, open_room, send
 from tests.support import PASSWORD
 
 
-async def _pair(new_page, api):
-    alice = await api.register(display_name="Alice")
-    bob = await api.register(display_name="Bob")
-    dm = (await api.post("/rooms/direct", {"user_id": bob.id}, alice)).body["id"]
-    page = await signed_in(new_page, alice)
-    bob_page = await signed_in(new_page, bob)
-    await open_room(page, "Bob")
-    await open_room(bob_page, "Alice")
-    return page, bob_page, alice, bob, dm
-
-
 async def test_offline_messages_arrive_exactly_once_after_reconnect(new_page, api) -> None:
-    page, bob_page, alice, bob, dm = await _pair(new_page, api)
+    alice, bob, dm, page, bob_page = await dm_pair(new_page, api)
     banner = page.get_by_test_id("connection-banner")
     await expect(banner).to_be_hidden()
 
@@ -50,7 +39,7 @@ async def test_offline_messages_arrive_exactly_once_after_reconnect(new_page, ap
 
 
 async def test_dropped_socket_shows_countdown_then_resumes(new_page, api) -> None:
-    page, bob_page, *_ = await _pair(new_page, api)
+    *_, page, bob_page = await dm_pair(new_page, api)
     banner = page.get_by_test_id("connection-banner")
     await page.evaluate("window.__fs.store.socket.simulateDrop()")
     await expect(banner).to_contain_text(
@@ -63,7 +52,7 @@ async def test_dropped_socket_shows_countdown_then_resumes(new_page, api) -> Non
 
 
 async def test_resync_fetches_missed_changes_without_doubles(new_page, api) -> None:
-    page, bob_page, _, bob, dm = await _pair(new_page, api)
+    _, bob, dm, page, bob_page = await dm_pair(new_page, api)
     early = await api.send(bob, dm, "before the outage")
     await expect(message(page, "before the outage")).to_be_visible()
     # Lose the connection and make the session unknown to the server: it answers "resync".
