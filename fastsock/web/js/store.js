@@ -449,10 +449,7 @@ class Store extends EventTarget {
       if (cur) delete cur.state;
       this.emit('messages', { roomId: msg.room_id });
     } catch (err) {
-      const cur = w.byId.get(msg.id);
-      if (cur && cur.version === before.version) w.byId.set(msg.id, before);
-      this.emit('messages', { roomId: msg.room_id });
-      this.emit('toast', { kind: 'error', text: `Couldn't edit the message: ${err.message}` });
+      this.rollBack(w, before, 'edit', err);
     }
   }
 
@@ -466,11 +463,17 @@ class Store extends EventTarget {
       if (message) this.upsert(message);
       this.emit('messages', { roomId: msg.room_id });
     } catch (err) {
-      const cur = w.byId.get(msg.id);
-      if (cur && cur.version === before.version) w.byId.set(msg.id, before);
-      this.emit('messages', { roomId: msg.room_id });
-      this.emit('toast', { kind: 'error', text: `Couldn't delete the message: ${err.message}` });
+      this.rollBack(w, before, 'delete', err);
     }
+  }
+
+  // An optimistic change the server refused: restore the message unless a newer version
+  // arrived meanwhile, and say so.
+  rollBack(w, before, verb, err) {
+    const cur = w.byId.get(before.id);
+    if (cur && cur.version === before.version) w.byId.set(before.id, before);
+    this.emit('messages', { roomId: before.room_id });
+    this.emit('toast', { kind: 'error', text: `Couldn't ${verb} the message: ${err.message}` });
   }
 
   async toggleReaction(msg, emoji) {
