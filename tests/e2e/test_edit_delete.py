@@ -7,7 +7,7 @@ from tests.e2e.helpers import dm_pair, message, send
 
 
 async def test_edit_and_delete_propagate_to_the_other_browser(new_page, api) -> None:
-    *_, page, bob_page = await dm_pair(new_page, api)
+    _, bob, dm, page, bob_page = await dm_pair(new_page, api)
     await send(page, "see you at 5")
     await expect(message(bob_page, "see you at 5")).to_be_visible()
 
@@ -17,10 +17,11 @@ async def test_edit_and_delete_propagate_to_the_other_browser(new_page, api) -> 
     await row.get_by_test_id("message-actions").click()
     await page.get_by_role("menuitem", name="Edit").click()
     editor = page.get_by_test_id("edit-input")
-    # The caret is in the editor. (Checked on document.activeElement: expect().to_be_focused()
-    # also needs the window to have OS focus, which a headless page on a loaded CI machine
-    # sometimes lacks while two pages are open.)
-    await page.wait_for_function("document.activeElement?.dataset.testid === 'edit-input'")
+    await expect(editor).to_be_focused()
+    # The conversation re-renders while the editor is open (here: Bob writes); the caret stays.
+    await api.send(bob, dm, "ok")
+    await expect(message(page, "ok")).to_be_visible()
+    await expect(editor).to_be_focused()
     await editor.fill("see you at 6")
     await editor.press("Enter")
     await expect(message(page, "see you at 6").get_by_test_id("edited")).to_have_text(" (edited)")

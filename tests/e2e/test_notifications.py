@@ -47,7 +47,7 @@ async def test_notification_while_hidden_respects_mute_and_title_badge(new_page,
     await page.evaluate(HIDE)
 
     await api.send(bob, dm, "ping from Bob")
-    await page.wait_for_function("window.__notes.length === 1")
+    await page.wait_for_function("() => window.__notes.length === 1")
     assert await page.evaluate("window.__notes") == [{"title": "Bob", "body": "ping from Bob"}]
     # Hidden: not marked read, so the title shows the unread total.
     await expect(page).to_have_title("(1) FastSock")

@@ -236,13 +236,16 @@ export class Conversation {
       prev = msg;
     }
     for (const key of [...this.rows.keys()]) if (!used.has(key) && !key.startsWith('day:') && key !== 'unread-divider') this.rows.delete(key);
-    // Minimal DOM moves: rows that stay in place keep focus and hover state.
+    // Minimal DOM moves: rows that stay in place keep focus and hover state. Outgoing nodes
+    // go first, so a replaced node (say the room header) does not shift every row after it
+    // with insertBefore; moving a node drops the focus inside it (an open inline editor).
+    const keep = new Set(nodes);
+    for (const child of [...list.children]) if (!keep.has(child)) child.remove();
     let cursor = list.firstChild;
     for (const node of nodes) {
       if (node === cursor) { cursor = cursor.nextSibling; continue; }
       list.insertBefore(node, cursor);
     }
-    while (cursor) { const next = cursor.nextSibling; cursor.remove(); cursor = next; }
 
     if (detail.reset) {
       const target = detail.focus
