@@ -19,11 +19,11 @@ from fastsock.context import AppContext
 from fastsock.handlers import accounts, calls, ops, rooms, uploads, web
 from fastsock.handlers.base import BaseHandler, NotFoundHandler
 from fastsock.metrics import Metrics
+from fastsock.paths import private_dir
 from fastsock.realtime.hub import Hub
 from fastsock.realtime.socket import HARD_FRAME_BYTES, ChatSocket
 from fastsock.services import Services
-from fastsock.store import Store
-from fastsock.store.embedded import EmbeddedMongo
+from fastsock.store import Store, open_store
 
 log = logging.getLogger("fastsock")
 
@@ -118,11 +118,11 @@ def make_app(ctx: AppContext) -> Application:
 
 
 class Server:
-    """Runs FastSock: the embedded database when no URI is set, the store, the HTTP server."""
+    """Runs FastSock: the store (embedded SQLite unless a MongoDB URI is set), the HTTP server."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = ensure_jwt_secret(settings)
-        self.embedded: EmbeddedMongo | None = None
+        self.store: Store | None = None
         self.http: HTTPServer | None = None
         self.ctx: AppContext | None = None
         self.port = self.settings.port
@@ -130,19 +130,14 @@ class Server:
 
     async def start(self) -> None:
         s = self.settings
+        private_dir(s.data_dir)
         blobs = make_blob_store(s)
         await blobs.check()  # an unusable upload directory stops start-up here
         _clear_spool(s.uploads_path / ".spool")
-        uri = s.mongo_uri
-        if uri is None:
-            self.embedded = EmbeddedMongo(sqlite_path=s.data_dir / "fastsock.sqlite3")
-            await self.embedded.start()
-            uri = self.embedded.uri_for("fastsock")
         metrics = Metrics()
-        store = Store(uri, observe_command=metrics.observe_db)
         started = time.monotonic()
-        await store.wait_ready(DB_START_TIMEOUT_S)
-        await store.create_indexes()
+        self.store = store = open_store(s, observe=metrics.observe_db)
+        await store.prepare(DB_START_TIMEOUT_S)
         hub = Hub(metrics)
         services = Services.build(store, hub, blobs, s, metrics)
         self.ctx = AppContext(s, store, services, hub, metrics)
@@ -159,7 +154,7 @@ class Server:
                 "fields": {
                     "host": s.host,
                     "port": self.port,
-                    "database": "embedded" if self.embedded else "external",
+                    "database": store.description,
                     "startup_ms": round((time.monotonic() - started) * 1000),
                 }
             },
@@ -189,9 +184,8 @@ class Server:
             await self.http.close_all_connections()
         if self.ctx is not None:
             self.ctx.services.typing.close()
-            await self.ctx.store.close()
-        if self.embedded is not None:
-            await self.embedded.stop()
+        if self.store is not None:
+            await self.store.close()
         log.info("server_stopped")
 
 

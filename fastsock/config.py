@@ -89,6 +89,8 @@ class Settings:
     env: str = "development"
     data_dir: Path = Path("var")
     mongo_uri: str | None = None
+    # "normal": faster commits, but the last ones may be lost on power loss (docs/operations.md)
+    sqlite_synchronous: str = "full"
     jwt_secret: str = ""
     metrics_token: str | None = None
     log_level: str = "INFO"
@@ -215,6 +217,10 @@ def load_settings(
         kwargs["data_dir"] = Path(v)
     if (v := get("MONGO_URI")) is not None:
         kwargs["mongo_uri"] = _mongo_uri(PREFIX + "MONGO_URI", v)
+    if (v := get("SQLITE_SYNCHRONOUS")) is not None:
+        kwargs["sqlite_synchronous"] = _choice(
+            PREFIX + "SQLITE_SYNCHRONOUS", v.lower(), ("full", "normal")
+        )
     if (v := get("JWT_SECRET")) is not None:
         kwargs["jwt_secret"] = _jwt_secret(PREFIX + "JWT_SECRET", v)
     if (v := get("METRICS_TOKEN")) is not None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fastsock.blobs.base import CHUNK, Chunks
 from fastsock.config import PREFIX, ConfigError
+from fastsock.paths import private_dir
 
 
 class LocalBlobs:
@@ -24,7 +25,7 @@ class LocalBlobs:
     async def check(self) -> None:
         """Create the upload directory and prove it is writable."""
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            private_dir(self.root)
             probe = self.root / ".write-probe"
             probe.write_bytes(b"ok")
             probe.unlink()
@@ -55,7 +56,7 @@ class LocalBlobs:
 
 def _copy_atomically(source: Path, target: Path) -> None:
     """Write under a temporary name, then rename: readers never see a partial file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(mode=0o700, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
     try:
         try:

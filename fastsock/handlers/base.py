@@ -15,6 +15,7 @@ from fastsock import logs
 from fastsock.context import AppContext
 from fastsock.errors import ApiError, InvalidRequest, RateLimited, TooLarge, Unauthenticated
 from fastsock.store import is_unavailable
+from fastsock.store.ids import is_object_id
 
 log = logging.getLogger("fastsock.http")
 
@@ -60,6 +61,8 @@ class BaseHandler(RequestHandler):
         logs.request_id.set(rid)
         logs.user_id.set(None)
         self.set_header("X-Request-Id", rid)
+        # Ids in paths in their one stored form (ids are compared as strings in the store).
+        self.path_args = [a.lower() if is_object_id(a) else a for a in self.path_args]
         if self.auth_required:
             token = bearer_token(self.request.headers.get("Authorization"))
             if token is None:

@@ -47,7 +47,7 @@ class UploadHandler(BaseHandler):
         else:
             self.declared = self.request.headers.get("Content-Type")
             self.filename = self.get_query_argument("filename", None)
-        uploads.spool_dir.mkdir(parents=True, exist_ok=True)
+        uploads.spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.spool = uploads.spool_dir / f"{secrets.token_hex(12)}.part"
         self.file = self.spool.open("wb")
 

@@ -16,16 +16,20 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
-
-from bson import ObjectId
 
 from fastsock.calls.turn import ice_servers
 from fastsock.config import Settings
 from fastsock.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unavailable
 from fastsock.metrics import Metrics
+from fastsock.services.call import (
+    ACTIVE,
+    ANSWERED_OR_DECLINED,
+    ENDED,
+    OUTCOME_EVENTS,
+    RINGING,
+    Call,
+)
 from fastsock.services.clock import now
 from fastsock.services.events import EventSink, Origin
 from fastsock.services.messages import Messages
@@ -33,77 +37,10 @@ from fastsock.services.rooms import Rooms
 from fastsock.services.schemas import validate
 from fastsock.services.views import call_view
 from fastsock.store import Store
+from fastsock.store.ids import new_id
 
 Doc = dict[str, Any]
 log = logging.getLogger("fastsock.calls")
-
-RINGING, ACTIVE, ENDED = "ringing", "active", "ended"
-# Unanswered outcomes show as a missed call to the callee and count as unread.
-ANSWERED_OR_DECLINED = ("completed", "declined")
-# The event that announces each outcome.
-OUTCOME_EVENTS = {
-    "completed": "call.ended",
-    "declined": "call.declined",
-    "cancelled": "call.cancelled",
-    "missed": "call.missed",
-    "busy": "call.busy",
-    "unavailable": "call.unavailable",
-}
-
-
-@dataclass(eq=False)
-class Call:
-    id: str
-    room_id: str
-    media: str
-    caller_id: str
-    callee_id: str
-    caller_device: str
-    created_at: datetime
-    callee_device: str | None = None
-    state: str = RINGING
-    outcome: str | None = None
-    end_reason: str | None = None
-    answered_at: datetime | None = None
-    ended_at: datetime | None = None
-    accepted_clock: float | None = None  # monotonic, for the setup-time metric
-    ring_timer: asyncio.TimerHandle | None = None
-    grace_timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
-    saving: asyncio.Future[None] | None = None  # the last database write, chained
-    # Set once the caller has heard `call.created` (or the call failed to start).
-    announced: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def device_of(self, user_id: str) -> str | None:
-        return self.caller_device if user_id == self.caller_id else self.callee_device
-
-    def other(self, user_id: str) -> str:
-        return self.callee_id if user_id == self.caller_id else self.caller_id
-
-    @property
-    def duration_s(self) -> int:
-        if self.answered_at is None or self.ended_at is None:
-            return 0
-        return round((self.ended_at - self.answered_at).total_seconds())
-
-    def doc(self) -> Doc:
-        return {
-            "_id": ObjectId(self.id),
-            "room_id": ObjectId(self.room_id),
-            "kind": "direct",
-            "media": self.media,
-            "caller_id": ObjectId(self.caller_id),
-            "callee_id": ObjectId(self.callee_id),
-            "state": self.state,
-            "outcome": self.outcome,
-            "end_reason": self.end_reason,
-            "created_at": self.created_at,
-            "answered_at": self.answered_at,
-            "ended_at": self.ended_at,
-            "duration_s": self.duration_s,
-        }
-
-    def view(self) -> Doc:
-        return call_view(self.doc())
 
 
 class Calls:
@@ -156,7 +93,7 @@ class Calls:
                 return
             await mine.announced.wait()
         call = Call(
-            id=str(ObjectId()),
+            id=new_id(),
             room_id=room_id,
             media=data["media"],
             caller_id=user_id,
@@ -453,7 +390,7 @@ class Calls:
                 await self.store.calls.insert(doc)
             else:
                 del doc["_id"]
-                await self.store.calls.update(ObjectId(call.id), doc)
+                await self.store.calls.update(call.id, doc)
 
         call.saving = asyncio.ensure_future(write())
         return call.saving

@@ -133,7 +133,7 @@ class Messages:
         and the publish unannounced live (a client's next sync still finds the message);
         announcing first would announce twice on every such race."""
         claimed = await self.store.messages.update(
-            message["id"], {"announced": False}, {"$set": {"announced": True}}
+            message["id"], {"announced": False}, {"announced": True}
         )
         if claimed is not None:
             await self.rooms.publish(message["room_id"], "message.new", {"message": message})
@@ -155,7 +155,7 @@ class Messages:
             updated = await self.store.messages.update(
                 data["message_id"],
                 {"deleted": False},
-                {"$set": {"text": data["text"], "edited_at": now(), "version": version}},
+                {"text": data["text"], "edited_at": now(), "version": version},
             )
         if updated is None:
             raise Conflict("the message was deleted")
@@ -182,9 +182,7 @@ class Messages:
                 "deleted_at": now(),
                 "version": version,
             }
-            updated = await self.store.messages.update(
-                message_id, {"deleted": False}, {"$set": tombstone}
-            )
+            updated = await self.store.messages.update(message_id, {"deleted": False}, tombstone)
         if updated is None:  # deleted concurrently; that delete announced it
             updated, _ = await self.visible_message(user_id, message_id)
             return message_view(updated)

@@ -154,21 +154,21 @@ class Rooms:
         self.throttles.check("invite", user_id, cost=max(1, len(member_ids)))
         await self._require_users(member_ids)
         at = now()
-        room = await self.store.rooms.insert(
+        room = await self.store.rooms.create(
             {
                 "kind": "group",
                 "name": data["name"],
                 "private": data["private"],
+                "dm_key": None,
                 "created_by": user_id,
                 "created_at": at,
                 "last_activity_at": at,
                 "version": 0,
-            }
+            },
+            [(user_id, ADMIN), *((m, MEMBER) for m in member_ids)],
+            at,
         )
-        room_id = str(room["_id"])
-        await self.store.memberships.add(room_id, user_id, ADMIN, at)
-        for member_id in member_ids:
-            await self.store.memberships.add(room_id, member_id, MEMBER, at)
+        room_id = room["_id"]
         view = await self.view(room)
         await self.publish(room_id, "room.created", {"room": view})
         return view
@@ -196,15 +196,12 @@ class Rooms:
                 "version": 0,
             }
             try:
-                room = await self.store.rooms.insert(doc)
+                room = await self.store.rooms.create(doc, [(user_id, MEMBER), (other, MEMBER)], at)
                 created = True
             except Duplicate:  # the other user created it at the same moment
                 room = await self.store.rooms.by_dm_key(dm_key)
                 assert room is not None
-        room_id = str(room["_id"])
-        # Idempotent, so a crash between the room and its memberships heals on the next call.
-        for member in (user_id, other):
-            await self.store.memberships.add(room_id, member, MEMBER, room["created_at"])
+        room_id = room["_id"]
         view = await self.view(room)
         if created:
             await self.publish(room_id, "room.created", {"room": view})

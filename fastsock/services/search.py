@@ -28,10 +28,6 @@ class Search:
         if not room_ids:
             return {"messages": [], "has_more": False}
         docs, has_more = await self.store.messages.search(
-            room_ids,
-            q["q"],
-            before=q["before"],
-            limit=q["limit"],
-            text_index=self.store.text_search,
+            room_ids, q["q"], before=q["before"], limit=q["limit"]
         )
         return {"messages": [message_view(d) for d in docs], "has_more": has_more}

@@ -1,31 +1,38 @@
-"""The MongoDB client, its indexes, and the repositories built on it."""
+"""The MongoDB store: the client, its indexes, and the repositories built on it."""
 
 from __future__ import annotations
 
+import logging
+import re
 import time
-from typing import Any
+from collections.abc import Callable
 
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.errors import ConnectionFailure, PyMongoError
 
-from fastsock.store.calls import Calls
-from fastsock.store.deliveries import Deliveries
-from fastsock.store.memberships import Memberships
-from fastsock.store.messages import Messages
-from fastsock.store.rooms import Rooms
-from fastsock.store.tokens import RefreshTokens
-from fastsock.store.uploads import Uploads
-from fastsock.store.users import Users
+from fastsock.store.mongo.calls import Calls
+from fastsock.store.mongo.deliveries import Deliveries
+from fastsock.store.mongo.memberships import Memberships
+from fastsock.store.mongo.messages import Messages
+from fastsock.store.mongo.rooms import Rooms
+from fastsock.store.mongo.tokens import RefreshTokens
+from fastsock.store.mongo.transfer import MongoTransfer
+from fastsock.store.mongo.uploads import Uploads
+from fastsock.store.mongo.users import Users
+
+log = logging.getLogger("fastsock.store")
 
 # Requests fail fast (503) while the database is away instead of hanging for pymongo's 30 s.
 SERVER_SELECTION_TIMEOUT_MS = 3000
 CONNECT_TIMEOUT_MS = 2000
 
+Observe = Callable[[str, float], None]
+
 
 class _CommandTimer(monitoring.CommandListener):
     """Feeds fastsock_db_operation_seconds from pymongo's command monitoring."""
 
-    def __init__(self, observe: Any) -> None:
+    def __init__(self, observe: Observe) -> None:
         self._observe = observe
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
@@ -38,9 +45,9 @@ class _CommandTimer(monitoring.CommandListener):
         self._observe(event.command_name, event.duration_micros / 1e6)
 
 
-class Store:
-    def __init__(self, uri: str, *, observe_command: Any | None = None) -> None:
-        listeners = [_CommandTimer(observe_command)] if observe_command else []
+class MongoStore:
+    def __init__(self, uri: str, *, observe: Observe | None = None) -> None:
+        listeners = [_CommandTimer(observe)] if observe else []
         self.client: AsyncMongoClient = AsyncMongoClient(
             uri,
             tz_aware=True,
@@ -52,20 +59,28 @@ class Store:
         self.db = db
         self.users = Users(db.users)
         self.tokens = RefreshTokens(db.refresh_tokens)
-        self.rooms = Rooms(db.rooms)
+        self.rooms = Rooms(db.rooms, db.memberships)
         self.memberships = Memberships(db.memberships)
         self.messages = Messages(db.messages)
         self.deliveries = Deliveries(db.deliveries)
         self.uploads = Uploads(db.uploads)
         self.calls = Calls(db.calls)
-        self.text_search = False  # set by create_indexes: does the server do $text?
+        self.transfer = MongoTransfer(db)
+        # For the start-up line: never the credentials or the options.
+        self.description = "MongoDB at " + re.sub(r"//[^@/]*@", "//", uri).split("?")[0]
 
-    async def create_indexes(self) -> None:
-        """Idempotent: creating an index that exists with the same spec is a no-op."""
+    async def prepare(self, timeout_s: float) -> None:
+        """Wait for the server, create the indexes (a no-op for ones that exist with the same
+        spec) and remove what an interrupted room creation left."""
+        deadline = time.monotonic() + timeout_s
+        while not await self.ping():
+            if time.monotonic() > deadline:
+                raise ConnectionFailure("database did not answer in time")
         repos = (self.users, self.tokens, self.rooms, self.memberships, self.messages)
         for repo in (*repos, self.deliveries, self.uploads, self.calls):
             await repo.create_indexes()
-        self.text_search = await self.messages.probe_text_search()
+        if removed := await self.rooms.repair():
+            log.warning("orphan_memberships_removed", extra={"fields": {"count": removed}})
 
     async def ping(self, timeout_s: float = 2.0) -> bool:
         try:
@@ -73,12 +88,6 @@ class Store:
         except PyMongoError:
             return False
         return True
-
-    async def wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not await self.ping():
-            if time.monotonic() > deadline:
-                raise ConnectionFailure("database did not answer in time")
 
     async def close(self) -> None:
         await self.client.close()

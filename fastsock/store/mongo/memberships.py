@@ -8,11 +8,25 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
+from fastsock.store.base import READ_LOG_MAX
 from fastsock.store.ids import oid
+from fastsock.store.mongo.docs import plain, plain_all
 
 Doc = dict[str, Any]
+# Oldest member first; the user id breaks ties the same way on every backend.
+JOINING_ORDER = [("joined_at", ASCENDING), ("user_id", ASCENDING)]
 
-READ_LOG_MAX = 100
+
+def new_membership(room_id: str, user_id: str, role: str, at: datetime) -> Doc:
+    return {
+        "user_id": oid(user_id),
+        "room_id": oid(room_id),
+        "role": role,
+        "joined_at": at,
+        "last_read_message_id": None,
+        "last_read_at": None,
+        "read_log": [],
+    }
 
 
 class Memberships:
@@ -21,23 +35,15 @@ class Memberships:
 
     async def create_indexes(self) -> None:
         await self.coll.create_index([("user_id", ASCENDING), ("room_id", ASCENDING)], unique=True)
-        await self.coll.create_index([("room_id", ASCENDING), ("joined_at", ASCENDING)])
+        await self.coll.create_index(
+            [("room_id", ASCENDING), ("joined_at", ASCENDING), ("user_id", ASCENDING)]
+        )
 
     async def add(self, room_id: str, user_id: str, role: str, at: datetime) -> bool:
         """Idempotent; True when the user was not a member before."""
-        result = await self.coll.update_one(
-            {"user_id": oid(user_id), "room_id": oid(room_id)},
-            {
-                "$setOnInsert": {
-                    "role": role,
-                    "joined_at": at,
-                    "last_read_message_id": None,
-                    "last_read_at": None,
-                    "read_log": [],
-                }
-            },
-            upsert=True,
-        )
+        doc = new_membership(room_id, user_id, role, at)
+        key = {"user_id": doc.pop("user_id"), "room_id": doc.pop("room_id")}
+        result = await self.coll.update_one(key, {"$setOnInsert": doc}, upsert=True)
         return result.upserted_id is not None
 
     async def remove(self, room_id: str, user_id: str) -> bool:
@@ -45,17 +51,19 @@ class Memberships:
         return result.deleted_count == 1
 
     async def get(self, room_id: str, user_id: str) -> Doc | None:
-        return await self.coll.find_one({"user_id": oid(user_id), "room_id": oid(room_id)})
+        doc = await self.coll.find_one({"user_id": oid(user_id), "room_id": oid(room_id)})
+        return plain(doc, drop_id=True)
 
     async def for_user(self, user_id: str) -> list[Doc]:
-        return await self.coll.find({"user_id": oid(user_id)}).to_list()
+        return plain_all(await self.coll.find({"user_id": oid(user_id)}).to_list(), drop_id=True)
 
     async def of_room(self, room_id: str) -> list[Doc]:
-        cursor = self.coll.find({"room_id": oid(room_id)}).sort("joined_at", ASCENDING)
-        return await cursor.to_list()
+        cursor = self.coll.find({"room_id": oid(room_id)}).sort(JOINING_ORDER)
+        return plain_all(await cursor.to_list(), drop_id=True)
 
     async def member_ids(self, room_id: str) -> list[str]:
         cursor = self.coll.find({"room_id": oid(room_id)}, {"user_id": 1, "_id": 0})
+        cursor = cursor.sort(JOINING_ORDER)
         return [str(doc["user_id"]) async for doc in cursor]
 
     async def count(self, room_id: str) -> int:

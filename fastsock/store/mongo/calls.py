@@ -9,8 +9,14 @@ from pymongo import DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
 from fastsock.store.ids import oid
+from fastsock.store.mongo.docs import plain_all
 
 Doc = dict[str, Any]
+ID_FIELDS = ("_id", "room_id", "caller_id", "callee_id")
+
+
+def _stored(doc: Doc) -> Doc:
+    return {k: oid(v) if k in ID_FIELDS else v for k, v in doc.items()}
 
 
 class Calls:
@@ -21,11 +27,11 @@ class Calls:
         await self.coll.create_index([("room_id", DESCENDING), ("_id", DESCENDING)])
 
     async def insert(self, doc: Doc) -> Doc:
-        result = await self.coll.insert_one(doc)
-        return {**doc, "_id": result.inserted_id}
+        await self.coll.insert_one(_stored(doc))
+        return doc
 
-    async def update(self, call_id: Any, changes: Doc) -> None:
-        await self.coll.update_one({"_id": call_id}, {"$set": changes})
+    async def update(self, call_id: str, changes: Doc) -> None:
+        await self.coll.update_one({"_id": oid(call_id)}, {"$set": _stored(changes)})
 
     async def page(self, room_id: str, *, before: str | None, limit: int) -> tuple[list[Doc], bool]:
         """Newest first; one extra document tells whether there are more."""
@@ -33,4 +39,4 @@ class Calls:
         if before is not None:
             query["_id"] = {"$lt": oid(before)}
         docs = await self.coll.find(query).sort("_id", DESCENDING).limit(limit + 1).to_list()
-        return docs[:limit], len(docs) > limit
+        return plain_all(docs[:limit]), len(docs) > limit

@@ -10,8 +10,9 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from fastsock.store.errors import Duplicate
+from fastsock.store.base import Duplicate
 from fastsock.store.ids import oid
+from fastsock.store.mongo.docs import plain, plain_all
 
 Doc = dict[str, Any]
 
@@ -25,27 +26,31 @@ class Users:
 
     async def insert(self, doc: Doc) -> Doc:
         try:
-            result = await self.coll.insert_one(doc)
+            result = await self.coll.insert_one(dict(doc))
         except DuplicateKeyError as exc:
             raise Duplicate("username") from exc
-        return {**doc, "_id": result.inserted_id}
+        return {**doc, "_id": str(result.inserted_id)}
 
     async def get(self, user_id: str) -> Doc | None:
-        return await self.coll.find_one({"_id": oid(user_id)})
+        return plain(await self.coll.find_one({"_id": oid(user_id)}))
 
     async def by_username(self, username: str) -> Doc | None:
-        return await self.coll.find_one({"username": username})
+        return plain(await self.coll.find_one({"username": username}))
 
     async def many(self, user_ids: Iterable[str]) -> list[Doc]:
-        return await self.coll.find({"_id": {"$in": [oid(u) for u in user_ids]}}).to_list()
+        return plain_all(
+            await self.coll.find({"_id": {"$in": [oid(u) for u in user_ids]}}).to_list()
+        )
 
     async def search(self, query: str, limit: int) -> list[Doc]:
         """Case-insensitive prefix match on username or display name."""
         pattern = {"$regex": "^" + re.escape(query), "$options": "i"}
         cursor = self.coll.find({"$or": [{"username": pattern}, {"display_name": pattern}]})
-        return await cursor.sort("username", ASCENDING).limit(limit).to_list()
+        return plain_all(await cursor.sort("username", ASCENDING).limit(limit).to_list())
 
     async def update(self, user_id: str, changes: Doc) -> Doc | None:
-        return await self.coll.find_one_and_update(
-            {"_id": oid(user_id)}, {"$set": changes}, return_document=ReturnDocument.AFTER
+        return plain(
+            await self.coll.find_one_and_update(
+                {"_id": oid(user_id)}, {"$set": changes}, return_document=ReturnDocument.AFTER
+            )
         )

@@ -1,6 +1,7 @@
-"""The embedded database: mongoeco's MongoDB wire server, run as a child process on loopback.
+"""The MongoDB stand-in the Mongo backend is tested against: mongoeco's wire server, run as a
+child process on loopback (its memory engine; its SQLite engine where a test restarts it).
 
-`EmbeddedMongo` starts `python -m fastsock.store.embedded`, which binds a free port, prints
+`EmbeddedMongo` starts `python -m tests.mongo_standin`, which binds a free port, prints
 `LISTENING <port>` and serves until it is told to stop (SIGTERM/SIGINT) or its parent goes away
 (stdin closes). If the child dies unexpectedly the parent restarts it on the same port, so the
 app recovers the way it would from a MongoDB restart.
@@ -16,7 +17,8 @@ import signal
 import sys
 from pathlib import Path
 
-log = logging.getLogger("fastsock.embedded")
+log = logging.getLogger("tests.mongo_standin")
+ROOT = Path(__file__).resolve().parents[1]  # the checkout, so `-m tests.mongo_standin` imports
 
 READY_PREFIX = "LISTENING "
 START_TIMEOUT_S = 30.0
@@ -45,12 +47,12 @@ class EmbeddedMongo:
         self._watchdog = asyncio.create_task(self._watch())
 
     async def _spawn(self) -> None:
-        args = [sys.executable, "-m", "fastsock.store.embedded", "--host", self.host]
+        args = [sys.executable, "-m", "tests.mongo_standin", "--host", self.host]
         args += ["--port", str(self.port)]
         if self.sqlite_path is not None:
             args += ["--sqlite", str(self.sqlite_path)]
         proc = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT
         )
         self._proc = proc
         assert proc.stdout is not None
@@ -61,7 +63,7 @@ class EmbeddedMongo:
         text = line.decode(errors="replace").strip()
         if not text.startswith(READY_PREFIX):
             await self._terminate(proc)
-            raise RuntimeError(f"embedded database did not start (exit {proc.returncode})")
+            raise RuntimeError(f"MongoDB stand-in did not start (exit {proc.returncode})")
         self.port = int(text.removeprefix(READY_PREFIX))
 
     async def _watch(self) -> None:
@@ -71,13 +73,13 @@ class EmbeddedMongo:
             code = await self._proc.wait()
             if self._stopping:
                 return
-            log.error("embedded database exited (code %s); restarting", code)
+            log.error("MongoDB stand-in exited (code %s); restarting", code)
             await asyncio.sleep(delay)
             try:
                 await self._spawn()
                 delay = 0.5
             except (RuntimeError, OSError):
-                log.exception("embedded database restart failed")
+                log.exception("MongoDB stand-in restart failed")
                 delay = min(delay * 2, 10.0)
 
     async def stop(self) -> None:
@@ -133,7 +135,7 @@ async def _serve(host: str, port: int, sqlite_path: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="FastSock embedded MongoDB wire server")
+    parser = argparse.ArgumentParser(description="MongoDB wire stand-in for FastSock's tests")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--sqlite", help="SQLite file; omitted: in-memory engine")

@@ -1,17 +1,18 @@
 """The `refresh_tokens` collection: one document per issued refresh token (by jti).
 
 Tokens of one login share a `family`; a refresh marks the presented token used and issues the
-next one in the family. A TTL index removes expired tokens."""
+next one in the family. A TTL index removes expired tokens; until it runs, `get` hides them."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
 from fastsock.store.ids import oid
+from fastsock.store.mongo.docs import plain
 
 Doc = dict[str, Any]
 
@@ -40,7 +41,8 @@ class RefreshTokens:
         )
 
     async def get(self, jti: str) -> Doc | None:
-        return await self.coll.find_one({"_id": jti})
+        doc = await self.coll.find_one({"_id": jti, "expires_at": {"$gt": datetime.now(UTC)}})
+        return plain(doc)
 
     async def mark_used(self, jti: str, at: datetime) -> bool:
         """Atomically consume a live token; False if it was already used or revoked."""

@@ -1,5 +1,9 @@
 """The `messages` collection. Messages are ordered by `_id` (ObjectId) within a room; deleted
-messages stay as tombstones. `(sender_id, client_msg_id)` is unique: sends are idempotent."""
+messages stay as tombstones. `(sender_id, client_msg_id)` is unique: sends are idempotent.
+
+Reactions are stored as `reactions: [{emoji, user_ids}]`, never with emoji as field names (a
+field path cannot hold every emoji safely, and stores differ on non-ASCII paths); the contract's
+`{emoji: [user_ids]}` map is built on the way out."""
 
 from __future__ import annotations
 
@@ -11,15 +15,33 @@ from pymongo import ASCENDING, DESCENDING, TEXT, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from fastsock.store.errors import Duplicate
+from fastsock.store.base import Duplicate
 from fastsock.store.ids import oid
+from fastsock.store.mongo.docs import plain
 
 Doc = dict[str, Any]
+AFTER = ReturnDocument.AFTER
+
+
+def stored_reactions(reactions: dict[str, list[str]]) -> list[Doc]:
+    return [{"emoji": e, "user_ids": list(u)} for e, u in reactions.items()]
+
+
+def message_out(doc: Doc | None) -> Doc | None:
+    out = plain(doc)
+    if out is not None:
+        out["reactions"] = {r["emoji"]: r["user_ids"] for r in out.get("reactions") or []}
+    return out
+
+
+def messages_out(docs: list[Doc]) -> list[Doc]:
+    return [message_out(d) for d in docs]  # type: ignore[misc]
 
 
 class Messages:
     def __init__(self, coll: AsyncCollection) -> None:
         self.coll = coll
+        self.text_search = False  # set by create_indexes: does the server do $text?
 
     async def create_indexes(self) -> None:
         await self.coll.create_index([("room_id", ASCENDING), ("_id", DESCENDING)])
@@ -31,8 +53,9 @@ class Messages:
         # A server without text search refuses this; search then falls back to a regex match.
         with contextlib.suppress(OperationFailure):
             await self.coll.create_index([("text", TEXT)], default_language="none")
+        self.text_search = await self._probe_text_search()
 
-    async def probe_text_search(self) -> bool:
+    async def _probe_text_search(self) -> bool:
         try:
             await self.coll.find({"$text": {"$search": "probe"}}).limit(1).to_list()
         except OperationFailure:
@@ -40,28 +63,29 @@ class Messages:
         return True
 
     async def insert(self, doc: Doc) -> Doc:
-        doc = {**doc, "room_id": oid(doc["room_id"]), "sender_id": oid(doc["sender_id"])}
+        stored = {
+            **doc,
+            "room_id": oid(doc["room_id"]),
+            "sender_id": oid(doc["sender_id"]),
+            "reactions": stored_reactions(doc.get("reactions", {})),
+        }
         try:
-            result = await self.coll.insert_one(doc)
+            result = await self.coll.insert_one(stored)
         except DuplicateKeyError as exc:
             raise Duplicate("client_msg_id") from exc
-        return {**doc, "_id": result.inserted_id}
+        return {**doc, "_id": str(result.inserted_id)}
 
     async def get(self, message_id: str) -> Doc | None:
-        return await self.coll.find_one({"_id": oid(message_id)})
+        return message_out(await self.coll.find_one({"_id": oid(message_id)}))
 
     async def by_client_id(self, sender_id: str, client_msg_id: str) -> Doc | None:
-        return await self.coll.find_one(
-            {"sender_id": oid(sender_id), "client_msg_id": client_msg_id}
+        return message_out(
+            await self.coll.find_one({"sender_id": oid(sender_id), "client_msg_id": client_msg_id})
         )
 
     async def page(
         self, room_id: str, *, before: str | None, after: str | None, limit: int
     ) -> tuple[list[Doc], bool]:
-        """Up to `limit` messages newest-first, and whether more lie beyond the page.
-
-        Without `after` the page is the newest messages older than `before`; with `after` it is
-        the oldest messages newer than `after` (so paging forward never skips one)."""
         filt: Doc = {"room_id": oid(room_id)}
         id_range: Doc = {}
         if before is not None:
@@ -76,96 +100,104 @@ class Messages:
         docs = docs[:limit]
         if direction == ASCENDING:
             docs.reverse()
-        return docs, has_more
+        return messages_out(docs), has_more
 
     async def latest_visible(self, room_id: str) -> Doc | None:
-        return await self.coll.find_one(
-            {"room_id": oid(room_id), "deleted": False}, sort=[("_id", DESCENDING)]
+        return message_out(
+            await self.coll.find_one(
+                {"room_id": oid(room_id), "deleted": False}, sort=[("_id", DESCENDING)]
+            )
         )
 
-    async def count_unread(self, room_id: str, user_id: str, after: Any | None) -> int:
+    async def count_unread(self, room_id: str, user_id: str, after: str | None) -> int:
         filt: Doc = {"room_id": oid(room_id), "sender_id": {"$ne": oid(user_id)}, "deleted": False}
         if after is not None:
             filt["_id"] = {"$gt": oid(after)}
         return await self.coll.count_documents(filt)
 
-    async def update(self, message_id: str, expect: Doc, update: Doc) -> Doc | None:
-        """Apply the update operators if the message still matches `expect`; returns the new
-        document, or None when it did not match."""
-        return await self.coll.find_one_and_update(
-            {"_id": oid(message_id), **expect}, update, return_document=ReturnDocument.AFTER
+    async def update(self, message_id: str, expect: Doc, changes: Doc) -> Doc | None:
+        if "reactions" in changes:
+            changes = {**changes, "reactions": stored_reactions(changes["reactions"])}
+        doc = await self.coll.find_one_and_update(
+            {"_id": oid(message_id), **expect}, {"$set": changes}, return_document=AFTER
         )
+        return message_out(doc)
 
     async def changed(self, room_id: str, after_version: int, limit: int) -> tuple[list[Doc], bool]:
         """Messages whose version is above `after_version`, lowest version first."""
         cursor = self.coll.find({"room_id": oid(room_id), "version": {"$gt": after_version}})
         docs = await cursor.sort("version", ASCENDING).limit(limit + 1).to_list()
-        return docs[:limit], len(docs) > limit
+        return messages_out(docs[:limit]), len(docs) > limit
 
     async def many(self, message_ids: list[str]) -> list[Doc]:
-        return await self.coll.find({"_id": {"$in": [oid(m) for m in message_ids]}}).to_list()
+        docs = await self.coll.find({"_id": {"$in": [oid(m) for m in message_ids]}}).to_list()
+        return messages_out(docs)
 
     async def search(
-        self, room_ids: list[str], query: str, *, before: str | None, limit: int, text_index: bool
+        self, room_ids: list[str], query: str, *, before: str | None, limit: int
     ) -> tuple[list[Doc], bool]:
-        """Non-deleted messages in the rooms matching `query`, newest first. With `text_index`
-        MongoDB's text search (whole words, stemmed); otherwise a case-insensitive substring
-        match, for servers without text search."""
+        """With a text index MongoDB's text search (whole words); otherwise a case-insensitive
+        substring match, for servers without text search."""
         filt: Doc = {"room_id": {"$in": [oid(r) for r in room_ids]}, "deleted": False}
-        if text_index:
+        if self.text_search:
             filt["$text"] = {"$search": query}
         else:
             filt["text"] = {"$regex": re.escape(query), "$options": "i"}
         if before is not None:
             filt["_id"] = {"$lt": oid(before)}
         docs = await self.coll.find(filt).sort("_id", DESCENDING).limit(limit + 1).to_list()
-        return docs[:limit], len(docs) > limit
+        return messages_out(docs[:limit]), len(docs) > limit
 
     async def add_reaction(
         self, message_id: str, emoji: str, user_id: str, version: int, max_kinds: int
     ) -> Doc | None:
-        """Add the user's reaction; None if it was there already, the message is deleted, or
-        it would exceed `max_kinds` distinct emoji."""
-        key = f"reactions.{emoji}"
         base = {"_id": oid(message_id), "deleted": False}
+        joinable = {"$elemMatch": {"emoji": emoji, "user_ids": {"$ne": user_id}}}
         for _ in range(2):  # the second round covers an emoji added by someone meanwhile
             # An emoji already on the message: join it.
             doc = await self.coll.find_one_and_update(
-                {**base, key: {"$exists": True, "$ne": user_id}},
-                {"$addToSet": {key: user_id}, "$set": {"version": version}},
-                return_document=ReturnDocument.AFTER,
+                {**base, "reactions": joinable},
+                {"$push": {"reactions.$.user_ids": user_id}, "$set": {"version": version}},
+                return_document=AFTER,
             )
             if doc is not None:
-                return doc
+                return message_out(doc)
             # A new emoji: only while under the cap (counted in reaction_kinds).
             doc = await self.coll.find_one_and_update(
-                {**base, key: {"$exists": False}, "reaction_kinds": {"$lt": max_kinds}},
-                {"$set": {key: [user_id], "version": version}, "$inc": {"reaction_kinds": 1}},
-                return_document=ReturnDocument.AFTER,
+                {**base, "reactions.emoji": {"$ne": emoji}, "reaction_kinds": {"$lt": max_kinds}},
+                {
+                    "$push": {"reactions": {"emoji": emoji, "user_ids": [user_id]}},
+                    "$set": {"version": version},
+                    "$inc": {"reaction_kinds": 1},
+                },
+                return_document=AFTER,
             )
             if doc is not None:
-                return doc
+                return message_out(doc)
         return None
 
     async def remove_reaction(
         self, message_id: str, emoji: str, user_id: str, version: int
     ) -> Doc | None:
-        """Remove the user's reaction; None if it was not there."""
-        key = f"reactions.{emoji}"
         doc = await self.coll.find_one_and_update(
-            {"_id": oid(message_id), "deleted": False, key: user_id},
-            {"$pull": {key: user_id}, "$set": {"version": version}},
-            return_document=ReturnDocument.AFTER,
+            {
+                "_id": oid(message_id),
+                "deleted": False,
+                "reactions": {"$elemMatch": {"emoji": emoji, "user_ids": user_id}},
+            },
+            {"$pull": {"reactions.$.user_ids": user_id}, "$set": {"version": version}},
+            return_document=AFTER,
         )
-        if doc is None or doc["reactions"].get(emoji):
-            return doc
+        out = message_out(doc)
+        if out is None or out["reactions"].get(emoji):
+            return out
         # That was the last one: drop the emoji so it frees a slot.
         emptied = await self.coll.find_one_and_update(
-            {"_id": oid(message_id), key: {"$size": 0}},
-            {"$unset": {key: ""}, "$inc": {"reaction_kinds": -1}},
-            return_document=ReturnDocument.AFTER,
+            {"_id": oid(message_id), "reactions": {"$elemMatch": {"emoji": emoji, "user_ids": []}}},
+            {"$pull": {"reactions": {"emoji": emoji}}, "$inc": {"reaction_kinds": -1}},
+            return_document=AFTER,
         )
-        return emptied or doc
+        return message_out(emptied) if emptied is not None else out
 
     async def shares_upload(self, upload_id: str, room_ids: list[str] | None) -> bool:
         """Does a live message (in one of these rooms, if given) carry the upload?"""

@@ -1,0 +1,236 @@
+"""The repository interface the services call; `store/sqlite/` and `store/mongo/` implement it.
+
+The contract every backend keeps, so services never know which one they talk to:
+- Documents are plain dicts. Every id (`_id` and every `*_id` field, also inside `read_log`) is
+  a 24-character lowercase hex string (an ObjectId's hex; new ids come from `ids.new_id`), so
+  ids order by creation time as strings.
+- Times are timezone-aware UTC datetimes with millisecond precision (what BSON dates keep).
+- A message's `reactions` is `{emoji: [user_id, ...]}`, emoji in the order they were first
+  added and users in the order they reacted; how it is stored is the backend's business (never
+  as field names that are emoji).
+- A write refused by a unique key raises `Duplicate`; a database that cannot be reached raises
+  an exception for which `is_unavailable` is true.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Protocol
+
+Doc = dict[str, Any]
+Page = tuple[list[Doc], bool]  # documents, and whether more lie beyond them
+
+READ_LOG_MAX = 100  # pointer moves a membership remembers, for read receipts
+
+
+class Duplicate(Exception):
+    """A unique key refused a write; the argument names the key."""
+
+
+class UsersRepo(Protocol):
+    async def insert(self, doc: Doc) -> Doc:
+        """Assigns `_id`; Duplicate("username") when the name is taken."""
+
+    async def get(self, user_id: str) -> Doc | None: ...
+    async def by_username(self, username: str) -> Doc | None: ...
+    async def many(self, user_ids: Iterable[str]) -> list[Doc]: ...
+
+    async def search(self, query: str, limit: int) -> list[Doc]:
+        """Case-insensitive prefix match on username or display name, by username."""
+
+    async def update(self, user_id: str, changes: Doc) -> Doc | None: ...
+
+
+class TokensRepo(Protocol):
+    """Refresh tokens by jti (`_id`, not an ObjectId); one login's tokens share a `family`."""
+
+    async def insert(
+        self, jti: str, user_id: str, family: str, issued_at: datetime, expires_at: datetime
+    ) -> None: ...
+
+    async def get(self, jti: str) -> Doc | None:
+        """None for an unknown or expired token."""
+
+    async def mark_used(self, jti: str, at: datetime) -> bool:
+        """Atomically consume a live token; False if it was already used or revoked."""
+
+    async def family_revoked(self, family: str) -> bool: ...
+    async def revoke_family(self, family: str) -> None: ...
+
+
+class RoomsRepo(Protocol):
+    async def create(self, doc: Doc, members: list[tuple[str, str]], at: datetime) -> Doc:
+        """Insert a room and its `(user_id, role)` memberships as one change: nobody ever
+        sees the room without its members. Duplicate("dm_key") when the DM exists already."""
+
+    async def get(self, room_id: str) -> Doc | None: ...
+    async def by_dm_key(self, dm_key: str) -> Doc | None: ...
+    async def many(self, room_ids: Iterable[str]) -> list[Doc]: ...
+
+    async def public(self, query: str, limit: int) -> list[Doc]:
+        """Public groups whose name contains `query` (any case), most recently active first."""
+
+    async def update(self, room_id: str, changes: Doc) -> Doc | None: ...
+
+    async def next_version(self, room_id: str, activity_at: datetime | None = None) -> int:
+        """Count one change in the room; returns its new version (0 for no such room).
+        `activity_at` (new messages only) also moves the room up its members' lists."""
+
+
+class MembershipsRepo(Protocol):
+    async def add(self, room_id: str, user_id: str, role: str, at: datetime) -> bool:
+        """Idempotent; True when the user was not a member before."""
+
+    async def remove(self, room_id: str, user_id: str) -> bool: ...
+    async def get(self, room_id: str, user_id: str) -> Doc | None: ...
+    async def for_user(self, user_id: str) -> list[Doc]: ...
+
+    async def of_room(self, room_id: str) -> list[Doc]:
+        """Oldest member first; members who joined together by user id."""
+
+    async def member_ids(self, room_id: str) -> list[str]:
+        """In the order of `of_room`."""
+
+    async def count(self, room_id: str) -> int: ...
+    async def set_role(self, room_id: str, user_id: str, role: str) -> None: ...
+
+    async def advance_read(self, room_id: str, user_id: str, message_id: str, at: datetime) -> bool:
+        """Move the read pointer forward to `message_id`, never back, and log the move in
+        `read_log` (`[message_id, at]` pairs, the last READ_LOG_MAX). True if it moved."""
+
+
+class MessagesRepo(Protocol):
+    """Messages order by `_id` within a room; `(sender_id, client_msg_id)` is unique."""
+
+    async def insert(self, doc: Doc) -> Doc:
+        """Assigns `_id`; Duplicate("client_msg_id") for a second send of the same id."""
+
+    async def get(self, message_id: str) -> Doc | None: ...
+    async def by_client_id(self, sender_id: str, client_msg_id: str) -> Doc | None: ...
+
+    async def page(
+        self, room_id: str, *, before: str | None, after: str | None, limit: int
+    ) -> Page:
+        """Newest first. Without `after`: the newest messages older than `before`; with it,
+        the oldest messages newer than `after` (so paging forward never skips one)."""
+
+    async def latest_visible(self, room_id: str) -> Doc | None: ...
+
+    async def count_unread(self, room_id: str, user_id: str, after: str | None) -> int:
+        """Live messages by others newer than `after` (all of them when None)."""
+
+    async def update(self, message_id: str, expect: Doc, changes: Doc) -> Doc | None:
+        """Set `changes` if the message still has the field values in `expect`; returns the
+        new document, or None when it did not match."""
+
+    async def changed(self, room_id: str, after_version: int, limit: int) -> Page:
+        """Messages whose version is above `after_version`, lowest version first."""
+
+    async def many(self, message_ids: list[str]) -> list[Doc]: ...
+
+    async def search(
+        self, room_ids: list[str], query: str, *, before: str | None, limit: int
+    ) -> Page:
+        """Live messages in these rooms matching `query`, newest first."""
+
+    async def add_reaction(
+        self, message_id: str, emoji: str, user_id: str, version: int, max_kinds: int
+    ) -> Doc | None:
+        """Add the user's reaction; None if it was there already, the message is deleted, or
+        it would exceed `max_kinds` distinct emoji."""
+
+    async def remove_reaction(
+        self, message_id: str, emoji: str, user_id: str, version: int
+    ) -> Doc | None:
+        """Remove the user's reaction (an emoji nobody uses any more frees its slot); None if
+        it was not there."""
+
+    async def shares_upload(self, upload_id: str, room_ids: list[str] | None) -> bool:
+        """Does a live message (in one of these rooms, if given) carry the upload?"""
+
+
+class DeliveriesRepo(Protocol):
+    async def record(self, user_id: str, message_ids: list[str], at: datetime) -> set[str]:
+        """Record first deliveries; returns the ids that had not been recorded before."""
+
+    async def for_message(self, message_id: str) -> dict[str, datetime]: ...
+
+
+class UploadsRepo(Protocol):
+    async def insert(self, upload_id: str, doc: Doc) -> Doc: ...
+    async def get(self, upload_id: str) -> Doc | None: ...
+    async def owned(self, owner_id: str, upload_ids: list[str]) -> list[Doc]: ...
+    async def mark(self, upload_ids: list[str], changes: Doc) -> None: ...
+    async def unattached_before(self, cutoff: datetime, limit: int) -> list[Doc]: ...
+    async def delete_if_unattached(self, upload_id: str) -> bool: ...
+    async def update(self, upload_id: str, changes: Doc) -> Doc | None: ...
+
+
+class CallsRepo(Protocol):
+    async def insert(self, doc: Doc) -> Doc:
+        """The call's `_id` comes with the document (the live call already has it)."""
+
+    async def update(self, call_id: str, changes: Doc) -> None: ...
+
+    async def page(self, room_id: str, *, before: str | None, limit: int) -> Page:
+        """Newest first."""
+
+
+# What `fastsock migrate` copies, by collection name, and the fields that key each document
+# (documents are exported in this key order, so a copy can resume after the target's last key).
+COLLECTIONS: dict[str, tuple[str, ...]] = {
+    "users": ("_id",),
+    "refresh_tokens": ("_id",),
+    "rooms": ("_id",),
+    "memberships": ("user_id", "room_id"),
+    "messages": ("_id",),
+    "deliveries": ("message_id", "user_id"),
+    "uploads": ("_id",),
+    "calls": ("_id",),
+}
+
+
+def key_of(collection: str, doc: Doc) -> str:
+    """A document's copy key: its key fields joined by ":" (ids have one length, so the joined
+    strings order like the field tuples)."""
+    return ":".join(str(doc[f]) for f in COLLECTIONS[collection])
+
+
+class Transfer(Protocol):
+    """Bulk copy between backends. Documents are whole and in the contract above (a message
+    with its reactions, a membership with its read log, a delivery as
+    `{message_id, user_id, delivered_at}`)."""
+
+    async def export(self, collection: str, after: str | None, limit: int) -> list[Doc]:
+        """Up to `limit` documents whose key is above `after`, in key order."""
+
+    async def import_many(self, collection: str, docs: list[Doc]) -> None:
+        """Insert or replace by key: importing a batch twice changes nothing."""
+
+    async def last_key(self, collection: str) -> str | None: ...
+    async def count(self, collection: str) -> int: ...
+
+    async def finish(self) -> None:
+        """After a bulk import: let the backend settle (SQLite compacts its search index)."""
+
+
+class Store(Protocol):
+    users: UsersRepo
+    tokens: TokensRepo
+    rooms: RoomsRepo
+    memberships: MembershipsRepo
+    messages: MessagesRepo
+    deliveries: DeliveriesRepo
+    uploads: UploadsRepo
+    calls: CallsRepo
+    transfer: Transfer
+
+    description: str  # for the start-up line, e.g. "embedded database: var/fastsock.db"
+
+    async def prepare(self, timeout_s: float) -> None:
+        """Wait for the database, then create or migrate its schema and indexes
+        (idempotent)."""
+
+    async def ping(self, timeout_s: float = 2.0) -> bool: ...
+    async def close(self) -> None: ...

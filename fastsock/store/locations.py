@@ -1,0 +1,90 @@
+"""Where a store lives: a MongoDB URI or a SQLite file path, as `fastsock migrate` names them
+and as the settings imply; and opening the store there."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from fastsock.store.base import Store
+
+MONGO_SCHEMES = ("mongodb://", "mongodb+srv://")
+SQLITE_HEADER = b"SQLite format 3\x00"
+SQLITE_FILE = "fastsock.db"  # the embedded database, in the data dir
+
+Location = str | Path  # a MongoDB URI, or the path of a SQLite file
+
+
+class UsageError(Exception):
+    """A location that cannot name a store; the message is one line for the user."""
+
+
+def parse(option: str, value: str, *, must_exist: bool) -> Location:
+    """A MongoDB URI (checked, not connected to) or a SQLite file path."""
+    if value.startswith(MONGO_SCHEMES):
+        from pymongo.errors import ConfigurationError
+        from pymongo.uri_parser import parse_uri
+
+        if value.startswith("mongodb://"):  # SRV URIs are resolved by DNS: not checked here
+            try:
+                parse_uri(value)
+            except (ConfigurationError, ValueError) as exc:
+                raise UsageError(f"{option}: bad MongoDB URI: {exc}") from None
+        return value
+    if "://" in value or not value.strip():
+        raise UsageError(
+            f"{option} must be a mongodb:// or mongodb+srv:// URI or a SQLite file path, "
+            f"got {value!r}"
+        )
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise UsageError(f"{option}: {path} is a directory, not a SQLite file")
+    if must_exist and not path.is_file():
+        raise UsageError(f"{option}: no database at {path}")
+    if path.is_file() and path.stat().st_size > 0:
+        try:
+            with path.open("rb") as f:
+                header = f.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise UsageError(f"{option}: cannot read {path}: {exc.strerror}") from None
+        if header != SQLITE_HEADER:
+            raise UsageError(f"{option}: {path} is not a SQLite database")
+    return path
+
+
+def identity(location: Location) -> tuple[object, ...]:
+    """What tells two locations apart: a file, or a MongoDB deployment and database."""
+    if isinstance(location, Path):
+        return ("sqlite", os.path.realpath(location))
+    from pymongo.uri_parser import parse_uri
+
+    if location.startswith("mongodb://"):
+        parsed = parse_uri(location)
+        hosts = frozenset((str(h).lower(), p) for h, p in parsed["nodelist"])
+        database = parsed["database"]
+    else:  # SRV: the DNS name stands for the deployment (resolving it needs the network)
+        split = urlsplit(location)
+        hosts = frozenset([(split.hostname or "").lower()])
+        database = split.path.lstrip("/")
+    return ("mongo", hosts, database or "fastsock")
+
+
+def open_at(
+    location: Location,
+    *,
+    synchronous: str = "full",
+    observe: Callable[[str, float], None] | None = None,
+) -> Store:
+    """The store at `location`, not yet prepared. A SQLite file's directory is created
+    private (0700) if missing."""
+    if isinstance(location, Path):
+        from fastsock.paths import private_dir
+        from fastsock.store.sqlite import SqliteStore
+
+        private_dir(location.parent)
+        return SqliteStore(location, synchronous=synchronous, observe=observe)
+    from fastsock.store.mongo import MongoStore
+
+    return MongoStore(location, observe=observe)

@@ -1,0 +1,152 @@
+"""Memberships: who is in which room, their role and their read pointer. `read_log` (recent
+pointer moves, for read receipts) is a small JSON list on the row."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime
+from typing import Any
+
+from fastsock.store.base import READ_LOG_MAX
+from fastsock.store.sqlite.codec import Doc, ident, insert_sql, ms, to_json, when
+from fastsock.store.sqlite.engine import Database
+
+COLUMNS = "user_id, room_id, role, joined_at, last_read_message_id, last_read_at, read_log"
+STORED = tuple(c.strip() for c in COLUMNS.split(","))
+_SELECT = f"SELECT {COLUMNS} FROM memberships"
+_ADD = insert_sql("memberships", ("user_id", "room_id", "role", "joined_at"))
+_ADD += " ON CONFLICT (user_id, room_id) DO NOTHING"
+
+
+def to_doc(row: tuple[Any, ...]) -> Doc:
+    return {
+        "user_id": row[0],
+        "room_id": row[1],
+        "role": row[2],
+        "joined_at": when(row[3]),
+        "last_read_message_id": row[4],
+        "last_read_at": when(row[5]),
+        "read_log": [[m, when(t)] for m, t in json.loads(row[6])],
+    }
+
+
+def encode(doc: Doc) -> tuple[Any, ...]:
+    log = [[str(m), ms(t)] for m, t in doc.get("read_log") or []][-READ_LOG_MAX:]
+    return (
+        str(doc["user_id"]),
+        str(doc["room_id"]),
+        doc["role"],
+        ms(doc["joined_at"]),
+        ident(doc.get("last_read_message_id")),
+        ms(doc.get("last_read_at")),
+        to_json(log),
+    )
+
+
+def add(conn: sqlite3.Connection, room_id: str, user_id: str, role: str, at: int) -> bool:
+    """Also used by rooms.create, inside its transaction."""
+    return conn.execute(_ADD, (user_id, room_id, role, at)).rowcount == 1
+
+
+def _remove(conn: sqlite3.Connection, room_id: str, user_id: str) -> bool:
+    cursor = conn.execute(
+        "DELETE FROM memberships WHERE user_id = ? AND room_id = ?", (user_id, room_id)
+    )
+    return cursor.rowcount == 1
+
+
+def _get(conn: sqlite3.Connection, room_id: str, user_id: str) -> Doc | None:
+    row = conn.execute(
+        f"{_SELECT} WHERE user_id = ? AND room_id = ?", (user_id, room_id)
+    ).fetchone()
+    return to_doc(row) if row else None
+
+
+def _for_user(conn: sqlite3.Connection, user_id: str) -> list[Doc]:
+    return [to_doc(r) for r in conn.execute(f"{_SELECT} WHERE user_id = ?", (user_id,))]
+
+
+def _of_room(conn: sqlite3.Connection, room_id: str) -> list[Doc]:
+    rows = conn.execute(f"{_SELECT} WHERE room_id = ? ORDER BY joined_at, user_id", (room_id,))
+    return [to_doc(r) for r in rows]
+
+
+def _member_ids(conn: sqlite3.Connection, room_id: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT user_id FROM memberships WHERE room_id = ? ORDER BY joined_at, user_id",
+        (room_id,),
+    )
+    return [r[0] for r in rows]
+
+
+def _count(conn: sqlite3.Connection, room_id: str) -> int:
+    return conn.execute(
+        "SELECT count(*) FROM memberships WHERE room_id = ?", (room_id,)
+    ).fetchone()[0]
+
+
+def _set_role(conn: sqlite3.Connection, room_id: str, user_id: str, role: str) -> None:
+    conn.execute(
+        "UPDATE memberships SET role = ? WHERE user_id = ? AND room_id = ?",
+        (role, user_id, room_id),
+    )
+
+
+def _advance_read(
+    conn: sqlite3.Connection, room_id: str, user_id: str, message_id: str, at: int
+) -> bool:
+    # Read-modify-write is atomic here: the writer thread runs one job at a time.
+    row = conn.execute(
+        "SELECT last_read_message_id, read_log FROM memberships WHERE user_id = ? AND room_id = ?",
+        (user_id, room_id),
+    ).fetchone()
+    if row is None or (row[0] is not None and row[0] >= message_id):
+        return False
+    log = json.loads(row[1])
+    log.append([message_id, at])
+    conn.execute(
+        "UPDATE memberships SET last_read_message_id = ?, last_read_at = ?, read_log = ?"
+        " WHERE user_id = ? AND room_id = ?",
+        (message_id, at, to_json(log[-READ_LOG_MAX:]), user_id, room_id),
+    )
+    return True
+
+
+class Memberships:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def add(self, room_id: str, user_id: str, role: str, at: datetime) -> bool:
+        return await self.db.write("memberships.add", add, str(room_id), str(user_id), role, ms(at))
+
+    async def remove(self, room_id: str, user_id: str) -> bool:
+        return await self.db.write("memberships.remove", _remove, str(room_id), str(user_id))
+
+    async def get(self, room_id: str, user_id: str) -> Doc | None:
+        return await self.db.read("memberships.get", _get, str(room_id), str(user_id))
+
+    async def for_user(self, user_id: str) -> list[Doc]:
+        return await self.db.read("memberships.for_user", _for_user, str(user_id))
+
+    async def of_room(self, room_id: str) -> list[Doc]:
+        return await self.db.read("memberships.of_room", _of_room, str(room_id))
+
+    async def member_ids(self, room_id: str) -> list[str]:
+        return await self.db.read("memberships.member_ids", _member_ids, str(room_id))
+
+    async def count(self, room_id: str) -> int:
+        return await self.db.read("memberships.count", _count, str(room_id))
+
+    async def set_role(self, room_id: str, user_id: str, role: str) -> None:
+        await self.db.write("memberships.set_role", _set_role, str(room_id), str(user_id), role)
+
+    async def advance_read(self, room_id: str, user_id: str, message_id: str, at: datetime) -> bool:
+        return await self.db.write(
+            "memberships.advance_read",
+            _advance_read,
+            str(room_id),
+            str(user_id),
+            str(message_id),
+            ms(at),
+        )
