@@ -1,4 +1,4 @@
-"""`fastsock serve` and `fastsock turn` (also `python -m fastsock ...`).
+"""`fastsock serve`, `fastsock turn` and `fastsock migrate` (also `python -m fastsock ...`).
 
 `turn` needs only the standard library (no database driver, no Tornado), so it runs on a
 TURN host with a bare Python 3.13 and this checkout (turn/run)."""
@@ -31,6 +31,13 @@ async def _serve(config_file: str | None) -> int:
     except BaseException:
         await server.stop()
         raise
+    assert server.store is not None
+    # One line for people, besides the JSON log (which goes to stderr).
+    host = settings.host if ":" not in settings.host else f"[{settings.host}]"
+    print(
+        f"FastSock is running at http://{host}:{server.port} ({server.store.description})",
+        flush=True,
+    )
     await stop.wait()
     await server.stop()
     return 0
@@ -49,6 +56,16 @@ def _turn(config_file: str | None, print_only: bool) -> int:
     path = coturn.write_config(settings)
     # coturn replaces this process, so a supervisor's signals reach it directly.
     os.execv(binary, [binary, "-c", str(path)])
+
+
+def _batch(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {raw!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -70,8 +87,38 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="print the config with the secret redacted, write nothing and start nothing",
     )
+    migrate = sub.add_parser(
+        "migrate",
+        help="copy all data between the embedded database and MongoDB",
+        description="Copy every collection from one store to another (stop the servers first), "
+        "then compare the counts. SRC and DST are each a mongodb:// or mongodb+srv:// URI or a "
+        "SQLite file path. An interrupted copy resumes where it stopped when run again.",
+    )
+    migrate.add_argument(
+        "--from",
+        dest="source",
+        metavar="SRC",
+        help="default: the embedded database, $FASTSOCK_DATA_DIR/fastsock.db",
+    )
+    migrate.add_argument("--to", dest="target", metavar="DST", help="default: $FASTSOCK_MONGO_URI")
+    migrate.add_argument(
+        "--batch", type=_batch, default=1000, help="documents per write (default 1000)"
+    )
+    migrate.add_argument("--config", help="file of FASTSOCK_KEY=value lines (env wins)")
     args = parser.parse_args(argv)
     try:
+        if args.command == "migrate":
+            from fastsock.migrate import run
+            from fastsock.store.locations import UsageError
+
+            try:
+                sys.exit(asyncio.run(run(args.source, args.target, args.batch, args.config)))
+            except UsageError as exc:
+                print(f"fastsock migrate: {exc}", file=sys.stderr)
+                sys.exit(2)
+            except KeyboardInterrupt:
+                print("fastsock migrate: interrupted; run it again to resume", file=sys.stderr)
+                sys.exit(130)
         if args.command == "turn":
             sys.exit(_turn(args.config, args.print_only))
         sys.exit(asyncio.run(_serve(args.config)))
