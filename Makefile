@@ -1,29 +1,41 @@
 # `make run` serves FastSock on the embedded database; `make test` runs every check CI runs.
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run test lint format bench clean
 
-$(STAMP): pyproject.toml
-	@test -x $(PY) || "$$(scripts/find-python)" -m venv $(VENV)
+$(PY):
+	"$$(scripts/find-python)" -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
-	@touch $(STAMP)
 
-run: $(STAMP)
+# `run` needs only the runtime dependencies; the test extra (browsers' driver, WebRTC, moto,
+# the MongoDB stand-in) is for `test`.
+$(RUN_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	@touch $(RUN_STAMP)
+
+$(TEST_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(TEST_STAMP) $(RUN_STAMP)
+
+run: $(RUN_STAMP)
 	$(VENV)/bin/fastsock serve
 
-test: $(STAMP)
+# The whole suite once per store backend: SQLite (the embedded default), then MongoDB (on the
+# wire stand-in). Tests that do not depend on the backend run in the first pass only.
+test: $(TEST_STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest
+	FASTSOCK_TEST_BACKEND=sqlite $(VENV)/bin/pytest
+	FASTSOCK_TEST_BACKEND=mongo $(VENV)/bin/pytest
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(PY) bench/fanout.py
 
 clean:

@@ -1,5 +1,10 @@
-"""Fixtures: one embedded wire database per test session (memory engine), a fresh database name
-and a real FastSock server on an ephemeral port per test."""
+"""Fixtures: a fresh database and a real FastSock server on an ephemeral port per test.
+
+The suite runs once per store backend (`make test` runs both passes), chosen by
+FASTSOCK_TEST_BACKEND: `sqlite` (the default, as `make run` uses it: a file in the test's data
+dir) or `mongo` (a fresh database on one MongoDB wire stand-in per session, mongoeco's memory
+engine). Tests marked `once` do not depend on the backend and run in the sqlite pass only;
+tests marked `mongo_only` run in the mongo pass only."""
 
 from __future__ import annotations
 
@@ -13,18 +18,49 @@ import pytest
 
 from fastsock.app import Server
 from fastsock.config import Limits, Settings
-from fastsock.store.embedded import EmbeddedMongo
+from tests.mongo_standin import EmbeddedMongo
 from tests.support import Api
 
 JWT_SECRET = "test-secret-" + "x" * 40
+BACKEND = os.environ.get("FASTSOCK_TEST_BACKEND", "sqlite")
+if BACKEND not in ("sqlite", "mongo"):
+    raise pytest.UsageError(f"FASTSOCK_TEST_BACKEND must be sqlite or mongo, got {BACKEND!r}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "once: backend-independent; runs in the sqlite pass only")
+    config.addinivalue_line("markers", "mongo_only: runs in the mongo pass only")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip = "once" if BACKEND == "mongo" else "mongo_only"
+    dropped = [item for item in items if item.get_closest_marker(skip)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if not item.get_closest_marker(skip)]
+
+
+def pytest_report_header() -> str:
+    return f"fastsock store backend: {BACKEND}"
 
 
 @pytest.fixture(scope="session")
 async def mongo() -> AsyncIterator[EmbeddedMongo]:
+    """The MongoDB wire stand-in (also used by sqlite-pass tests that copy to MongoDB)."""
     db = EmbeddedMongo(sqlite_path=None)
     await db.start()
     yield db
     await db.stop()
+
+
+@pytest.fixture
+def db_uri(request: pytest.FixtureRequest) -> str | None:
+    """The test's own database: a fresh MongoDB database, or None for SQLite (a file in the
+    test's data dir, so servers restarted on the same data dir find the same database)."""
+    if BACKEND == "sqlite":
+        return None
+    mongo: EmbeddedMongo = request.getfixturevalue("mongo")
+    return mongo.uri_for("t" + uuid.uuid4().hex[:12])
 
 
 # Tests drive users far faster than people type; the limits themselves are tested with the
@@ -44,7 +80,7 @@ RELAXED = Limits(
 )
 
 
-def make_settings(mongo_uri: str, data_dir: Path, **overrides: object) -> Settings:
+def make_settings(mongo_uri: str | None, data_dir: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "host": "127.0.0.1",
         "port": 0,
@@ -57,8 +93,8 @@ def make_settings(mongo_uri: str, data_dir: Path, **overrides: object) -> Settin
 
 
 @pytest.fixture
-async def server(mongo: EmbeddedMongo, tmp_path: Path) -> AsyncIterator[Server]:
-    srv = Server(make_settings(mongo.uri_for("t" + uuid.uuid4().hex[:12]), tmp_path))
+async def server(db_uri: str | None, tmp_path: Path) -> AsyncIterator[Server]:
+    srv = Server(make_settings(db_uri, tmp_path))
     await srv.start()
     yield srv
     await srv.stop()
@@ -112,10 +148,10 @@ class BlobWorld:
 
 @pytest.fixture(params=["local", "s3"])
 async def blob_world(
-    request: pytest.FixtureRequest, mongo: EmbeddedMongo, tmp_path: Path
+    request: pytest.FixtureRequest, db_uri: str | None, tmp_path: Path
 ) -> AsyncIterator[BlobWorld]:
     """Every upload/download test runs once per storage backend."""
-    uri = mongo.uri_for("t" + uuid.uuid4().hex[:12])
+    uri = db_uri
     extra: dict[str, object] = {}
     bucket = endpoint = None
     if request.param == "s3":

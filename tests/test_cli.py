@@ -1,14 +1,16 @@
 """`fastsock serve` as a real process: configuration errors, start on the embedded database,
-graceful SIGTERM, and data that survives a restart."""
+graceful SIGTERM, data that survives a restart, and acked sends that survive `kill -9`."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+pytestmark = pytest.mark.once  # runs the embedded database, whichever pass this is
 
 FASTSOCK = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "fastsock"
 READY_TIMEOUT_S = 30.0
@@ -75,27 +79,6 @@ def test_production_without_jwt_secret_refuses_to_start(tmp_path: Path) -> None:
 # --- a real start on the embedded database --------------------------------------------------
 
 
-def embedded_pids(data_dir: Path) -> list[int]:
-    """Processes running the embedded database for this data dir."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        cmdline = raw.replace(b"\0", b" ").decode(errors="replace")
-        if "fastsock.store.embedded" in cmdline and str(data_dir) in cmdline:
-            found.append(int(entry.name))
-    return found
-
-
-def parent_pid(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
 def http(
     method: str, port: int, path: str, body: Any = None, token: str | None = None
 ) -> tuple[int, Any]:
@@ -136,9 +119,6 @@ def serve(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
-        for pid in embedded_pids(data_dir):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
         log.close()
 
 
@@ -167,19 +147,6 @@ def stop(proc: subprocess.Popen[bytes], log: Path) -> int:
         )
 
 
-def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    alive = pids
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.1)
-        alive = [
-            p
-            for p in alive
-            if Path(f"/proc/{p}/cmdline").exists() and Path(f"/proc/{p}/cmdline").read_bytes()
-        ]
-    return alive
-
-
 def is_sqlite(path: Path) -> bool:
     with path.open("rb") as f:
         return f.read(16) == b"SQLite format 3\x00"
@@ -188,13 +155,13 @@ def is_sqlite(path: Path) -> bool:
 def test_serve_embedded_sigterm_and_restart(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     port = free_port()
-    assert embedded_pids(data_dir) == []
 
     with serve(tmp_path, data_dir, port, "first") as proc:
         wait_ready(proc, port, tmp_path / "first.log")
-        children = embedded_pids(data_dir)
-        assert len(children) == 1, children
-        assert parent_pid(children[0]) == proc.pid
+        log = (tmp_path / "first.log").read_text(errors="replace")
+        database = data_dir / "fastsock.db"
+        line = f"FastSock is running at http://127.0.0.1:{port} (embedded database: {database})"
+        assert line in log.splitlines(), log
 
         status, health = http("GET", port, "/healthz")
         assert status == 200 and health == {"status": "ok"}
@@ -207,12 +174,12 @@ def test_serve_embedded_sigterm_and_restart(tmp_path: Path) -> None:
 
         code = stop(proc, tmp_path / "first.log")
         assert code == 0, (tmp_path / "first.log").read_text(errors="replace")
-        assert wait_gone(children) == [], "embedded database outlived the server"
 
-    sqlite_files = [p for p in data_dir.rglob("*") if p.is_file() and is_sqlite(p)]
-    assert sqlite_files, sorted(p.name for p in data_dir.rglob("*"))
-    secret = data_dir / "jwt-secret"
-    assert secret.is_file() and (secret.stat().st_mode & 0o077) == 0
+    assert is_sqlite(database)
+    private = [database, data_dir / "jwt-secret", *data_dir.glob("fastsock.db-*")]
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in private), private
+    for directory in (data_dir, data_dir / "uploads"):
+        assert directory.stat().st_mode & 0o777 == 0o700, directory
 
     port2 = free_port()
     with serve(tmp_path, data_dir, port2, "second") as proc2:
@@ -225,7 +192,66 @@ def test_serve_embedded_sigterm_and_restart(tmp_path: Path) -> None:
         # The generated JWT secret was kept in the data dir: old tokens still verify.
         status, me = http("GET", port2, "/users/me", token=old_access)
         assert status == 200 and me["id"] == user_id
-        children = embedded_pids(data_dir)
-        assert len(children) == 1
         assert stop(proc2, tmp_path / "second.log") == 0
-        assert wait_gone(children) == []
+
+
+def test_acked_sends_survive_kill_9(tmp_path: Path) -> None:
+    """SIGKILL in the middle of a send burst from four writers: after a restart every send that
+    was acknowledged is stored exactly once (sends in flight may or may not be)."""
+    data_dir = tmp_path / "data"
+    port = free_port()
+    acked: list[str] = []
+    with serve(tmp_path, data_dir, port, "burst") as proc:
+        wait_ready(proc, port, tmp_path / "burst.log")
+        account = {"username": "killer", "password": PASSWORD}
+        _, session = http("POST", port, "/auth/register", account)
+        token = session["access_token"]
+        _, room = http("POST", port, "/rooms", {"name": "burst", "member_ids": []}, token)
+        counter = itertools.count()
+        stop_at = 150  # acks before the kill: well inside the burst
+
+        def writer() -> None:
+            while len(acked) < stop_at * 4:
+                cid = f"c{next(counter)}"
+                try:
+                    status, _ = http(
+                        "POST",
+                        port,
+                        f"/rooms/{room['id']}/messages",
+                        {"client_msg_id": cid, "text": f"message {cid}"},
+                        token,
+                    )
+                except OSError:
+                    return  # the server is gone
+                if status in (200, 201):
+                    acked.append(cid)
+
+        threads = [threading.Thread(target=writer) for _ in range(4)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while len(acked) < stop_at and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+        for t in threads:
+            t.join(10)
+    assert len(acked) >= stop_at, "the burst did not get going"
+
+    port2 = free_port()
+    with serve(tmp_path, data_dir, port2, "after") as proc2:
+        wait_ready(proc2, port2, tmp_path / "after.log")
+        _, login = http("POST", port2, "/auth/login", account)
+        stored: list[str] = []
+        path = f"/history/room/{room['id']}?limit=100"
+        while True:
+            status, page = http("GET", port2, path, token=login["access_token"])
+            assert status == 200, page
+            stored += [m["client_msg_id"] for m in page["messages"]]
+            if not page["has_more"]:
+                break
+            path = f"/history/room/{room['id']}?limit=100&before={page['messages'][-1]['id']}"
+        assert stop(proc2, tmp_path / "after.log") == 0
+    assert len(stored) == len(set(stored)), "a message was stored twice"
+    missing = set(acked) - set(stored)
+    assert not missing, f"{len(missing)} acknowledged messages were lost"

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from fastsock.app import Server
-from fastsock.store.embedded import EmbeddedMongo
 from tests.conftest import make_settings
 from tests.coturn import Coturn
 from tests.support import Api
@@ -26,11 +25,9 @@ def coturn() -> Iterator[Coturn]:
 
 
 @pytest.fixture
-async def turn_server(
-    mongo: EmbeddedMongo, tmp_path: Path, coturn: Coturn
-) -> AsyncIterator[Server]:
+async def turn_server(db_uri: str | None, tmp_path: Path, coturn: Coturn) -> AsyncIterator[Server]:
     settings = make_settings(
-        mongo.uri_for("t" + uuid.uuid4().hex[:12]),
+        db_uri,
         tmp_path,
         turn_secret=TURN_SECRET,
         turn_uris=(coturn.stun_uri, coturn.uri),

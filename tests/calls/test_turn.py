@@ -11,7 +11,6 @@ import hmac
 import json
 import logging
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from fastsock.app import Server
 from fastsock.calls.turn import credential, ice_servers
 from fastsock.config import ConfigError, Settings, load_settings
 from fastsock.logs import JsonFormatter
-from fastsock.store.embedded import EmbeddedMongo
 from tests.calls.conftest import TURN_SECRET, TURN_TTL
 from tests.conftest import RELAXED, make_settings
 from tests.coturn import Coturn
@@ -264,13 +262,13 @@ async def test_two_peers_exchange_data_through_the_relay_only(
 
 
 async def test_ice_servers_are_rate_limited_per_user(
-    mongo: EmbeddedMongo, tmp_path: Path, coturn: Coturn
+    db_uri: str | None, tmp_path: Path, coturn: Coturn
 ) -> None:
     """Each fetch mints a new TURN username (coturn counts its quotas per username), so a
     user cannot collect credentials without limit."""
     limits = dataclasses.replace(RELAXED, ice_servers_per_min=3)
     settings = make_settings(
-        mongo.uri_for("t" + uuid.uuid4().hex[:12]),
+        db_uri,
         tmp_path,
         turn_secret=TURN_SECRET,
         turn_uris=(coturn.uri,),

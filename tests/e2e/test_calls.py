@@ -63,7 +63,7 @@ def coturn() -> Iterator[Coturn]:
 
 
 @pytest.fixture
-async def server(request: pytest.FixtureRequest, mongo, tmp_path: Path) -> AsyncIterator[Server]:
+async def server(request: pytest.FixtureRequest, db_uri, tmp_path: Path) -> AsyncIterator[Server]:
     """This module's server: the shared settings plus the overrides a test asks for with
     `@pytest.mark.parametrize("server", [{...}], indirect=True)`. `relay=True` starts a real
     coturn and makes the server hand out its credentials with relay-only media."""
@@ -75,7 +75,7 @@ async def server(request: pytest.FixtureRequest, mongo, tmp_path: Path) -> Async
             "turn_uris": (turn.uri,),
             "turn_relay_only": True,
         }
-    srv = Server(make_settings(mongo.uri_for("t" + uuid.uuid4().hex[:12]), tmp_path, **overrides))
+    srv = Server(make_settings(db_uri, tmp_path, **overrides))
     await srv.start()
     yield srv
     await srv.stop()

@@ -34,6 +34,12 @@ async def test_reaction_counts_sync_and_toggle(new_page, api) -> None:
     await expect(mine).to_have_attribute("title", "You and Bob reacted with 🎉")
     await expect(theirs).to_have_attribute("title", "Alice and You reacted with 🎉")
 
+    # Both are stored, not only told: a reload shows them from history.
+    await bob_page.reload()
+    await open_room(bob_page, "Alice")
+    await expect(theirs.get_by_test_id("reaction-count")).to_have_text("2")
+    await expect(theirs).to_have_attribute("title", "Alice and You reacted with 🎉")
+
     await mine.click()  # Alice toggles hers off
     await expect(theirs.get_by_test_id("reaction-count")).to_have_text("1")
     await expect(theirs).to_have_attribute("title", "You reacted with 🎉")

@@ -11,7 +11,6 @@ import pytest
 
 from fastsock.app import Server
 from fastsock.logs import JsonFormatter
-from fastsock.store.embedded import EmbeddedMongo
 from tests.conftest import make_settings
 from tests.support import PASSWORD, Api
 
@@ -52,10 +51,8 @@ async def test_metrics_count_connections_messages_and_requests(api: Api) -> None
     assert "fastsock_event_delivery_seconds" in text
 
 
-async def test_metrics_token_protects_the_endpoint(mongo: EmbeddedMongo, tmp_path: Path) -> None:
-    settings = make_settings(
-        mongo.uri_for("t" + uuid.uuid4().hex[:12]), tmp_path, metrics_token="m-token"
-    )
+async def test_metrics_token_protects_the_endpoint(db_uri: str | None, tmp_path: Path) -> None:
+    settings = make_settings(db_uri, tmp_path, metrics_token="m-token")
     server = Server(settings)
     await server.start()
     try:

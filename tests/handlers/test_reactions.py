@@ -284,3 +284,18 @@ async def test_deleted_message_and_non_member_are_refused(api: Api) -> None:
     await bob_ws.assert_none("reaction.updated", quiet=0.3)
     tombstone = await _stored(api, alice, room, message["id"])
     assert tombstone["deleted"] is True and tombstone["reactions"] == {}
+
+
+async def test_two_users_with_the_same_emoji_are_both_stored(api: Api) -> None:
+    """Emoji are data, never field names: every kind (ZWJ sequences, skin tones, flags,
+    keycaps, variation selectors) keeps both reactors, in the order they reacted."""
+    alice, bob = await api.register(), await api.register()
+    room = await api.group(alice, bob)
+    mid = (await api.send(alice, room, "same emoji"))["id"]
+    kinds = ["👍", "👩‍👩‍👧‍👦", "👍🏽", FLAG, "1️⃣", HEART, "🧑🏿‍🚀"]
+    for emoji in kinds:
+        assert (await _put(api, alice, mid, emoji)).status == 200
+        assert (await _put(api, bob, mid, emoji)).status == 200
+    reactions = (await _stored(api, bob, room, mid))["reactions"]
+    assert list(reactions) == kinds
+    assert all(users == [alice.id, bob.id] for users in reactions.values()), reactions

@@ -30,7 +30,6 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
 
 from fastsock.app import Server
 from fastsock.config import ConfigError
-from fastsock.store.embedded import EmbeddedMongo
 from tests.conftest import RELAXED, BlobWorld, make_settings
 from tests.support import Api, Response, User
 
@@ -202,7 +201,7 @@ def error_code(resp: HTTPResponse) -> str | None:
 
 async def upload_count(server: Server) -> int:
     assert server.ctx is not None
-    return await server.ctx.store.uploads.coll.count_documents({})
+    return await server.ctx.store.transfer.count("uploads")
 
 
 async def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -229,8 +228,11 @@ def metric(text: str, name: str, labels: str = "") -> float:
 
 @asynccontextmanager
 async def variant(blob_world: BlobWorld, **overrides: Any) -> AsyncIterator[tuple[Server, Api]]:
-    """A second server on the same database and storage as `blob_world`, with other settings."""
-    server = Server(replace(blob_world.settings, port=0, **overrides))
+    """A second server on the same storage as `blob_world`, with other settings (and a database
+    of its own: an embedded database serves one server)."""
+    settings = blob_world.settings
+    own = {"data_dir": settings.data_dir / "variant", "upload_dir": settings.uploads_path}
+    server = Server(replace(settings, port=0, **own, **overrides))
     await server.start()
     try:
         yield server, Api(server.port)
@@ -928,11 +930,11 @@ def closed_port() -> int:
 
 
 async def test_s3_unavailable_gives_503_and_nothing_half_written(
-    mongo: EmbeddedMongo, tmp_path: Path, s3_endpoint: str
+    db_uri: str | None, tmp_path: Path, s3_endpoint: str
 ) -> None:
     # s3_endpoint only provides the (fake) credentials; this server points at a closed port.
     settings = make_settings(
-        mongo.uri_for("t" + uuid.uuid4().hex[:12]),
+        db_uri,
         tmp_path,
         blob_backend="s3",
         s3_bucket="nowhere",
@@ -967,11 +969,11 @@ async def test_s3_unavailable_gives_503_and_nothing_half_written(
         await server.stop()
 
 
-async def test_unusable_upload_dir_stops_start_up(mongo: EmbeddedMongo, tmp_path: Path) -> None:
+async def test_unusable_upload_dir_stops_start_up(db_uri: str | None, tmp_path: Path) -> None:
     # Tests run as root, so permissions cannot make a directory unwritable: use a regular file.
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("I am a file")
-    uri = mongo.uri_for("t" + uuid.uuid4().hex[:12])
+    uri = db_uri
     for upload_dir in (blocker, blocker / "uploads"):
         server = Server(make_settings(uri, tmp_path, upload_dir=upload_dir))
         with pytest.raises(ConfigError) as info:

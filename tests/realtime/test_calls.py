@@ -29,9 +29,9 @@ CANDIDATE = {
 }
 
 
-async def _server(mongo: Any, tmp_path: Path, **overrides: Any) -> Server:
+async def _server(db_uri: str | None, tmp_path: Path, **overrides: Any) -> Server:
     settings = make_settings(
-        mongo.uri_for("t" + uuid.uuid4().hex[:12]),
+        db_uri,
         tmp_path,
         call_ring_s=1.5,
         call_grace_s=1.0,
@@ -43,8 +43,8 @@ async def _server(mongo: Any, tmp_path: Path, **overrides: Any) -> Server:
 
 
 @pytest.fixture
-async def calls_server(mongo: Any, tmp_path: Path) -> AsyncIterator[Server]:
-    srv = await _server(mongo, tmp_path)
+async def calls_server(db_uri: str | None, tmp_path: Path) -> AsyncIterator[Server]:
+    srv = await _server(db_uri, tmp_path)
     yield srv
     await srv.stop()
 
@@ -419,8 +419,10 @@ async def test_a_dropped_device_can_resume_within_the_grace_period(calls_api: Ap
     assert ended["reason"] == "connection_lost" and ended["call"]["outcome"] == "completed"
 
 
-async def test_call_invites_are_rate_limited(mongo: Any, tmp_path: Path) -> None:
-    srv = await _server(mongo, tmp_path, limits=Limits(**{**_relaxed(), "call_invites_per_min": 5}))
+async def test_call_invites_are_rate_limited(db_uri: str | None, tmp_path: Path) -> None:
+    srv = await _server(
+        db_uri, tmp_path, limits=Limits(**{**_relaxed(), "call_invites_per_min": 5})
+    )
     try:
         api = Api(srv.port)
         alice, bob = await api.register(), await api.register()
@@ -436,8 +438,8 @@ async def test_call_invites_are_rate_limited(mongo: Any, tmp_path: Path) -> None
         await srv.stop()
 
 
-async def test_shutdown_ends_live_calls(mongo: Any, tmp_path: Path) -> None:
-    srv = await _server(mongo, tmp_path)
+async def test_shutdown_ends_live_calls(db_uri: str | None, tmp_path: Path) -> None:
+    srv = await _server(db_uri, tmp_path)
     api = Api(srv.port)
     alice, bob = await api.register(), await api.register()
     room = await _dm(api, alice, bob)

@@ -12,7 +12,6 @@ import pytest
 from fastsock.app import Server
 from fastsock.config import Limits
 from fastsock.realtime import hub as hub_module
-from fastsock.store.embedded import EmbeddedMongo
 from tests.conftest import JWT_SECRET, make_settings
 from tests.realtime.test_socket import _raw
 from tests.support import Api
@@ -65,10 +64,8 @@ async def test_unknown_http_methods_do_not_grow_metric_labels(api: Api) -> None:
     assert "BREW" not in metrics and 'method="other"' in metrics
 
 
-async def test_registrations_are_throttled_per_address(
-    mongo: EmbeddedMongo, tmp_path: Path
-) -> None:
-    uri = mongo.uri_for("t" + uuid.uuid4().hex[:12])
+async def test_registrations_are_throttled_per_address(db_uri: str | None, tmp_path: Path) -> None:
+    uri = db_uri
     server = Server(make_settings(uri, tmp_path, limits=Limits(registrations_per_min=3)))
     await server.start()
     try:
@@ -97,8 +94,8 @@ async def test_bidirectional_overrides_are_refused_in_names_and_text(api: Api) -
     assert (await api.send(alice, room, "👨\u200d👩\u200d👧"))["text"] == "👨\u200d👩\u200d👧"
 
 
-async def test_edits_are_rate_limited(mongo: EmbeddedMongo, tmp_path: Path) -> None:
-    uri = mongo.uri_for("t" + uuid.uuid4().hex[:12])
+async def test_edits_are_rate_limited(db_uri: str | None, tmp_path: Path) -> None:
+    uri = db_uri
     limits = Limits(send_per_s=1, send_burst=3)
     server = Server(make_settings(uri, tmp_path, limits=limits))
     await server.start()

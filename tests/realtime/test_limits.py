@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,23 +17,22 @@ from tornado.websocket import WebSocketClosedError
 from fastsock.app import Server
 from fastsock.config import Limits
 from fastsock.errors import RateLimited
-from fastsock.store.embedded import EmbeddedMongo
 from tests.conftest import make_settings
 from tests.support import PASSWORD, Api, Socket, User
 
 FLOOD = 200
 
 
-async def _server(mongo: EmbeddedMongo, tmp_path: Path, limits: Limits) -> Server:
-    srv = Server(make_settings(mongo.uri_for("t" + uuid.uuid4().hex[:12]), tmp_path, limits=limits))
+async def _server(db_uri: str | None, tmp_path: Path, limits: Limits) -> Server:
+    srv = Server(make_settings(db_uri, tmp_path, limits=limits))
     await srv.start()
     return srv
 
 
 @pytest.fixture
-async def limited(mongo: EmbeddedMongo, tmp_path: Path) -> AsyncIterator[Api]:
+async def limited(db_uri: str | None, tmp_path: Path) -> AsyncIterator[Api]:
     """A server with the real default limits (the shared fixture relaxes them)."""
-    srv = await _server(mongo, tmp_path, Limits())
+    srv = await _server(db_uri, tmp_path, Limits())
     yield Api(srv.port)
     await srv.stop()
 
@@ -144,9 +142,9 @@ async def test_ws_flood_is_limited_and_loses_nothing_that_was_accepted(limited: 
 
 
 async def test_persistent_abuse_closes_the_socket_with_4429(
-    mongo: EmbeddedMongo, tmp_path: Path
+    db_uri: str | None, tmp_path: Path
 ) -> None:
-    srv = await _server(mongo, tmp_path, Limits(abuse_refusals=20))
+    srv = await _server(db_uri, tmp_path, Limits(abuse_refusals=20))
     try:
         api = Api(srv.port)
         alice, bob = await api.register(), await api.register()

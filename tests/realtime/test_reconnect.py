@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +13,6 @@ import pytest
 
 from fastsock.app import Server
 from fastsock.realtime import hub as hub_module
-from fastsock.store.embedded import EmbeddedMongo
 from tests.conftest import make_settings
 from tests.support import Api
 from tests.sync_client import SyncClient
@@ -69,8 +67,8 @@ async def _random_action(rng: random.Random, c: SyncClient, room: str) -> None:
 
 
 @pytest.fixture
-async def world(mongo: EmbeddedMongo, tmp_path: Path) -> AsyncIterator[dict]:
-    settings = make_settings(mongo.uri_for("rc" + uuid.uuid4().hex[:10]), tmp_path)
+async def world(db_uri: str | None, tmp_path: Path) -> AsyncIterator[dict]:
+    settings = make_settings(db_uri, tmp_path)
     state: dict = {"server": Server(settings), "settings": settings}
     await state["server"].start()
     yield state

@@ -1,4 +1,5 @@
-"""The database going away and coming back: 503 while it is gone, recovery without a restart."""
+"""MongoDB going away and coming back: 503 while it is gone, recovery without a restart. (The
+embedded SQLite store is a file in the server's own process: it cannot go away like this.)"""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from fastsock.app import Server
-from fastsock.store.embedded import EmbeddedMongo
 from tests.conftest import make_settings
+from tests.mongo_standin import EmbeddedMongo
 from tests.support import Api
+
+pytestmark = pytest.mark.mongo_only
 
 
 @pytest.fixture

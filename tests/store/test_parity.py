@@ -1,0 +1,311 @@
+"""Store parity: the same calls give the same results on both backends (store/base.py).
+
+Each test runs against SQLite (a temporary file, as `make run` uses it) and MongoDB (the wire
+stand-in) with the same expectations, so a behaviour one backend has and the other lacks fails
+here before any service sees it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from fastsock.store import Duplicate, Store
+from fastsock.store.ids import new_id
+from fastsock.store.mongo import MongoStore
+from fastsock.store.sqlite import SqliteStore
+from tests.mongo_standin import EmbeddedMongo
+
+pytestmark = pytest.mark.once  # covers both backends itself
+
+T0 = datetime(2026, 11, 30, 12, 0, 0, 123000, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "mongo"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """A SQLite file, or a fresh database on the MongoDB stand-in."""
+    if request.param == "sqlite":
+        return tmp_path / "fastsock.db"
+    mongo: EmbeddedMongo = request.getfixturevalue("mongo")
+    return mongo.uri_for("p" + uuid.uuid4().hex[:12])
+
+
+@pytest.fixture
+async def store(target: Path | str) -> AsyncIterator[Store]:
+    opened: Store = SqliteStore(target) if isinstance(target, Path) else MongoStore(target)
+    await opened.prepare(30)
+    yield opened
+    await opened.close()
+
+
+async def _user(store: Store, name: str, display: str | None = None) -> str:
+    doc = await store.users.insert(
+        {
+            "username": name,
+            "display_name": display or name,
+            "password_hash": "x",
+            "status_message": "",
+            "avatar_url": None,
+            "created_at": T0,
+        }
+    )
+    return doc["_id"]
+
+
+async def _room(store: Store, owner: str, *members: str, name: str = "room") -> str:
+    doc = {
+        "kind": "group",
+        "name": name,
+        "private": False,
+        "dm_key": None,
+        "created_by": owner,
+        "created_at": T0,
+        "last_activity_at": T0,
+        "version": 0,
+    }
+    room = await store.rooms.create(doc, [(owner, "admin"), *((m, "member") for m in members)], T0)
+    return room["_id"]
+
+
+async def _send(store: Store, room: str, sender: str, text: str, cid: str | None = None) -> str:
+    version = await store.rooms.next_version(room, T0)
+    doc = await store.messages.insert(
+        {
+            "room_id": room,
+            "sender_id": sender,
+            "type": "text",
+            "text": text,
+            "attachments": [],
+            "client_msg_id": cid or uuid.uuid4().hex,
+            "created_at": T0,  # every message in the same millisecond: ids break the tie
+            "edited_at": None,
+            "deleted": False,
+            "reactions": {},
+            "reaction_kinds": 0,
+            "version": version,
+            "announced": False,
+        }
+    )
+    return doc["_id"]
+
+
+async def test_users_unicode_search_and_duplicates(store: Store) -> None:
+    ids = [
+        await _user(store, n, d) for n, d in (("zoë", "Zoë Ünal"), ("zed", "Zed"), ("amy", "Ζωή"))
+    ]
+    assert [u["username"] for u in await store.users.search("z", 10)] == ["zed", "zoë"]
+    assert [u["username"] for u in await store.users.search("ζω", 10)] == ["amy"]
+    with pytest.raises(Duplicate):
+        await _user(store, "zed")
+    got = await store.users.get(ids[0])
+    assert got is not None and got["display_name"] == "Zoë Ünal" and got["created_at"] == T0
+    updated = await store.users.update(ids[0], {"status_message": "🌴 away", "avatar_url": "/a"})
+    assert updated is not None and updated["status_message"] == "🌴 away"
+    assert {u["_id"] for u in await store.users.many([*ids, new_id()])} == set(ids)
+
+
+async def test_rooms_are_created_with_their_members_and_dms_are_unique(store: Store) -> None:
+    alice, bob = await _user(store, "alice"), await _user(store, "bob")
+    room = await _room(store, alice, bob)
+    assert await store.memberships.member_ids(room) == [alice, bob]
+    assert (await store.memberships.get(room, alice))["role"] == "admin"
+    dm = {
+        "kind": "direct",
+        "name": None,
+        "private": True,
+        "dm_key": f"{alice}:{bob}",
+        "created_by": alice,
+        "created_at": T0,
+        "last_activity_at": T0,
+        "version": 0,
+    }
+    first = await store.rooms.create(dm, [(alice, "member"), (bob, "member")], T0)
+    with pytest.raises(Duplicate):
+        await store.rooms.create(dm, [(alice, "member"), (bob, "member")], T0)
+    # The refused copy left no memberships behind: each user is in exactly two rooms.
+    assert sorted(m["room_id"] for m in await store.memberships.for_user(bob)) == sorted(
+        [room, first["_id"]]
+    )
+    assert (await store.rooms.by_dm_key(f"{alice}:{bob}"))["_id"] == first["_id"]
+    assert [r["_id"] for r in await store.rooms.public("ROO", 10)] == [room]
+    assert await store.rooms.next_version(room) == 1
+    assert await store.rooms.next_version(new_id()) == 0
+
+
+async def test_history_paging_edges_and_ties(store: Store) -> None:
+    alice, bob = await _user(store, "alice"), await _user(store, "bob")
+    room = await _room(store, alice, bob)
+    ids = [await _send(store, room, alice, f"m{i}") for i in range(7)]
+    newest, more = await store.messages.page(room, before=None, after=None, limit=7)
+    assert [m["_id"] for m in newest] == ids[::-1] and not more
+    page, more = await store.messages.page(room, before=ids[5], after=None, limit=3)
+    assert [m["_id"] for m in page] == [ids[4], ids[3], ids[2]] and more
+    page, more = await store.messages.page(room, before=ids[3], after=None, limit=3)
+    assert [m["_id"] for m in page] == [ids[2], ids[1], ids[0]] and not more
+    page, more = await store.messages.page(room, before=None, after=ids[1], limit=2)
+    assert [m["_id"] for m in page] == [ids[3], ids[2]] and more
+    page, more = await store.messages.page(room, before=ids[6], after=ids[3], limit=5)
+    assert [m["_id"] for m in page] == [ids[5], ids[4]] and not more
+    assert await store.messages.page(new_id(), before=None, after=None, limit=5) == ([], False)
+
+    changed, more = await store.messages.changed(room, 4, 2)
+    assert [m["version"] for m in changed] == [5, 6] and more
+    assert await store.messages.count_unread(room, bob, None) == 7
+    assert await store.messages.count_unread(room, bob, ids[4]) == 2
+    assert await store.messages.count_unread(room, alice, None) == 0
+
+
+async def test_updates_tombstones_and_latest_visible(store: Store) -> None:
+    alice = await _user(store, "alice")
+    room = await _room(store, alice)
+    first, second = await _send(store, room, alice, "one"), await _send(store, room, alice, "two")
+    assert await store.messages.update(second, {"deleted": True}, {"text": "x"}) is None
+    edited = await store.messages.update(second, {"deleted": False}, {"text": "deux ✏️"})
+    assert edited is not None and edited["text"] == "deux ✏️"
+    await store.messages.add_reaction(second, "👍", alice, 9, 20)
+    tombstone = {
+        "text": "",
+        "attachments": [],
+        "reactions": {},
+        "reaction_kinds": 0,
+        "deleted": True,
+        "deleted_at": T0,
+        "version": 10,
+    }
+    gone = await store.messages.update(second, {"deleted": False}, tombstone)
+    assert gone is not None and gone["deleted"] and gone["reactions"] == {}
+    assert (await store.messages.get(second))["reactions"] == {}
+    assert (await store.messages.latest_visible(room))["_id"] == first
+    claimed = await store.messages.update(first, {"announced": False}, {"announced": True})
+    assert claimed is not None
+    assert await store.messages.update(first, {"announced": False}, {"announced": True}) is None
+
+
+async def test_reactions_keep_every_user_and_emoji(store: Store) -> None:
+    users = [await _user(store, f"u{i}") for i in range(3)]
+    room = await _room(store, *users)
+    mid = await _send(store, room, users[0], "react")
+    kinds = ["👍", "👩‍👩‍👧‍👦", "👍🏽", "🇫🇷", "1️⃣", "❤️"]
+    for emoji in kinds:
+        for user in users[:2]:
+            assert await store.messages.add_reaction(mid, emoji, user, 1, 20) is not None
+    assert await store.messages.add_reaction(mid, "👍", users[0], 2, 20) is None  # already
+    doc = await store.messages.get(mid)
+    assert list(doc["reactions"]) == kinds
+    assert all(v == users[:2] for v in doc["reactions"].values())
+    assert doc["reaction_kinds"] == 6
+
+    # The cap counts distinct emoji; an emptied emoji frees its slot.
+    assert await store.messages.add_reaction(mid, "🎉", users[2], 3, 6) is None
+    assert await store.messages.add_reaction(mid, "👍", users[2], 3, 6) is not None
+    assert await store.messages.remove_reaction(mid, "1️⃣", users[2], 4) is None
+    await store.messages.remove_reaction(mid, "1️⃣", users[0], 4)
+    left = await store.messages.remove_reaction(mid, "1️⃣", users[1], 5)
+    assert left is not None and "1️⃣" not in left["reactions"] and left["reaction_kinds"] == 5
+    added = await store.messages.add_reaction(mid, "🎉", users[2], 6, 6)
+    assert added is not None and added["reactions"]["🎉"] == [users[2]]
+    assert added["reactions"]["👍"] == users and added["version"] == 6
+
+
+async def test_concurrent_writers(store: Store) -> None:
+    users = [await _user(store, f"w{i}") for i in range(20)]
+    room = await _room(store, *users)
+    mid = await _send(store, room, users[0], "popular")
+
+    async def send_twice(i: int) -> list[str]:
+        out = []
+        for _ in range(2):
+            try:
+                out.append(await _send(store, room, users[i % 20], "hi", cid=f"c{i}"))
+            except Duplicate:
+                out.append("dup")
+        return out
+
+    results = await asyncio.gather(
+        *(send_twice(i) for i in range(40)),
+        *(store.messages.add_reaction(mid, "🔥", u, 1, 20) for u in users),
+    )
+    sends = results[:40]
+    assert all(r[1] == "dup" for r in sends)  # the second send of each id was refused
+    page, _ = await store.messages.page(room, before=None, after=None, limit=100)
+    assert len(page) == 41
+    assert sorted((await store.messages.get(mid))["reactions"]["🔥"]) == sorted(users)
+
+
+async def test_search_whole_words_member_scoped(store: Store) -> None:
+    alice = await _user(store, "alice")
+    mine, other = await _room(store, alice), await _room(store, alice)
+    hit = await _send(store, mine, alice, "the Needle is here")
+    await _send(store, other, alice, "needle elsewhere")
+    dead = await _send(store, mine, alice, "needle deleted")
+    await store.messages.update(dead, {"deleted": False}, {"deleted": True, "text": ""})
+    found, more = await store.messages.search([mine], "needle", before=None, limit=10)
+    assert [m["_id"] for m in found] == [hit] and not more
+    found, _ = await store.messages.search([mine, other], "NEEDLE", before=None, limit=1)
+    assert len(found) == 1 and found[0]["room_id"] == other
+
+
+async def test_memberships_read_pointer_and_log(store: Store) -> None:
+    alice, bob = await _user(store, "alice"), await _user(store, "bob")
+    room = await _room(store, alice, bob)
+    ids = [await _send(store, room, alice, f"m{i}") for i in range(3)]
+    later = T0 + timedelta(seconds=5)
+    assert await store.memberships.advance_read(room, bob, ids[1], T0)
+    assert not await store.memberships.advance_read(room, bob, ids[0], later)  # never back
+    assert await store.memberships.advance_read(room, bob, ids[2], later)
+    m = await store.memberships.get(room, bob)
+    assert m["last_read_message_id"] == ids[2] and m["last_read_at"] == later
+    assert m["read_log"] == [[ids[1], T0], [ids[2], later]]
+    assert not await store.memberships.add(room, bob, "member", T0)
+    await store.memberships.set_role(room, bob, "admin")
+    assert [x["role"] for x in await store.memberships.of_room(room)] == ["admin", "admin"]
+    assert await store.memberships.remove(room, bob) and not await store.memberships.remove(
+        room, bob
+    )
+    assert await store.memberships.count(room) == 1
+
+
+async def test_deliveries_tokens_uploads_calls(store: Store) -> None:
+    alice, bob = await _user(store, "alice"), await _user(store, "bob")
+    room = await _room(store, alice, bob)
+    m1, m2 = await _send(store, room, alice, "a"), await _send(store, room, alice, "b")
+    assert await store.deliveries.record(bob, [m1], T0) == {m1}
+    assert await store.deliveries.record(bob, [m1, m2], T0) == {m2}
+    assert await store.deliveries.for_message(m1) == {bob: T0}
+
+    await store.tokens.insert("jti-1", bob, "fam", T0, datetime.now(UTC) + timedelta(days=1))
+    await store.tokens.insert("jti-old", bob, "fam2", T0, datetime.now(UTC) - timedelta(days=1))
+    assert await store.tokens.get("jti-old") is None  # expired
+    assert await store.tokens.mark_used("jti-1", T0) and not await store.tokens.mark_used(
+        "jti-1", T0
+    )
+    assert not await store.tokens.family_revoked("fam")
+    await store.tokens.revoke_family("fam")
+    assert await store.tokens.family_revoked("fam")
+
+    upload = new_id()
+    fields = {"owner_id": bob, "name": "ü.png", "content_type": "image/png", "size": 3}
+    await store.uploads.insert(upload, {**fields, "created_at": T0, "attached": False})
+    await store.uploads.insert(new_id(), {**fields, "created_at": T0, "attached": False})
+    assert [u["_id"] for u in await store.uploads.owned(bob, [upload])] == [upload]
+    assert await store.uploads.owned(alice, [upload]) == []
+    cutoff = T0 + timedelta(seconds=1)
+    assert len(await store.uploads.unattached_before(cutoff, 10)) == 2
+    await store.uploads.mark([upload], {"attached": True})
+    assert not await store.uploads.delete_if_unattached(upload)
+    att = [{"id": upload, "name": "ü.png"}]
+    await store.messages.update(m1, {"deleted": False}, {"attachments": att})
+    assert await store.messages.shares_upload(upload, [room])
+    assert not await store.messages.shares_upload(upload, [new_id()])
+
+    call = new_id()
+    base = {"kind": "direct", "media": "audio", "caller_id": alice, "callee_id": bob}
+    await store.calls.insert({"_id": call, "room_id": room, **base, "state": "ringing"})
+    await store.calls.update(call, {"state": "ended", "outcome": "missed", "ended_at": T0})
+    [doc], more = await store.calls.page(room, before=None, limit=5)
+    assert doc["_id"] == call and doc["outcome"] == "missed" and doc["caller_id"] == alice
+    assert not more
