@@ -36,7 +36,7 @@ class Metrics:
         )
         self.db_operations = Histogram(
             "fastsock_db_operation_seconds",
-            "MongoDB command duration",
+            "Database operation duration (MongoDB command, or embedded store operation)",
             ["command"],
             buckets=LATENCY_BUCKETS,
             registry=r,
