@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime, timedelta
-from typing import Any
 
-from fastsock.store.sqlite.codec import EPOCH, Doc, ms, when
+from fastsock.store.sqlite.codec import EPOCH, ms, when
+from fastsock.store.sqlite.columns import Column, Table
 from fastsock.store.sqlite.engine import Database
 
-COLUMNS = "message_id, user_id, delivered_at"
-STORED = ("message_id", "user_id", "delivered_at")
-
-
-def to_doc(row: tuple[Any, ...]) -> Doc:
-    return {"message_id": row[0], "user_id": row[1], "delivered_at": when(row[2])}
-
-
-def encode(doc: Doc) -> tuple[Any, ...]:
-    return (str(doc["message_id"]), str(doc["user_id"]), ms(doc["delivered_at"]))
+# Read and written whole only by transfer.py; record() inserts the rows itself.
+TABLE = Table(
+    "deliveries",
+    Column("message_id", str),
+    Column("user_id", str),
+    Column("delivered_at", ms, when),
+)
 
 
 def _record(conn: sqlite3.Connection, user_id: str, message_ids: list[str], at: int) -> set[str]:

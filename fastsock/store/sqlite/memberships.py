@@ -9,39 +9,31 @@ from datetime import datetime
 from typing import Any
 
 from fastsock.store.base import READ_LOG_MAX
-from fastsock.store.sqlite.codec import Doc, ident, insert_sql, ms, to_json, when
+from fastsock.store.sqlite.codec import Doc, ident, ms, to_json, when
+from fastsock.store.sqlite.columns import Column, Table, insert_sql
 from fastsock.store.sqlite.engine import Database
 
-COLUMNS = "user_id, room_id, role, joined_at, last_read_message_id, last_read_at, read_log"
-STORED = tuple(c.strip() for c in COLUMNS.split(","))
-_SELECT = f"SELECT {COLUMNS} FROM memberships"
+
+def _encode_log(log: list[list[Any]]) -> str:
+    return to_json([[str(m), ms(t)] for m, t in log][-READ_LOG_MAX:])
+
+
+def _decode_log(text: str) -> list[list[Any]]:
+    return [[m, when(t)] for m, t in json.loads(text)]
+
+
+TABLE = Table(
+    "memberships",
+    Column("user_id", str),
+    Column("room_id", str),
+    Column("role"),
+    Column("joined_at", ms, when),
+    Column("last_read_message_id", ident, default=None),
+    Column("last_read_at", ms, when, default=None),
+    Column("read_log", _encode_log, _decode_log, default=[], fill_empty=True),
+)
 _ADD = insert_sql("memberships", ("user_id", "room_id", "role", "joined_at"))
 _ADD += " ON CONFLICT (user_id, room_id) DO NOTHING"
-
-
-def to_doc(row: tuple[Any, ...]) -> Doc:
-    return {
-        "user_id": row[0],
-        "room_id": row[1],
-        "role": row[2],
-        "joined_at": when(row[3]),
-        "last_read_message_id": row[4],
-        "last_read_at": when(row[5]),
-        "read_log": [[m, when(t)] for m, t in json.loads(row[6])],
-    }
-
-
-def encode(doc: Doc) -> tuple[Any, ...]:
-    log = [[str(m), ms(t)] for m, t in doc.get("read_log") or []][-READ_LOG_MAX:]
-    return (
-        str(doc["user_id"]),
-        str(doc["room_id"]),
-        doc["role"],
-        ms(doc["joined_at"]),
-        ident(doc.get("last_read_message_id")),
-        ms(doc.get("last_read_at")),
-        to_json(log),
-    )
 
 
 def add(conn: sqlite3.Connection, room_id: str, user_id: str, role: str, at: int) -> bool:
@@ -57,19 +49,15 @@ def _remove(conn: sqlite3.Connection, room_id: str, user_id: str) -> bool:
 
 
 def _get(conn: sqlite3.Connection, room_id: str, user_id: str) -> Doc | None:
-    row = conn.execute(
-        f"{_SELECT} WHERE user_id = ? AND room_id = ?", (user_id, room_id)
-    ).fetchone()
-    return to_doc(row) if row else None
+    return TABLE.one(conn, "WHERE user_id = ? AND room_id = ?", (user_id, room_id))
 
 
 def _for_user(conn: sqlite3.Connection, user_id: str) -> list[Doc]:
-    return [to_doc(r) for r in conn.execute(f"{_SELECT} WHERE user_id = ?", (user_id,))]
+    return TABLE.all(conn, "WHERE user_id = ?", (user_id,))
 
 
 def _of_room(conn: sqlite3.Connection, room_id: str) -> list[Doc]:
-    rows = conn.execute(f"{_SELECT} WHERE room_id = ? ORDER BY joined_at, user_id", (room_id,))
-    return [to_doc(r) for r in rows]
+    return TABLE.all(conn, "WHERE room_id = ? ORDER BY joined_at, user_id", (room_id,))
 
 
 def _member_ids(conn: sqlite3.Connection, room_id: str) -> list[str]:

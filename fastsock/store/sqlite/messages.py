@@ -7,114 +7,45 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from fastsock.store.base import Duplicate
 from fastsock.store.ids import new_id
 from fastsock.store.sqlite import reactions, search
-from fastsock.store.sqlite.codec import (
-    Doc,
-    assignments,
-    conditions,
-    flag,
-    from_json,
-    id_array,
-    insert_sql,
-    ms,
-    opt_json,
-    same,
-    to_json,
-    unique_columns,
-    when,
-)
+from fastsock.store.sqlite.codec import Doc, flag, from_json, id_array, ms, opt_json, to_json, when
+from fastsock.store.sqlite.columns import ID, Column, Derived, Table
 from fastsock.store.sqlite.engine import Database
 
 Page = tuple[list[Doc], bool]
 
-_NAMES = (
-    "id",
-    "room_id",
-    "sender_id",
-    "type",
-    "text",
-    "attachments",
-    "call",
-    "client_msg_id",
-    "created_at",
-    "edited_at",
-    "deleted",
-    "deleted_at",
-    "reaction_kinds",
-    "version",
-    "announced",
+# A message reads back without its reactions (reactions.attach adds them): they are rows of
+# their own, and reaction_kinds follows from them, so neither is set as a plain column.
+TABLE = Table(
+    "messages",
+    ID,
+    Column("room_id", str),
+    Column("sender_id", str),
+    Column("type"),
+    Column("text", default="", fill_empty=True),
+    Column("attachments", to_json, from_json, default=[], fill_empty=True),
+    Column("call", opt_json, from_json, default=None),
+    Column("client_msg_id"),
+    Column("created_at", ms, when),
+    Column("edited_at", ms, when, default=None),
+    Column("deleted", flag, bool, default=False),
+    Column("deleted_at", ms, when, default=None),
+    Derived("reaction_kinds", "reactions", reactions.kinds, read=True),
+    Column("version", int, default=0),
+    Column("announced", flag, bool, default=True),
+    unique=("sender_id", "client_msg_id"),
+    duplicate="client_msg_id",
 )
-COLUMNS = ", ".join(_NAMES)
-COLUMNS_OF_M = ", ".join(f"m.{c}" for c in _NAMES)  # for joins
-STORED = _NAMES
-_SELECT = f"SELECT {COLUMNS} FROM messages"
-_INSERT = insert_sql("messages", STORED)
-_SEARCH = search.sql(COLUMNS_OF_M)
-# Fields update() may set or match. `reactions` is rows of its own, and reaction_kinds follows
-# from it (the number of distinct emoji), so neither is a plain column write.
-ENCODERS = {
-    "room_id": str,
-    "sender_id": str,
-    "type": same,
-    "text": same,
-    "attachments": to_json,
-    "call": opt_json,
-    "client_msg_id": same,
-    "created_at": ms,
-    "edited_at": ms,
-    "deleted": flag,
-    "deleted_at": ms,
-    "version": int,
-    "announced": flag,
-}
+_SEARCH = search.sql(TABLE.selected_of("m"))
 
 
-def to_doc(row: tuple[Any, ...]) -> Doc:
-    """A message without its reactions (reactions.attach adds them)."""
-    return {
-        "_id": row[0],
-        "room_id": row[1],
-        "sender_id": row[2],
-        "type": row[3],
-        "text": row[4],
-        "attachments": from_json(row[5]),
-        "call": from_json(row[6]),
-        "client_msg_id": row[7],
-        "created_at": when(row[8]),
-        "edited_at": when(row[9]),
-        "deleted": bool(row[10]),
-        "deleted_at": when(row[11]),
-        "reaction_kinds": row[12],
-        "version": row[13],
-        "announced": bool(row[14]),
-    }
-
-
-def encode(doc: Doc, kinds: int) -> tuple[Any, ...]:
-    return (
-        str(doc["_id"]),
-        str(doc["room_id"]),
-        str(doc["sender_id"]),
-        doc["type"],
-        doc.get("text") or "",
-        to_json(doc.get("attachments") or []),
-        opt_json(doc.get("call")),
-        doc["client_msg_id"],
-        ms(doc["created_at"]),
-        ms(doc.get("edited_at")),
-        flag(doc.get("deleted", False)),
-        ms(doc.get("deleted_at")),
-        kinds,
-        int(doc.get("version", 0)),
-        flag(doc.get("announced", True)),
-    )
+def _attach_one(conn: sqlite3.Connection, doc: Doc | None) -> Doc | None:
+    return reactions.attach(conn, [doc])[0] if doc else None
 
 
 def load(conn: sqlite3.Connection, message_id: str) -> Doc | None:
-    row = conn.execute(f"{_SELECT} WHERE id = ?", (message_id,)).fetchone()
-    return reactions.attach(conn, [to_doc(row)])[0] if row else None
+    return _attach_one(conn, TABLE.one(conn, "WHERE id = ?", (message_id,)))
 
 
 def _next_id(conn: sqlite3.Connection) -> str:
@@ -130,14 +61,7 @@ def _next_id(conn: sqlite3.Connection) -> str:
 def _insert(conn: sqlite3.Connection, doc: Doc) -> Doc:
     message_id = str(doc.get("_id") or _next_id(conn))
     given = doc.get("reactions") or {}
-    row = encode({**doc, "_id": message_id}, sum(1 for users in given.values() if users))
-    try:
-        conn.execute(_INSERT, row)
-    except sqlite3.IntegrityError as exc:
-        if unique_columns(exc) == ("sender_id", "client_msg_id"):
-            raise Duplicate("client_msg_id") from exc
-        raise
-    stored = to_doc(row)
+    stored = TABLE.insert(conn, {**doc, "_id": message_id})
     if given:
         reactions.replace(conn, message_id, given)
         return reactions.attach(conn, [stored])[0]
@@ -146,10 +70,8 @@ def _insert(conn: sqlite3.Connection, doc: Doc) -> Doc:
 
 
 def _by_client_id(conn: sqlite3.Connection, sender_id: str, client_msg_id: str) -> Doc | None:
-    row = conn.execute(
-        f"{_SELECT} WHERE sender_id = ? AND client_msg_id = ?", (sender_id, client_msg_id)
-    ).fetchone()
-    return reactions.attach(conn, [to_doc(row)])[0] if row else None
+    doc = TABLE.one(conn, "WHERE sender_id = ? AND client_msg_id = ?", (sender_id, client_msg_id))
+    return _attach_one(conn, doc)
 
 
 def _page(
@@ -163,20 +85,18 @@ def _page(
         terms.append("id > ?")
         params.append(after)
     order = "ASC" if after is not None else "DESC"
-    rows = conn.execute(
-        f"{_SELECT} WHERE {' AND '.join(terms)} ORDER BY id {order} LIMIT ?", (*params, limit + 1)
-    ).fetchall()
-    docs = [to_doc(r) for r in rows[:limit]]
+    docs = TABLE.all(
+        conn, f"WHERE {' AND '.join(terms)} ORDER BY id {order} LIMIT ?", (*params, limit + 1)
+    )
+    more, docs = len(docs) > limit, docs[:limit]
     if after is not None:
         docs.reverse()
-    return reactions.attach(conn, docs), len(rows) > limit
+    return reactions.attach(conn, docs), more
 
 
 def _latest_visible(conn: sqlite3.Connection, room_id: str) -> Doc | None:
-    row = conn.execute(
-        f"{_SELECT} WHERE room_id = ? AND deleted = 0 ORDER BY id DESC LIMIT 1", (room_id,)
-    ).fetchone()
-    return reactions.attach(conn, [to_doc(row)])[0] if row else None
+    doc = TABLE.one(conn, "WHERE room_id = ? AND deleted = 0 ORDER BY id DESC LIMIT 1", (room_id,))
+    return _attach_one(conn, doc)
 
 
 def _count_unread(conn: sqlite3.Connection, room_id: str, user_id: str, after: str) -> int:
@@ -189,16 +109,12 @@ def _count_unread(conn: sqlite3.Connection, room_id: str, user_id: str, after: s
 
 
 def _update(conn: sqlite3.Connection, message_id: str, expect: Doc, changes: Doc) -> Doc | None:
-    plain = {k: v for k, v in changes.items() if k not in ("reactions", "reaction_kinds")}
     if "reaction_kinds" in changes and "reactions" not in changes:
         raise ValueError("reaction_kinds follows reactions; set reactions")
-    sets, set_params = assignments(plain, ENCODERS)
-    where, where_params = conditions(expect, ENCODERS)
-    if "reactions" in changes:
-        # Tombstones set reactions={} (and reaction_kinds=0): the rows go, the count follows.
-        kinds = sum(1 for users in changes["reactions"].values() if users)
-        sets.append("reaction_kinds = ?")
-        set_params.append(kinds)
+    # Tombstones set reactions={} (and reaction_kinds=0): the rows go, the count follows.
+    plain = {k: v for k, v in changes.items() if k != "reaction_kinds"}
+    sets, set_params = TABLE.assignments(plain)
+    where, where_params = TABLE.conditions(expect)
     match = " AND ".join(["id = ?", *where])
     if sets:
         sql = f"UPDATE messages SET {', '.join(sets)} WHERE {match} RETURNING id"
@@ -212,16 +128,17 @@ def _update(conn: sqlite3.Connection, message_id: str, expect: Doc, changes: Doc
 
 
 def _changed(conn: sqlite3.Connection, room_id: str, after_version: int, limit: int) -> Page:
-    rows = conn.execute(
-        f"{_SELECT} WHERE room_id = ? AND version > ? ORDER BY version LIMIT ?",
+    docs = TABLE.all(
+        conn,
+        "WHERE room_id = ? AND version > ? ORDER BY version LIMIT ?",
         (room_id, after_version, limit + 1),
-    ).fetchall()
-    return reactions.attach(conn, [to_doc(r) for r in rows[:limit]]), len(rows) > limit
+    )
+    return reactions.attach(conn, docs[:limit]), len(docs) > limit
 
 
 def _many(conn: sqlite3.Connection, ids: str) -> list[Doc]:
-    rows = conn.execute(f"{_SELECT} WHERE id IN (SELECT value FROM json_each(?))", (ids,))
-    return reactions.attach(conn, [to_doc(r) for r in rows])
+    docs = TABLE.all(conn, "WHERE id IN (SELECT value FROM json_each(?))", (ids,))
+    return reactions.attach(conn, docs)
 
 
 def _add_reaction(
@@ -266,7 +183,7 @@ def _search(
         return [], False
     params = (expression, search.bound(conn, before), id_array(room_ids), limit + 1)
     rows = conn.execute(_SEARCH, params).fetchall()
-    return reactions.attach(conn, [to_doc(r) for r in rows[:limit]]), len(rows) > limit
+    return reactions.attach(conn, [TABLE.to_doc(r) for r in rows[:limit]]), len(rows) > limit
 
 
 def _shares_upload(conn: sqlite3.Connection, upload_id: str, rooms: str | None) -> bool:

@@ -14,6 +14,11 @@ Reactions = dict[str, list[str]]
 _ORDER = "ORDER BY kind_seq, seq"  # emoji by first appearance, then users by reaction time
 
 
+def kinds(reactions: Mapping[str, Any] | None) -> int:
+    """Distinct emoji in a reactions map: an emoji nobody uses holds no slot."""
+    return sum(1 for users in (reactions or {}).values() if users)
+
+
 def of_message(conn: sqlite3.Connection, message_id: str) -> Reactions:
     reactions: Reactions = {}
     rows = conn.execute(
@@ -98,15 +103,13 @@ def replace(conn: sqlite3.Connection, message_id: str, reactions: Mapping[str, A
     conn.execute("DELETE FROM reactions WHERE message_id = ?", (message_id,))
     rows = []
     seq = 0
-    kinds = 0
     for emoji, users in reactions.items():
         kind_seq = seq + 1
         for user_id in dict.fromkeys(str(u) for u in users):
             seq += 1
             rows.append((message_id, emoji, user_id, kind_seq, seq))
-        kinds += 1 if users else 0  # an emoji nobody uses holds no slot
     conn.executemany(
         "INSERT INTO reactions (message_id, emoji, user_id, kind_seq, seq) VALUES (?, ?, ?, ?, ?)",
         rows,
     )
-    return kinds
+    return kinds(reactions)

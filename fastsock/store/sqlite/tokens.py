@@ -5,51 +5,31 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime
-from typing import Any
 
-from fastsock.store.sqlite.codec import Doc, flag, ident, insert_sql, ms, now_ms, when
+from fastsock.store.sqlite.codec import Doc, flag, ident, ms, now_ms, when
+from fastsock.store.sqlite.columns import ID, Column, Table
 from fastsock.store.sqlite.engine import Database
 from fastsock.store.sqlite.schema import purge_expired_tokens
 
-COLUMNS = "id, user_id, family, issued_at, expires_at, used_at, revoked"
-STORED = ("id", "user_id", "family", "issued_at", "expires_at", "used_at", "revoked")
-_INSERT = insert_sql("refresh_tokens", STORED)
+TABLE = Table(
+    "refresh_tokens",
+    ID,  # the jti
+    Column("user_id", ident),
+    Column("family"),
+    Column("issued_at", ms, when),
+    Column("expires_at", ms, when),
+    Column("used_at", ms, when, default=None),
+    Column("revoked", flag, bool, default=False),
+)
 
 
-def to_doc(row: tuple[Any, ...]) -> Doc:
-    return {
-        "_id": row[0],
-        "user_id": row[1],
-        "family": row[2],
-        "issued_at": when(row[3]),
-        "expires_at": when(row[4]),
-        "used_at": when(row[5]),
-        "revoked": bool(row[6]),
-    }
-
-
-def encode(doc: Doc) -> tuple[Any, ...]:
-    return (
-        str(doc["_id"]),
-        ident(doc["user_id"]),
-        doc["family"],
-        ms(doc["issued_at"]),
-        ms(doc["expires_at"]),
-        ms(doc.get("used_at")),
-        flag(doc.get("revoked", False)),
-    )
-
-
-def _insert(conn: sqlite3.Connection, row: tuple[Any, ...], now_ms: int) -> None:
-    conn.execute(_INSERT, row)
+def _insert(conn: sqlite3.Connection, doc: Doc, now_ms: int) -> None:
+    TABLE.insert(conn, doc)
     purge_expired_tokens(conn, now_ms)  # usually none or a few: the index finds them
 
 
 def _get(conn: sqlite3.Connection, jti: str, now_ms: int) -> Doc | None:
-    row = conn.execute(
-        f"SELECT {COLUMNS} FROM refresh_tokens WHERE id = ? AND expires_at > ?", (jti, now_ms)
-    ).fetchone()
-    return to_doc(row) if row else None
+    return TABLE.one(conn, "WHERE id = ? AND expires_at > ?", (jti, now_ms))
 
 
 def _mark_used(conn: sqlite3.Connection, jti: str, at: int, now_ms: int) -> bool:
@@ -88,7 +68,7 @@ class RefreshTokens:
             "issued_at": issued_at,
             "expires_at": expires_at,
         }
-        await self.db.write("tokens.insert", _insert, encode(doc), now_ms())
+        await self.db.write("tokens.insert", _insert, doc, now_ms())
 
     async def get(self, jti: str) -> Doc | None:
         return await self.db.read("tokens.get", _get, jti, now_ms())

@@ -10,9 +10,6 @@ no column holds (say, a membership's Mongo `_id`) are not kept."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from fastsock.store.base import COLLECTIONS
 from fastsock.store.sqlite import (
@@ -26,89 +23,51 @@ from fastsock.store.sqlite import (
     uploads,
     users,
 )
-from fastsock.store.sqlite.codec import Doc, upsert_sql
+from fastsock.store.sqlite.codec import Doc
+from fastsock.store.sqlite.columns import Table
 from fastsock.store.sqlite.engine import Database
 
-
-@dataclass(frozen=True)
-class _Table:
-    name: str
-    key: tuple[str, ...]  # columns, in COLLECTIONS order
-    columns: str
-    stored: tuple[str, ...]
-    to_doc: Callable[[tuple[Any, ...]], Doc]
-    encode: Callable[[Doc], tuple[Any, ...]]
-
-    @property
-    def upsert(self) -> str:
-        return upsert_sql(self.name, self.stored, self.key)
-
-
-def _encode_message(doc: Doc) -> tuple[Any, ...]:
-    kinds = sum(1 for users_ in (doc.get("reactions") or {}).values() if users_)
-    return messages.encode(doc, kinds)
-
-
-_ID = ("id",)
-_TABLES: dict[str, _Table] = {
-    "users": _Table("users", _ID, users.COLUMNS, users.STORED, users.to_doc, users.encode),
-    "refresh_tokens": _Table(
-        "refresh_tokens", _ID, tokens.COLUMNS, tokens.STORED, tokens.to_doc, tokens.encode
-    ),
-    "rooms": _Table("rooms", _ID, rooms.COLUMNS, rooms.STORED, rooms.to_doc, rooms.encode),
-    "memberships": _Table(
-        "memberships",
-        ("user_id", "room_id"),
-        memberships.COLUMNS,
-        memberships.STORED,
-        memberships.to_doc,
-        memberships.encode,
-    ),
-    "messages": _Table(
-        "messages", _ID, messages.COLUMNS, messages.STORED, messages.to_doc, _encode_message
-    ),
-    "deliveries": _Table(
-        "deliveries",
-        ("message_id", "user_id"),
-        deliveries.COLUMNS,
-        deliveries.STORED,
-        deliveries.to_doc,
-        deliveries.encode,
-    ),
-    "uploads": _Table(
-        "uploads", _ID, uploads.COLUMNS, uploads.STORED, uploads.to_doc, uploads.encode
-    ),
-    "calls": _Table("calls", _ID, calls.COLUMNS, calls.STORED, calls.to_doc, calls.encode),
+# Each collection is the table of its name.
+_TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        users.TABLE,
+        tokens.TABLE,
+        rooms.TABLE,
+        memberships.TABLE,
+        messages.TABLE,
+        deliveries.TABLE,
+        uploads.TABLE,
+        calls.TABLE,
+    )
 }
 assert set(_TABLES) == set(COLLECTIONS)
 
 
-def _table(collection: str) -> _Table:
+def _table(collection: str) -> tuple[Table, tuple[str, ...]]:
+    """The collection's table and its key columns, in COLLECTIONS order."""
     try:
-        return _TABLES[collection]
+        table = _TABLES[collection]
     except KeyError:
         raise ValueError(f"no such collection {collection!r}") from None
+    return table, tuple(table.column_of(f) for f in COLLECTIONS[collection])
 
 
 def _export(conn: sqlite3.Connection, collection: str, after: str | None, limit: int) -> list[Doc]:
-    t = _table(collection)
-    key = ", ".join(t.key)
+    t, key_columns = _table(collection)
+    key = ", ".join(key_columns)
     # A row-value comparison on the key: one range scan of its unique index.
-    parts = after.split(":", len(t.key) - 1) if after is not None else [""] * len(t.key)
-    marks = ", ".join("?" * len(t.key))
-    rows = conn.execute(
-        f"SELECT {t.columns} FROM {t.name} WHERE ({key}) > ({marks}) ORDER BY {key} LIMIT ?",
-        (*parts, limit),
-    )
-    docs = [t.to_doc(r) for r in rows]
+    parts = after.split(":", len(key_columns) - 1) if after is not None else [""] * len(key_columns)
+    marks = ", ".join("?" * len(key_columns))
+    docs = t.all(conn, f"WHERE ({key}) > ({marks}) ORDER BY {key} LIMIT ?", (*parts, limit))
     if collection == "messages":
         reactions.attach(conn, docs)
     return docs
 
 
 def _import(conn: sqlite3.Connection, collection: str, docs: list[Doc]) -> None:
-    t = _table(collection)
-    sql = t.upsert
+    t, key_columns = _table(collection)
+    sql = t.upsert_sql(key_columns)
     for doc in docs:
         conn.execute(sql, t.encode(doc))
         if collection == "messages":
@@ -116,15 +75,15 @@ def _import(conn: sqlite3.Connection, collection: str, docs: list[Doc]) -> None:
 
 
 def _last_key(conn: sqlite3.Connection, collection: str) -> str | None:
-    t = _table(collection)
-    order = ", ".join(f"{c} DESC" for c in t.key)
-    row = conn.execute(f"SELECT {', '.join(t.key)} FROM {t.name} ORDER BY {order} LIMIT 1")
+    t, key_columns = _table(collection)
+    order = ", ".join(f"{c} DESC" for c in key_columns)
+    row = conn.execute(f"SELECT {', '.join(key_columns)} FROM {t.name} ORDER BY {order} LIMIT 1")
     found = row.fetchone()
     return ":".join(found) if found else None
 
 
 def _count(conn: sqlite3.Connection, collection: str) -> int:
-    return conn.execute(f"SELECT count(*) FROM {_table(collection).name}").fetchone()[0]
+    return conn.execute(f"SELECT count(*) FROM {_table(collection)[0].name}").fetchone()[0]
 
 
 def _optimize(conn: sqlite3.Connection) -> None:
