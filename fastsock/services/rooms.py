@@ -107,29 +107,29 @@ class Rooms:
             str(r["_id"]): r
             for r in await self.store.rooms.many(str(m["room_id"]) for m in memberships)
         }
-
-        async def summary(membership: Doc) -> Doc | None:
-            room = rooms.get(str(membership["room_id"]))
-            if room is None:
-                return None
+        # A membership without its room is left out, as `_room` treats it as gone.
+        listed = [(m, rooms[str(m["room_id"])]) for m in memberships if str(m["room_id"]) in rooms]
+        # Two store calls for the whole list, not three per room.
+        members, summaries = await asyncio.gather(
+            self.store.memberships.member_ids_of(list(rooms)),
+            self.store.messages.summaries(
+                user_id, {str(m["room_id"]): m.get("last_read_message_id") for m, _ in listed}
+            ),
+        )
+        out = []
+        for membership, room in listed:
             room_id = str(room["_id"])
-            view, unread, last = await asyncio.gather(
-                self.view(room),
-                self.store.messages.count_unread(
-                    room_id, user_id, membership.get("last_read_message_id")
-                ),
-                self.store.messages.latest_visible(room_id),
+            unread, last = summaries[room_id]
+            out.append(
+                {
+                    **room_view(room, members[room_id]),
+                    **membership_fields(membership),
+                    "unread_count": unread,
+                    "last_message": message_view(last) if last else None,
+                }
             )
-            return {
-                **view,
-                **membership_fields(membership),
-                "unread_count": unread,
-                "last_message": message_view(last) if last else None,
-            }
-
-        summaries = [s for s in await asyncio.gather(*map(summary, memberships)) if s]
-        summaries.sort(key=lambda r: r["last_activity_at"], reverse=True)
-        return summaries
+        out.sort(key=lambda r: r["last_activity_at"], reverse=True)
+        return out
 
     async def public(self, query: Doc) -> list[Doc]:
         q = validate("rooms.public", query)["q"]
@@ -143,8 +143,8 @@ class Rooms:
     async def contacts_of(self, user_id: str) -> set[str]:
         """Everyone who shares a room with the user (who sees their presence)."""
         room_ids = [str(m["room_id"]) for m in await self.store.memberships.for_user(user_id)]
-        members = await asyncio.gather(*map(self.store.memberships.member_ids, room_ids))
-        return {u for ids in members for u in ids} - {user_id}
+        members = await self.store.memberships.member_ids_of(room_ids)
+        return {u for ids in members.values() for u in ids} - {user_id}
 
     # --- creating -------------------------------------------------------------------------
 

@@ -92,6 +92,10 @@ class MembershipsRepo(Protocol):
     async def member_ids(self, room_id: str) -> list[str]:
         """In the order of `of_room`."""
 
+    async def member_ids_of(self, room_ids: list[str]) -> dict[str, list[str]]:
+        """`member_ids` of each room in one call (for lists of rooms): every room asked for is
+        a key, a room without members (or no such room) maps to []; no rooms, no database call."""
+
     async def count(self, room_id: str) -> int: ...
     async def set_role(self, room_id: str, user_id: str, role: str) -> None: ...
 
@@ -119,6 +123,13 @@ class MessagesRepo(Protocol):
 
     async def count_unread(self, room_id: str, user_id: str, after: str | None) -> int:
         """Live messages by others newer than `after` (all of them when None)."""
+
+    async def summaries(
+        self, user_id: str, read_pointers: dict[str, str | None]
+    ) -> dict[str, tuple[int, Doc | None]]:
+        """For each room of `read_pointers` (room id -> the user's last read message id, or
+        None), in one call: `(count_unread(room, user_id, pointer), latest_visible(room))`.
+        Every room asked for is a key; no rooms, no database call."""
 
     async def update(self, message_id: str, expect: Doc, changes: Doc) -> Doc | None:
         """Set `changes` if the message still has the field values in `expect`; returns the

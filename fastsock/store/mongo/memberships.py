@@ -66,6 +66,20 @@ class Memberships:
         cursor = cursor.sort(JOINING_ORDER)
         return [str(doc["user_id"]) async for doc in cursor]
 
+    async def member_ids_of(self, room_ids: list[str]) -> dict[str, list[str]]:
+        """One query for all the rooms, in (room, joining order): the order of the
+        (room_id, joined_at, user_id) index."""
+        out: dict[str, list[str]] = {str(r): [] for r in room_ids}
+        if not out:
+            return out
+        cursor = self.coll.find(
+            {"room_id": {"$in": [oid(r) for r in out]}}, {"room_id": 1, "user_id": 1, "_id": 0}
+        )
+        cursor = cursor.sort([("room_id", ASCENDING), *JOINING_ORDER])
+        async for doc in cursor:
+            out[str(doc["room_id"])].append(str(doc["user_id"]))
+        return out
+
     async def count(self, room_id: str) -> int:
         return await self.coll.count_documents({"room_id": oid(room_id)})
 

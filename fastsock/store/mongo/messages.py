@@ -7,6 +7,7 @@ field path cannot hold every emoji safely, and stores differ on non-ASCII paths)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from typing import Any
@@ -114,6 +115,20 @@ class Messages:
         if after is not None:
             filt["_id"] = {"$gt": oid(after)}
         return await self.coll.count_documents(filt)
+
+    async def summaries(
+        self, user_id: str, read_pointers: dict[str, str | None]
+    ) -> dict[str, tuple[int, Doc | None]]:
+        """The single-room count and find per room, all in flight together (each served by
+        the (room_id, _id) index, as on their own)."""
+        rooms = list(read_pointers.items())
+        counts, latest = await asyncio.gather(
+            asyncio.gather(*(self.count_unread(r, user_id, after) for r, after in rooms)),
+            asyncio.gather(*(self.latest_visible(r) for r, _ in rooms)),
+        )
+        return {
+            str(r): (n, doc) for (r, _), n, doc in zip(rooms, counts, latest, strict=True)
+        }
 
     async def update(self, message_id: str, expect: Doc, changes: Doc) -> Doc | None:
         if "reactions" in changes:

@@ -68,6 +68,12 @@ def _member_ids(conn: sqlite3.Connection, room_id: str) -> list[str]:
     return [r[0] for r in rows]
 
 
+def _member_ids_of(conn: sqlite3.Connection, room_ids: list[str]) -> dict[str, list[str]]:
+    # The single-room query once per room (each an index range of memberships_room), in one
+    # job and one snapshot.
+    return {room_id: _member_ids(conn, room_id) for room_id in room_ids}
+
+
 def _count(conn: sqlite3.Connection, room_id: str) -> int:
     return conn.execute(
         "SELECT count(*) FROM memberships WHERE room_id = ?", (room_id,)
@@ -122,6 +128,12 @@ class Memberships:
 
     async def member_ids(self, room_id: str) -> list[str]:
         return await self.db.read("memberships.member_ids", _member_ids, str(room_id))
+
+    async def member_ids_of(self, room_ids: list[str]) -> dict[str, list[str]]:
+        rooms = [str(r) for r in room_ids]
+        if not rooms:
+            return {}
+        return await self.db.read("memberships.member_ids_of", _member_ids_of, rooms)
 
     async def count(self, room_id: str) -> int:
         return await self.db.read("memberships.count", _count, str(room_id))

@@ -94,9 +94,13 @@ def _page(
     return reactions.attach(conn, docs), more
 
 
+def _newest_live(conn: sqlite3.Connection, room_id: str) -> Doc | None:
+    """The room's newest live message, without its reactions."""
+    return TABLE.one(conn, "WHERE room_id = ? AND deleted = 0 ORDER BY id DESC LIMIT 1", (room_id,))
+
+
 def _latest_visible(conn: sqlite3.Connection, room_id: str) -> Doc | None:
-    doc = TABLE.one(conn, "WHERE room_id = ? AND deleted = 0 ORDER BY id DESC LIMIT 1", (room_id,))
-    return _attach_one(conn, doc)
+    return _attach_one(conn, _newest_live(conn, room_id))
 
 
 def _count_unread(conn: sqlite3.Connection, room_id: str, user_id: str, after: str) -> int:
@@ -106,6 +110,22 @@ def _count_unread(conn: sqlite3.Connection, room_id: str, user_id: str, after: s
         " WHERE room_id = ? AND deleted = 0 AND id > ? AND sender_id <> ?",
         (room_id, after, user_id),
     ).fetchone()[0]
+
+
+def _summaries(
+    conn: sqlite3.Connection, user_id: str, pointers: list[tuple[str, str]]
+) -> dict[str, tuple[int, Doc | None]]:
+    """`_count_unread` and `_latest_visible` per room, in one job and one snapshot; the latest
+    messages' reactions are attached with one query for all of them."""
+    out: dict[str, tuple[int, Doc | None]] = {}
+    latest: list[Doc] = []
+    for room_id, after in pointers:
+        doc = _newest_live(conn, room_id)
+        if doc is not None:
+            latest.append(doc)
+        out[room_id] = (_count_unread(conn, room_id, user_id, after), doc)
+    reactions.attach(conn, latest)
+    return out
 
 
 def _update(conn: sqlite3.Connection, message_id: str, expect: Doc, changes: Doc) -> Doc | None:
@@ -227,6 +247,15 @@ class Messages:
         return await self.db.read(
             "messages.count_unread", _count_unread, str(room_id), str(user_id), after_id
         )
+
+    async def summaries(
+        self, user_id: str, read_pointers: dict[str, str | None]
+    ) -> dict[str, tuple[int, Doc | None]]:
+        if not read_pointers:
+            return {}
+        # As count_unread: "" is below every id.
+        pointers = [(str(r), "" if a is None else str(a)) for r, a in read_pointers.items()]
+        return await self.db.read("messages.summaries", _summaries, str(user_id), pointers)
 
     async def update(self, message_id: str, expect: Doc, changes: Doc) -> Doc | None:
         return await self.db.write("messages.update", _update, str(message_id), expect, changes)
