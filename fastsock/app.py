@@ -133,11 +133,13 @@ class Server:
         private_dir(s.data_dir)
         blobs = make_blob_store(s)
         await blobs.check()  # an unusable upload directory stops start-up here
-        _clear_spool(s.uploads_path / ".spool")
         metrics = Metrics()
         started = time.monotonic()
         self.store = store = open_store(s, observe=metrics.observe_db)
         await store.prepare(DB_START_TIMEOUT_S)
+        # Only now: a second server refused by the embedded database's lock must not delete
+        # the running one's partial uploads.
+        _clear_spool(s.uploads_path / ".spool")
         hub = Hub(metrics)
         services = Services.build(store, hub, blobs, s, metrics)
         self.ctx = AppContext(s, store, services, hub, metrics)

@@ -378,6 +378,8 @@ def ensure_jwt_secret(settings: Settings) -> Settings:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_urlsafe(48))
             os.replace(tmp, path)
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)  # an older or hand-made secret file: private, like the database
         secret = path.read_text().strip()
     except OSError as exc:
         raise ConfigError(f"{PREFIX}DATA_DIR {settings.data_dir}: {exc.strerror}") from exc

@@ -63,6 +63,7 @@ def _copy_atomically(source: Path, target: Path) -> None:
             os.link(source, tmp)  # same filesystem: no copy at all
         except OSError:
             shutil.copyfile(source, tmp)
+        os.chmod(tmp, 0o600)  # private like the directories (the spool file follows the umask)
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):

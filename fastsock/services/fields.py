@@ -32,9 +32,21 @@ def text(value: Any, field: str, *, min_len: int = 1, max_len: int, strip: bool 
         value = value.strip()
     if not min_len <= len(value) <= max_len:
         raise InvalidRequest(f"{field} must be {min_len} to {max_len} characters long", field=field)
-    if any((ord(c) < 32 and c not in "\n\t") or c in BIDI_CONTROLS for c in value):
+    if any(_refused(c) for c in value):
         raise InvalidRequest(f"{field} contains control characters", field=field)
     return value
+
+
+def _refused(c: str) -> bool:
+    """C0 (but newline and tab), DEL and C1 controls, bidi overrides, and lone UTF-16
+    surrogates (valid in JSON escapes, but not text: no database can store them)."""
+    code = ord(c)
+    return (
+        (code < 32 and c not in "\n\t")
+        or 0x7F <= code <= 0x9F
+        or 0xD800 <= code <= 0xDFFF
+        or c in BIDI_CONTROLS
+    )
 
 
 def boolean(value: Any, field: str) -> bool:

@@ -4,6 +4,7 @@ and as the settings imply; and opening the store there."""
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -51,13 +52,32 @@ def parse(option: str, value: str, *, must_exist: bool) -> Location:
             raise UsageError(f"{option}: cannot read {path}: {exc.strerror}") from None
         if header != SQLITE_HEADER:
             raise UsageError(f"{option}: {path} is not a SQLite database")
+    if must_exist and not _has_schema(path):  # a source: copied from, never set up
+        raise UsageError(f"{option}: {path} is not a FastSock database")
     return path
+
+
+def _has_schema(path: Path) -> bool:
+    """Does the file carry FastSock's schema (a version set by its migrations)? Read-only:
+    looking must not change a file that turns out to be someone else's."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return conn.execute("PRAGMA user_version").fetchone()[0] > 0
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return False
 
 
 def identity(location: Location) -> tuple[object, ...]:
     """What tells two locations apart: a file, or a MongoDB deployment and database."""
     if isinstance(location, Path):
-        return ("sqlite", os.path.realpath(location))
+        try:  # the file itself, whatever the name (symlinks, hard links)
+            info = location.stat()
+        except FileNotFoundError:
+            return ("sqlite", os.path.realpath(location))
+        return ("sqlite", info.st_dev, info.st_ino)
     from pymongo.uri_parser import parse_uri
 
     if location.startswith("mongodb://"):
@@ -77,13 +97,11 @@ def open_at(
     synchronous: str = "full",
     observe: Callable[[str, float], None] | None = None,
 ) -> Store:
-    """The store at `location`, not yet prepared. A SQLite file's directory is created
-    private (0700) if missing."""
+    """The store at `location`, not yet prepared (a SQLite file's missing directory is created
+    0700 when it is opened; an existing one is left as it is)."""
     if isinstance(location, Path):
-        from fastsock.paths import private_dir
         from fastsock.store.sqlite import SqliteStore
 
-        private_dir(location.parent)
         return SqliteStore(location, synchronous=synchronous, observe=observe)
     from fastsock.store.mongo import MongoStore
 

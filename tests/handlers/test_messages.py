@@ -160,3 +160,17 @@ async def test_edits_and_deletes_do_not_reorder_the_room_list(api: Api) -> None:
     await api.patch(f"/messages/{old['id']}", {"text": "edited"}, alice)
     rooms = (await api.get("/rooms", alice)).body["rooms"]
     assert [r["id"] for r in rooms] == [second, first]
+
+
+async def test_lone_surrogates_are_refused_and_change_nothing(api: Api) -> None:
+    """A JSON escape can carry half of a UTF-16 pair; it is not text, so it is a 400 naming the
+    field (not a 500 from the database), and the room does not move."""
+    alice = await api.register()
+    room = await api.group(alice)
+    before = (await api.get("/rooms", alice)).body
+    r = await api.post(
+        f"/rooms/{room}/messages", {"client_msg_id": "c1", "text": "x\ud800y"}, alice
+    )
+    assert r.status == 400 and r.error_code == "invalid_request", r.body
+    assert r.body["error"]["field"] == "text"
+    assert (await api.get("/rooms", alice)).body == before

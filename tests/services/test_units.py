@@ -248,7 +248,10 @@ def test_text_length_counts_characters_not_bytes() -> None:
     assert fields.text("👍" * 10, "t", max_len=10) == "👍" * 10
 
 
-@pytest.mark.parametrize("value", ["nul\x00", "bell\x07", "esc\x1b[0m", "cr\rlf", "\x01"])
+@pytest.mark.parametrize(
+    "value",
+    ["nul\x00", "bell\x07", "esc\x1b[0m", "cr\rlf", "\x01", "del\x7f", "csi\x9b", "x\ud800y"],
+)
 def test_text_refuses_control_characters(value: Any) -> None:
     with pytest.raises(InvalidRequest) as info:
         fields.text(value, "t", max_len=50)

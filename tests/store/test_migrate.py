@@ -620,6 +620,9 @@ async def test_the_command_copies_and_prints_the_count_table(
         (["--to", "{dir}"], "is a directory"),
         (["--to", "{notdb}"], "is not a SQLite database"),
         (["--from", "{missing}", "--to", "{db2}"], "no database at"),
+        (["--from", "{foreign}", "--to", "{db2}"], "is not a FastSock database"),
+        (["--from", "{empty}", "--to", "{db2}"], "is not a FastSock database"),
+        (["--to", "{hardlink}"], "same database"),
         ([], "--to is required"),
     ],
 )
@@ -629,12 +632,22 @@ async def test_the_command_refuses_bad_arguments_in_one_line(
     data = tmp_path / "data"
     db = world.copy_db(data / SQLITE_FILE)
     (tmp_path / "notdb.txt").write_text("hello")
+    foreign = sqlite3.connect(tmp_path / "foreign.db")
+    foreign.execute("CREATE TABLE notes (text TEXT)")
+    foreign.commit()
+    foreign.close()
+    (tmp_path / "empty.db").touch()
+    os.link(db, tmp_path / "hardlink.db")
+    untouched = {n: (tmp_path / n).read_bytes() for n in ("foreign.db", "empty.db")}
     names = {
         "db": str(tmp_path / "data" / ".." / "data" / SQLITE_FILE),  # the same file, spelled apart
         "db2": str(tmp_path / "other.db"),
         "dir": str(tmp_path),
         "notdb": str(tmp_path / "notdb.txt"),
         "missing": str(tmp_path / "nowhere.db"),
+        "foreign": str(tmp_path / "foreign.db"),
+        "empty": str(tmp_path / "empty.db"),
+        "hardlink": str(tmp_path / "hardlink.db"),
     }
     args = [a.format(**names) for a in args]
     if "--from" not in args:
@@ -648,6 +661,8 @@ async def test_the_command_refuses_bad_arguments_in_one_line(
     assert says in lines[0]
     assert out == ""
     assert not (tmp_path / "other.db").exists()
+    # A refused source is only looked at, never set up.
+    assert {n: (tmp_path / n).read_bytes() for n in untouched} == untouched
 
 
 # --- the progress bar ------------------------------------------------------------------------

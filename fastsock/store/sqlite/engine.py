@@ -69,35 +69,35 @@ class InUse(RuntimeError):
     """Another process has the database open: the file has one writer, one server."""
 
 
-def lock_file(path: Path) -> int:
-    """Hold `<db>.lock` for as long as the store is open (the kernel drops it when the process
-    dies). A second writer process would not corrupt the file, but its writes would wait on the
-    first one's and reach users as 503s; refusing it at start-up says what is wrong."""
-    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise InUse(
-            f"{path} is in use by another process (an embedded database serves one FastSock "
-            "process; several need MongoDB)"
-        ) from None
-    return fd
+def open_private(path: Path) -> int:
+    """Create or open the database file private to this user (SQLite creates -wal and -shm with
+    the database file's mode, so they follow) and lock it for this process; the returned
+    descriptor holds the lock until it is closed (or the process dies).
 
-
-def secure_file(path: Path) -> None:
-    """Create the database file (and its directory) private to this user before SQLite opens
-    it: SQLite creates -wal and -shm with the database file's mode, so they follow."""
+    The lock is flock(2) on the database file itself, so another path to the same file (a
+    symlink, a hard link) finds it too; SQLite's own locks are POSIX record locks, which flock
+    does not touch. A second writer process would not corrupt the file, but its writes would
+    wait on the first one's and reach users as 503s: refusing it at start-up says what is
+    wrong."""
     if not path.parent.exists():
         path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.fchmod(fd, FILE_MODE)  # an existing file keeps its mode on open; fix it
-    finally:
+    except BlockingIOError:
         os.close(fd)
+        raise InUse(
+            f"{path} is in use by another process: stop it first (an embedded database serves "
+            "one FastSock process; several servers need MongoDB)"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
     for suffix in ("-wal", "-shm"):  # left by an earlier run, perhaps with a wider mode
         with contextlib.suppress(FileNotFoundError):
             os.chmod(f"{path}{suffix}", FILE_MODE)
+    return fd
 
 
 class Database:
@@ -138,14 +138,18 @@ class Database:
                 return
             if self._state == "closed":
                 raise Closed("the database was closed")
-            await asyncio.to_thread(secure_file, self.path)
-            self._lock_fd = await asyncio.to_thread(lock_file, self.path)
+            self._lock_fd = await asyncio.to_thread(open_private, self.path)
             started: ThreadFuture[None] = ThreadFuture()
             writer = threading.Thread(
                 target=self._write_loop, args=(started,), name="sqlite-writer", daemon=True
             )
             writer.start()
-            await asyncio.wrap_future(started)
+            try:
+                await asyncio.wrap_future(started)
+            except BaseException:  # the writer could not open the file: let it go again
+                os.close(self._lock_fd)
+                self._lock_fd = None
+                raise
             self._writer = writer
             self._pool = ThreadPoolExecutor(self._reader_count, thread_name_prefix="sqlite-reader")
             self._state = "open"
@@ -166,7 +170,7 @@ class Database:
         # In a thread: the last connection to close checkpoints the WAL into the file.
         await asyncio.to_thread(_close_all, conns)
         if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the lock
+            os.close(self._lock_fd)  # releases the lock, after SQLite's own descriptors
             self._lock_fd = None
 
     def _check_open(self) -> None:

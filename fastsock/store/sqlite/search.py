@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import unicodedata
 
-# Letters and digits (\w without "_", which the unicode61 tokenizer splits on too).
-_WORD = re.compile(r"[^\W_]+")
+# Letters and digits (\w without "_", which the unicode61 tokenizer splits on too), with the
+# combining marks that follow them: unicode61 keeps marks inside a token (and folds them away),
+# so "e" + U+0323 + U+0302 must not split a word in two.
+_MARKS = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+_WORD = re.compile(rf"[^\W_](?:[^\W_]|[{_MARKS}])*")
 NO_BOUND = 2**63 - 1
 ROOMS_IN_MATCH = 50  # up to this many rooms, the rooms are part of the FTS5 match
 
@@ -44,7 +48,7 @@ def match_expression(query: str, room_ids: list[str]) -> str | None:
     """`text : ("w1"* AND "w2"*)`, with `AND room_id : ("r1" OR ...)` for a few rooms; None
     when the query has no words. The words hold no double quote (not a word character), and
     anything quoted is a string to FTS5, never syntax."""
-    words = _WORD.findall(query)
+    words = _WORD.findall(unicodedata.normalize("NFC", query))
     if not words:
         return None
     expression = "text : (" + " AND ".join(f"{_quoted(w)}*" for w in words) + ")"
