@@ -46,6 +46,8 @@ class TokenCodec:
     def decode(self, token: Any, typ: str) -> dict[str, Any]:
         if not isinstance(token, str) or not token:
             raise Unauthenticated("a token is required")
+        if not token.isascii():  # a JWT is base64url; anything else (a lone surrogate) is not one
+            raise Unauthenticated("invalid token")
         try:
             claims = jwt.decode(
                 token,

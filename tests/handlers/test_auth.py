@@ -434,7 +434,7 @@ async def test_access_token_is_not_a_refresh_token(api: Api) -> None:
     assert (await refresh(api, user.refresh_token)).status == 200
 
 
-@pytest.mark.parametrize("token", ["", "garbage", "a.b.c", 42, None])
+@pytest.mark.parametrize("token", ["", "garbage", "a.b.c", 42, None, "x\ud800y"])
 async def test_refresh_refuses_garbage(api: Api, token: Any) -> None:
     r = await refresh(api, token)
     assert_error(r, 401, "unauthenticated")

@@ -181,7 +181,7 @@ def test_token_algorithm_is_pinned() -> None:
         TokenCodec(SECRET).decode(token, ACCESS)
 
 
-@pytest.mark.parametrize("token", [None, "", 42, b"bytes", "not.a.jwt", ["x"]])
+@pytest.mark.parametrize("token", [None, "", 42, b"bytes", "not.a.jwt", ["x"], "a.\ud800.c"])
 def test_non_token_values_are_refused(token: Any) -> None:
     with pytest.raises(Unauthenticated):
         TokenCodec(SECRET).decode(token, ACCESS)
