@@ -309,3 +309,107 @@ async def test_deliveries_tokens_uploads_calls(store: Store) -> None:
     [doc], more = await store.calls.page(room, before=None, limit=5)
     assert doc["_id"] == call and doc["outcome"] == "missed" and doc["caller_id"] == alice
     assert not more
+
+
+async def test_room_list_batches_equal_the_single_room_calls(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob, carol, dave = [await _user(store, n) for n in ("alice", "bob", "carol", "dave")]
+    busy = await _room(store, alice, bob, carol)  # unread, deleted, a reaction on the newest
+    ids = [await _send(store, busy, s, f"b{i}") for i, s in enumerate([alice, bob] * 4)]
+    assert await store.memberships.advance_read(busy, bob, ids[1], T0)
+    for dead in (ids[4], ids[5]):
+        await store.messages.update(dead, {"deleted": False}, {"deleted": True, "text": ""})
+    await store.messages.add_reaction(ids[7], "👍", alice, 50, 20)
+    await store.messages.add_reaction(ids[7], "🎉", carol, 51, 20)
+    tail = await _room(store, bob, alice)  # its newest message deleted; never read by bob
+    kept = await _send(store, tail, alice, "kept")
+    gone = await _send(store, tail, alice, "gone")
+    await store.messages.update(gone, {"deleted": False}, {"deleted": True, "text": ""})
+    quiet = await _room(store, bob, dave)  # no messages
+    ghost = await _room(store, bob)  # only a deleted message
+    await store.messages.update(
+        await _send(store, ghost, bob, "oops"), {"deleted": False}, {"deleted": True, "text": ""}
+    )
+    read = await _room(store, bob, alice)  # everything read
+    last = await _send(store, read, alice, "seen")
+    assert await store.memberships.advance_read(read, bob, last, T0)
+    # Joining order: joined together -> by user id; then later joiners.
+    await store.memberships.add(quiet, carol, "member", T0 + timedelta(seconds=1))
+    await store.memberships.add(quiet, alice, "member", T0 + timedelta(seconds=2))
+    missing = new_id()  # no such room
+
+    pointers = {
+        str(m["room_id"]): m.get("last_read_message_id")
+        for m in await store.memberships.for_user(bob)
+    }
+    assert pointers[busy] == ids[1] and pointers[tail] is None
+    pointers[missing] = None
+    rooms = list(pointers)
+
+    summaries = await store.messages.summaries(bob, pointers)
+    assert summaries == {
+        r: (
+            await store.messages.count_unread(r, bob, p),
+            await store.messages.latest_visible(r),
+        )
+        for r, p in pointers.items()
+    }
+    # Not vacuous: each case is there.
+    assert summaries[busy][0] == 2 and summaries[busy][1]["_id"] == ids[7]
+    assert summaries[busy][1]["reactions"] == {"👍": [alice], "🎉": [carol]}
+    assert summaries[tail] == (1, await store.messages.get(kept))
+    assert summaries[quiet] == summaries[ghost] == summaries[missing] == (0, None)
+    assert summaries[read][0] == 0 and summaries[read][1]["_id"] == last
+    for user in (alice, carol):  # other readers, their own messages not counted
+        theirs = dict.fromkeys(rooms)
+        assert await store.messages.summaries(user, theirs) == {
+            r: (
+                await store.messages.count_unread(r, user, None),
+                await store.messages.latest_visible(r),
+            )
+            for r in rooms
+        }
+
+    members = await store.memberships.member_ids_of(rooms)
+    assert members == {r: await store.memberships.member_ids(r) for r in rooms}
+    assert members[quiet] == [bob, dave, carol, alice] and members[missing] == []
+    assert members[busy] == [alice, bob, carol]
+    assert await store.memberships.member_ids_of([quiet]) == {quiet: members[quiet]}
+
+    # No rooms: empty answers, and no database call.
+    if isinstance(store, SqliteStore):
+
+        async def no_reads(*args: object) -> None:
+            raise AssertionError("a database call for no rooms")
+
+        monkeypatch.setattr(store.db, "read", no_reads)
+    assert await store.messages.summaries(bob, {}) == {}
+    assert await store.memberships.member_ids_of([]) == {}
+
+
+async def test_room_list_batches_are_one_reader_job_each_on_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteStore(tmp_path / "fastsock.db")
+    await store.prepare(30)
+    try:
+        alice, bob = await _user(store, "alice"), await _user(store, "bob")
+        rooms = [await _room(store, alice, bob, name=f"r{i}") for i in range(5)]
+        for room in rooms:
+            await _send(store, room, alice, "hi")
+        jobs: list[str] = []
+        read = store.db.read
+
+        async def counted(name: str, *args: object) -> object:
+            jobs.append(name)
+            return await read(name, *args)
+
+        monkeypatch.setattr(store.db, "read", counted)
+        summaries = await store.messages.summaries(bob, dict.fromkeys(rooms))
+        members = await store.memberships.member_ids_of(rooms)
+        assert jobs == ["messages.summaries", "memberships.member_ids_of"]
+        assert all(summaries[r][0] == 1 for r in rooms)
+        assert all(members[r] == [alice, bob] for r in rooms)
+    finally:
+        await store.close()

@@ -126,9 +126,7 @@ class Messages:
             asyncio.gather(*(self.count_unread(r, user_id, after) for r, after in rooms)),
             asyncio.gather(*(self.latest_visible(r) for r, _ in rooms)),
         )
-        return {
-            str(r): (n, doc) for (r, _), n, doc in zip(rooms, counts, latest, strict=True)
-        }
+        return {str(r): (n, doc) for (r, _), n, doc in zip(rooms, counts, latest, strict=True)}
 
     async def update(self, message_id: str, expect: Doc, changes: Doc) -> Doc | None:
         if "reactions" in changes:
