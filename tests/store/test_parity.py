@@ -19,10 +19,9 @@ from fastsock.store.ids import new_id
 from fastsock.store.mongo import MongoStore
 from fastsock.store.sqlite import SqliteStore
 from tests.mongo_standin import EmbeddedMongo
+from tests.store.documents import T0, new_group, new_user, send
 
 pytestmark = pytest.mark.once  # covers both backends itself
-
-T0 = datetime(2026, 11, 30, 12, 0, 0, 123000, tzinfo=UTC)
 
 
 @pytest.fixture(params=["sqlite", "mongo"])
@@ -42,65 +41,19 @@ async def store(target: Path | str) -> AsyncIterator[Store]:
     await opened.close()
 
 
-async def _user(store: Store, name: str, display: str | None = None) -> str:
-    doc = await store.users.insert(
-        {
-            "username": name,
-            "display_name": display or name,
-            "password_hash": "x",
-            "status_message": "",
-            "avatar_url": None,
-            "created_at": T0,
-        }
-    )
-    return doc["_id"]
-
-
-async def _room(store: Store, owner: str, *members: str, name: str = "room") -> str:
-    doc = {
-        "kind": "group",
-        "name": name,
-        "private": False,
-        "dm_key": None,
-        "created_by": owner,
-        "created_at": T0,
-        "last_activity_at": T0,
-        "version": 0,
-    }
-    room = await store.rooms.create(doc, [(owner, "admin"), *((m, "member") for m in members)], T0)
-    return room["_id"]
-
-
 async def _send(store: Store, room: str, sender: str, text: str, cid: str | None = None) -> str:
-    version = await store.rooms.next_version(room, T0)
-    doc = await store.messages.insert(
-        {
-            "room_id": room,
-            "sender_id": sender,
-            "type": "text",
-            "text": text,
-            "attachments": [],
-            "client_msg_id": cid or uuid.uuid4().hex,
-            "created_at": T0,  # every message in the same millisecond: ids break the tie
-            "edited_at": None,
-            "deleted": False,
-            "reactions": {},
-            "reaction_kinds": 0,
-            "version": version,
-            "announced": False,
-        }
-    )
-    return doc["_id"]
+    return (await send(store, room, sender, text, cid=cid))["_id"]
 
 
 async def test_users_unicode_search_and_duplicates(store: Store) -> None:
     ids = [
-        await _user(store, n, d) for n, d in (("zoë", "Zoë Ünal"), ("zed", "Zed"), ("amy", "Ζωή"))
+        await new_user(store, n, d)
+        for n, d in (("zoë", "Zoë Ünal"), ("zed", "Zed"), ("amy", "Ζωή"))
     ]
     assert [u["username"] for u in await store.users.search("z", 10)] == ["zed", "zoë"]
     assert [u["username"] for u in await store.users.search("ζω", 10)] == ["amy"]
     with pytest.raises(Duplicate):
-        await _user(store, "zed")
+        await new_user(store, "zed")
     got = await store.users.get(ids[0])
     assert got is not None and got["display_name"] == "Zoë Ünal" and got["created_at"] == T0
     updated = await store.users.update(ids[0], {"status_message": "🌴 away", "avatar_url": "/a"})
@@ -109,8 +62,8 @@ async def test_users_unicode_search_and_duplicates(store: Store) -> None:
 
 
 async def test_rooms_are_created_with_their_members_and_dms_are_unique(store: Store) -> None:
-    alice, bob = await _user(store, "alice"), await _user(store, "bob")
-    room = await _room(store, alice, bob)
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    room = await new_group(store, alice, bob)
     assert await store.memberships.member_ids(room) == [alice, bob]
     assert (await store.memberships.get(room, alice))["role"] == "admin"
     dm = {
@@ -131,14 +84,14 @@ async def test_rooms_are_created_with_their_members_and_dms_are_unique(store: St
         [room, first["_id"]]
     )
     assert (await store.rooms.by_dm_key(f"{alice}:{bob}"))["_id"] == first["_id"]
-    assert [r["_id"] for r in await store.rooms.public("ROO", 10)] == [room]
+    assert [r["_id"] for r in await store.rooms.public("GEN", 10)] == [room]
     assert await store.rooms.next_version(room) == 1
     assert await store.rooms.next_version(new_id()) == 0
 
 
 async def test_history_paging_edges_and_ties(store: Store) -> None:
-    alice, bob = await _user(store, "alice"), await _user(store, "bob")
-    room = await _room(store, alice, bob)
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    room = await new_group(store, alice, bob)
     ids = [await _send(store, room, alice, f"m{i}") for i in range(7)]
     newest, more = await store.messages.page(room, before=None, after=None, limit=7)
     assert [m["_id"] for m in newest] == ids[::-1] and not more
@@ -160,8 +113,8 @@ async def test_history_paging_edges_and_ties(store: Store) -> None:
 
 
 async def test_updates_tombstones_and_latest_visible(store: Store) -> None:
-    alice = await _user(store, "alice")
-    room = await _room(store, alice)
+    alice = await new_user(store, "alice")
+    room = await new_group(store, alice)
     first, second = await _send(store, room, alice, "one"), await _send(store, room, alice, "two")
     assert await store.messages.update(second, {"deleted": True}, {"text": "x"}) is None
     edited = await store.messages.update(second, {"deleted": False}, {"text": "deux ✏️"})
@@ -186,8 +139,8 @@ async def test_updates_tombstones_and_latest_visible(store: Store) -> None:
 
 
 async def test_reactions_keep_every_user_and_emoji(store: Store) -> None:
-    users = [await _user(store, f"u{i}") for i in range(3)]
-    room = await _room(store, *users)
+    users = [await new_user(store, f"u{i}") for i in range(3)]
+    room = await new_group(store, *users)
     mid = await _send(store, room, users[0], "react")
     kinds = ["👍", "👩‍👩‍👧‍👦", "👍🏽", "🇫🇷", "1️⃣", "❤️"]
     for emoji in kinds:
@@ -212,15 +165,15 @@ async def test_reactions_keep_every_user_and_emoji(store: Store) -> None:
 
 
 async def test_concurrent_writers(store: Store) -> None:
-    users = [await _user(store, f"w{i}") for i in range(20)]
-    room = await _room(store, *users)
+    users = [await new_user(store, f"w{i}") for i in range(20)]
+    room = await new_group(store, *users)
     mid = await _send(store, room, users[0], "popular")
 
     async def send_twice(i: int) -> list[str]:
         out = []
         for _ in range(2):
             try:
-                out.append(await _send(store, room, users[i % 20], "hi", cid=f"c{i}"))
+                out.append(await _send(store, room, users[i % 20], "hi", cid=f"dup{i}"))
             except Duplicate:
                 out.append("dup")
         return out
@@ -237,8 +190,8 @@ async def test_concurrent_writers(store: Store) -> None:
 
 
 async def test_search_whole_words_member_scoped(store: Store) -> None:
-    alice = await _user(store, "alice")
-    mine, other = await _room(store, alice), await _room(store, alice)
+    alice = await new_user(store, "alice")
+    mine, other = await new_group(store, alice), await new_group(store, alice)
     hit = await _send(store, mine, alice, "the Needle is here")
     await _send(store, other, alice, "needle elsewhere")
     dead = await _send(store, mine, alice, "needle deleted")
@@ -250,8 +203,8 @@ async def test_search_whole_words_member_scoped(store: Store) -> None:
 
 
 async def test_memberships_read_pointer_and_log(store: Store) -> None:
-    alice, bob = await _user(store, "alice"), await _user(store, "bob")
-    room = await _room(store, alice, bob)
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    room = await new_group(store, alice, bob)
     ids = [await _send(store, room, alice, f"m{i}") for i in range(3)]
     later = T0 + timedelta(seconds=5)
     assert await store.memberships.advance_read(room, bob, ids[1], T0)
@@ -270,8 +223,8 @@ async def test_memberships_read_pointer_and_log(store: Store) -> None:
 
 
 async def test_deliveries_tokens_uploads_calls(store: Store) -> None:
-    alice, bob = await _user(store, "alice"), await _user(store, "bob")
-    room = await _room(store, alice, bob)
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    room = await new_group(store, alice, bob)
     m1, m2 = await _send(store, room, alice, "a"), await _send(store, room, alice, "b")
     assert await store.deliveries.record(bob, [m1], T0) == {m1}
     assert await store.deliveries.record(bob, [m1, m2], T0) == {m2}
@@ -314,24 +267,24 @@ async def test_deliveries_tokens_uploads_calls(store: Store) -> None:
 async def test_room_list_batches_equal_the_single_room_calls(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    alice, bob, carol, dave = [await _user(store, n) for n in ("alice", "bob", "carol", "dave")]
-    busy = await _room(store, alice, bob, carol)  # unread, deleted, a reaction on the newest
+    alice, bob, carol, dave = [await new_user(store, n) for n in ("alice", "bob", "carol", "dave")]
+    busy = await new_group(store, alice, bob, carol)  # unread, deleted, a reaction on the newest
     ids = [await _send(store, busy, s, f"b{i}") for i, s in enumerate([alice, bob] * 4)]
     assert await store.memberships.advance_read(busy, bob, ids[1], T0)
     for dead in (ids[4], ids[5]):
         await store.messages.update(dead, {"deleted": False}, {"deleted": True, "text": ""})
     await store.messages.add_reaction(ids[7], "👍", alice, 50, 20)
     await store.messages.add_reaction(ids[7], "🎉", carol, 51, 20)
-    tail = await _room(store, bob, alice)  # its newest message deleted; never read by bob
+    tail = await new_group(store, bob, alice)  # its newest message deleted; never read by bob
     kept = await _send(store, tail, alice, "kept")
     gone = await _send(store, tail, alice, "gone")
     await store.messages.update(gone, {"deleted": False}, {"deleted": True, "text": ""})
-    quiet = await _room(store, bob, dave)  # no messages
-    ghost = await _room(store, bob)  # only a deleted message
+    quiet = await new_group(store, bob, dave)  # no messages
+    ghost = await new_group(store, bob)  # only a deleted message
     await store.messages.update(
         await _send(store, ghost, bob, "oops"), {"deleted": False}, {"deleted": True, "text": ""}
     )
-    read = await _room(store, bob, alice)  # everything read
+    read = await new_group(store, bob, alice)  # everything read
     last = await _send(store, read, alice, "seen")
     assert await store.memberships.advance_read(read, bob, last, T0)
     # Joining order: joined together -> by user id; then later joiners.
@@ -394,8 +347,8 @@ async def test_room_list_batches_are_one_reader_job_each_on_sqlite(
     store = SqliteStore(tmp_path / "fastsock.db")
     await store.prepare(30)
     try:
-        alice, bob = await _user(store, "alice"), await _user(store, "bob")
-        rooms = [await _room(store, alice, bob, name=f"r{i}") for i in range(5)]
+        alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+        rooms = [await new_group(store, alice, bob, name=f"r{i}") for i in range(5)]
         for room in rooms:
             await _send(store, room, alice, "hi")
         jobs: list[str] = []

@@ -22,11 +22,11 @@ from fastsock.store.ids import new_id
 from fastsock.store.sqlite import SqliteStore, is_unavailable, schema, search
 from fastsock.store.sqlite.engine import Database, InUse
 from fastsock.store.sqlite.errors import Closed
+from tests.store.documents import T0, message_doc, new_group, new_user, send
 
 pytestmark = pytest.mark.once  # the SQLite backend itself, whatever the suite's backend
 
 Doc = dict[str, Any]
-T0 = datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC)
 WAIT_S = 30.0  # upper bound for a thread handshake; only reached when something is broken
 
 # Emoji that are more than one code point: skin tones, ZWJ sequences, flags, keycaps.
@@ -51,69 +51,6 @@ async def store(db_path: Path) -> AsyncIterator[SqliteStore]:
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-async def new_user(store: SqliteStore, username: str, display_name: str | None = None) -> str:
-    doc = await store.users.insert(
-        {
-            "username": username,
-            "display_name": display_name or username,
-            "password_hash": "hash",
-            "status_message": "",
-            "avatar_url": None,
-            "created_at": T0,
-        }
-    )
-    return doc["_id"]
-
-
-async def new_group(
-    store: SqliteStore,
-    owner: str,
-    *members: str,
-    name: str = "general",
-    private: bool = False,
-    at: datetime = T0,
-) -> str:
-    doc = {
-        "kind": "group",
-        "name": name,
-        "private": private,
-        "created_by": owner,
-        "created_at": at,
-        "last_activity_at": at,
-        "version": 0,
-    }
-    room = await store.rooms.create(doc, [(owner, "admin"), *((m, "member") for m in members)], at)
-    return room["_id"]
-
-
-def message_doc(room_id: str, sender_id: str, text: str, client_msg_id: str, **extra: Any) -> Doc:
-    return {
-        "room_id": room_id,
-        "sender_id": sender_id,
-        "type": "text",
-        "text": text,
-        "attachments": [],
-        "client_msg_id": client_msg_id,
-        "created_at": T0,
-        "edited_at": None,
-        "deleted": False,
-        "reactions": {},
-        "reaction_kinds": 0,
-        "version": 0,
-        "announced": False,
-        **extra,
-    }
-
-
-_counter = iter(range(10**9))
-
-
-async def send(store: SqliteStore, room_id: str, sender_id: str, text: str = "hi") -> Doc:
-    version = await store.rooms.next_version(room_id, T0)
-    doc = message_doc(room_id, sender_id, text, f"c{next(_counter)}", version=version)
-    return await store.messages.insert(doc)
 
 
 def tombstone(version: int) -> Doc:

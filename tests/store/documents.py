@@ -1,0 +1,78 @@
+"""Documents and seeding helpers shared by the store tests (both backends): users, groups and
+messages shaped as the services write them, straight through the repositories."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastsock.store.base import Doc, Store
+
+T0 = datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC)
+
+
+async def new_user(store: Store, username: str, display_name: str | None = None) -> str:
+    doc = await store.users.insert(
+        {
+            "username": username,
+            "display_name": display_name or username,
+            "password_hash": "hash",
+            "status_message": "",
+            "avatar_url": None,
+            "created_at": T0,
+        }
+    )
+    return doc["_id"]
+
+
+async def new_group(
+    store: Store,
+    owner: str,
+    *members: str,
+    name: str = "general",
+    private: bool = False,
+    at: datetime = T0,
+) -> str:
+    doc = {
+        "kind": "group",
+        "name": name,
+        "private": private,
+        "created_by": owner,
+        "created_at": at,
+        "last_activity_at": at,
+        "version": 0,
+    }
+    room = await store.rooms.create(doc, [(owner, "admin"), *((m, "member") for m in members)], at)
+    return room["_id"]
+
+
+def message_doc(room_id: str, sender_id: str, text: str, client_msg_id: str, **extra: Any) -> Doc:
+    return {
+        "room_id": room_id,
+        "sender_id": sender_id,
+        "type": "text",
+        "text": text,
+        "attachments": [],
+        "client_msg_id": client_msg_id,
+        "created_at": T0,
+        "edited_at": None,
+        "deleted": False,
+        "reactions": {},
+        "reaction_kinds": 0,
+        "version": 0,
+        "announced": False,
+        **extra,
+    }
+
+
+_counter = iter(range(10**9))
+
+
+async def send(
+    store: Store, room_id: str, sender_id: str, text: str = "hi", *, cid: str | None = None
+) -> Doc:
+    """A message with the room's next version, as services/messages.py stores one; every one
+    in the same millisecond (T0), so ids break ties."""
+    version = await store.rooms.next_version(room_id, T0)
+    doc = message_doc(room_id, sender_id, text, cid or f"c{next(_counter)}", version=version)
+    return await store.messages.insert(doc)
