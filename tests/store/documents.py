@@ -76,3 +76,16 @@ async def send(
     version = await store.rooms.next_version(room_id, T0)
     doc = message_doc(room_id, sender_id, text, cid or f"c{next(_counter)}", version=version)
     return await store.messages.insert(doc)
+
+
+def tombstone(version: int) -> Doc:
+    """What services/messages.py writes when a message is deleted."""
+    return {
+        "text": "",
+        "attachments": [],
+        "reactions": {},
+        "reaction_kinds": 0,
+        "deleted": True,
+        "deleted_at": T0,
+        "version": version,
+    }

@@ -19,7 +19,7 @@ from fastsock.store.ids import new_id
 from fastsock.store.mongo import MongoStore
 from fastsock.store.sqlite import SqliteStore
 from tests.mongo_standin import EmbeddedMongo
-from tests.store.documents import T0, new_group, new_user, send
+from tests.store.documents import T0, new_group, new_user, send, tombstone
 
 pytestmark = pytest.mark.once  # covers both backends itself
 
@@ -120,16 +120,7 @@ async def test_updates_tombstones_and_latest_visible(store: Store) -> None:
     edited = await store.messages.update(second, {"deleted": False}, {"text": "deux ✏️"})
     assert edited is not None and edited["text"] == "deux ✏️"
     await store.messages.add_reaction(second, "👍", alice, 9, 20)
-    tombstone = {
-        "text": "",
-        "attachments": [],
-        "reactions": {},
-        "reaction_kinds": 0,
-        "deleted": True,
-        "deleted_at": T0,
-        "version": 10,
-    }
-    gone = await store.messages.update(second, {"deleted": False}, tombstone)
+    gone = await store.messages.update(second, {"deleted": False}, tombstone(10))
     assert gone is not None and gone["deleted"] and gone["reactions"] == {}
     assert (await store.messages.get(second))["reactions"] == {}
     assert (await store.messages.latest_visible(room))["_id"] == first

@@ -22,7 +22,7 @@ from fastsock.store.ids import new_id
 from fastsock.store.sqlite import SqliteStore, is_unavailable, schema, search
 from fastsock.store.sqlite.engine import Database, InUse
 from fastsock.store.sqlite.errors import Closed
-from tests.store.documents import T0, message_doc, new_group, new_user, send
+from tests.store.documents import T0, message_doc, new_group, new_user, send, tombstone
 
 pytestmark = pytest.mark.once  # the SQLite backend itself, whatever the suite's backend
 
@@ -51,18 +51,6 @@ async def store(db_path: Path) -> AsyncIterator[SqliteStore]:
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def tombstone(version: int) -> Doc:
-    return {
-        "text": "",
-        "attachments": [],
-        "reactions": {},
-        "reaction_kinds": 0,
-        "deleted": True,
-        "deleted_at": T0,
-        "version": version,
-    }
 
 
 def ids(docs: list[Doc]) -> list[str]:
