@@ -1,0 +1,138 @@
+// Live events: socket frames and resyncs applied to the state.
+// Methods of the Store (store.js), mixed into its prototype.
+
+import * as api from '../api.js';
+
+export const live = {
+  async onReady({ resume }) {
+    // "ok": the missed frames follow. Otherwise (a new session, also on the first connection,
+    // which may have missed events since the REST load) refetch what may have changed.
+    if (resume === 'ok') return;
+    await this.resync();
+  },
+
+  // Refetch what changed while away: rooms, every change since each loaded room's sync point
+  // (changed_after pages, lowest version first), and the read pointers.
+  async resync() {
+    try {
+      await this.loadRooms();
+      for (const [roomId, w] of this.windows) {
+        if (!w.loaded || !this.rooms.has(roomId)) continue;
+        let since = this.synced.get(roomId) || 0;
+        for (;;) {
+          const page = await api.get(`/history/room/${roomId}?changed_after=${since}&limit=100`);
+          for (const m of page.messages) {
+            this.upsert(m, { fromLive: true });
+            since = Math.max(since, m.version);
+          }
+          this.confirmDelivery(page.messages);
+          if (!page.has_more) break;
+        }
+        this.synced.set(roomId, since);
+        await this.loadDetail(roomId);
+        this.emit('messages', { roomId });
+      }
+      this.emit('resynced');
+    } catch (err) {
+      this.emit('toast', { kind: 'error', text: `Sync failed: ${err.message}` });
+    }
+  },
+
+  onFrame({ type, data }) {
+    switch (type) {
+      case 'message.ack': {
+        const p = this.pending.get(data.client_msg_id);
+        if (this.pending.delete(data.client_msg_id)) this.persistOutbox();
+        this.upsert(data.message, { fromLive: true });
+        this.touchRoom(data.message);
+        if (p || data.message) this.emit('messages', { roomId: data.message.room_id });
+        break;
+      }
+      case 'message.new': {
+        const m = data.message;
+        const mine = m.sender_id === this.me.id;
+        if (mine && this.pending.delete(m.client_msg_id)) this.persistOutbox();
+        const added = this.upsert(m, { fromLive: true });
+        this.touchRoom(m);
+        // A call the callee answered or declined is not news to them (the server moves their
+        // read pointer past it); missed calls count as unread like messages.
+        const seenCall = m.type === 'call' && ['completed', 'declined'].includes(m.call?.outcome);
+        if (!mine) {
+          this.confirmDelivery([m]);
+          this.setTyping(m.room_id, m.sender_id, false);
+          this.fetchUser(m.sender_id, { maxAge: 2000 });
+          const room = this.rooms.get(m.room_id);
+          if (room && !seenCall) room.unread_count = (room.unread_count || 0) + 1;
+          if (!seenCall) this.emit('incoming', { message: m });
+        }
+        this.emit('messages', { roomId: m.room_id, added, incoming: !mine });
+        this.emit('rooms');
+        break;
+      }
+      case 'message.updated':
+        this.upsert(data.message);
+        this.refreshPreview(data.message);
+        this.emit('messages', { roomId: data.message.room_id });
+        break;
+      case 'message.deleted': {
+        const w = this.windows.get(data.room_id);
+        const m = w?.byId.get(data.message_id);
+        if (m) w.byId.set(m.id, { ...m, deleted: true, text: '', reactions: {}, attachments: [] });
+        const room = this.rooms.get(data.room_id);
+        if (room && room.last_message && room.last_message.id === data.message_id) {
+          this.loadRooms().catch(() => {});
+        }
+        this.emit('messages', { roomId: data.room_id });
+        break;
+      }
+      case 'reaction.updated':
+        this.applyReactions(data);
+        break;
+      case 'message.delivered': {
+        const set = this.deliveredTo.get(data.message_id) || new Set();
+        set.add(data.user_id);
+        this.deliveredTo.set(data.message_id, set);
+        this.emit('messages', { roomId: data.room_id });
+        break;
+      }
+      case 'message.read':
+        if (this.setReadPointer(data.room_id, data.user_id, data.message_id)) {
+          this.emit('messages', { roomId: data.room_id });
+        }
+        break;
+      case 'unread': {
+        const room = this.rooms.get(data.room_id);
+        if (room) { room.unread_count = data.unread_count; this.emit('rooms'); }
+        break;
+      }
+      case 'typing':
+        if (data.user_id !== this.me.id) {
+          this.setTyping(data.room_id, data.user_id, data.active);
+          if (data.active) this.fetchUser(data.user_id, { maxAge: 5000 });
+        }
+        break;
+      case 'presence': {
+        // No `user.updated` event exists: presence is our cue to refetch the profile.
+        const u = this.users.get(data.user_id);
+        if (u) { u.online = data.online; this.emit('users', { id: data.user_id }); }
+        this.fetchUser(data.user_id, { maxAge: 0 });
+        break;
+      }
+      case 'room.created':
+      case 'room.updated':
+      case 'room.member_added':
+        // Room events are also a cue to refresh the people involved (no user.updated event).
+        (data.user_ids || []).forEach((id) => this.fetchUser(id, { maxAge: 0 }));
+        this.loadRooms().then(() => {
+          if (this.details.has(data.room.id)) this.loadDetail(data.room.id).catch(() => {});
+        }).catch(() => {});
+        break;
+      case 'room.member_removed':
+        if (data.user_id === this.me.id) this.dropRoom(data.room.id);
+        else this.loadRooms().catch(() => {});
+        break;
+      default:
+        break;
+    }
+  },
+};

@@ -1,0 +1,82 @@
+// Sending: optimistic local messages, kept in localStorage until the server acknowledges them.
+// Methods of the Store (store.js), mixed into its prototype.
+
+import { uid } from './util.js';
+
+export const outbox = {
+  sendMessage(roomId, text, attachments = []) {
+    const cid = uid();
+    const local = {
+      id: null,
+      client_msg_id: cid,
+      room_id: roomId,
+      sender_id: this.me.id,
+      text,
+      attachments,
+      created_at: new Date().toISOString(),
+      deleted: false,
+      reactions: {},
+      version: 0,
+      state: 'sending',
+    };
+    this.pending.set(cid, local);
+    this.persistOutbox();
+    this.emit('messages', { roomId, sent: true });
+    this.dispatchSend(local);
+    return cid;
+  },
+
+  // Unanswered sends survive a reload: they are kept in localStorage and sent again (with the
+  // same client_msg_id, so the server deduplicates) when the app starts.
+  outboxKey() { return `fs.outbox.${this.me.id}`; },
+
+  persistOutbox() {
+    if (!this.me) return;
+    const items = [...this.pending.values()].map(({ client_msg_id, room_id, text, attachments, created_at, state }) => ({ client_msg_id, room_id, text, attachments, created_at, state }));
+    if (items.length) localStorage.setItem(this.outboxKey(), JSON.stringify(items));
+    else localStorage.removeItem(this.outboxKey());
+  },
+
+  restoreOutbox() {
+    let items = [];
+    try { items = JSON.parse(localStorage.getItem(this.outboxKey()) || '[]'); } catch { /* ignore */ }
+    for (const item of items) {
+      if (!this.rooms.has(item.room_id) || this.pending.has(item.client_msg_id)) continue;
+      const local = { ...item, id: null, sender_id: this.me.id, deleted: false, reactions: {}, version: 0 };
+      this.pending.set(local.client_msg_id, local);
+      if (local.state !== 'failed') { local.state = 'sending'; this.dispatchSend(local); }
+    }
+    this.persistOutbox();
+  },
+
+  dispatchSend(local) {
+    const data = { room_id: local.room_id, client_msg_id: local.client_msg_id, text: local.text };
+    if (local.attachments.length) data.attachment_ids = local.attachments.map((a) => a.id);
+    this.socket.request('message.send', data).catch((err) => {
+      const p = this.pending.get(local.client_msg_id);
+      if (!p) return;
+      p.state = 'failed';
+      p.error = err.message;
+      this.persistOutbox();
+      this.emit('messages', { roomId: local.room_id });
+    });
+  },
+
+  retrySend(cid) {
+    const p = this.pending.get(cid);
+    if (!p) return;
+    p.state = 'sending';
+    p.error = null;
+    this.persistOutbox();
+    this.emit('messages', { roomId: p.room_id });
+    this.dispatchSend(p);
+  },
+
+  discardSend(cid) {
+    const p = this.pending.get(cid);
+    if (!p) return;
+    this.pending.delete(cid);
+    this.persistOutbox();
+    this.emit('messages', { roomId: p.room_id });
+  },
+};
