@@ -1,4 +1,5 @@
-// The signed-in layout: sidebar (rooms, search, actions) + conversation, banner, toasts.
+// The signed-in layout: sidebar (rooms, search, actions) + conversation (or the welcome pane),
+// banner, toasts.
 import { h, icon } from '../dom.js';
 import { store } from '../store.js';
 import { renderRoomList } from './roomlist.js';
@@ -7,6 +8,8 @@ import { renderBanner } from './banner.js';
 import { setupNotifications, notificationButton } from './notifications.js';
 import { openGroupModal } from './groupmodal.js';
 import { openDmModal } from './dmmodal.js';
+import { openPublicGroups } from './groupinfo.js';
+import { renderWelcome } from './welcome.js';
 import { openProfile } from './profile.js';
 import { SearchPanel } from './search.js';
 import { toggleTheme, currentTheme } from './theme.js';
@@ -43,13 +46,18 @@ export function renderApp(root, { onLogout }) {
   search.onClose = () => { searchInput.value = ''; closeSearch(); searchInput.focus(); };
   const sidebarBody = h('div', { class: 'sidebar-body' }, roomList, search.el);
 
+  const newChat = () => openDmModal({ onOpen: openRoom });
+  const browseGroups = () => openPublicGroups({ onOpen: openRoom });
   const sidebar = h('aside', { class: 'sidebar', 'aria-label': 'Sidebar' },
     h('header', { class: 'sidebar-header' }, meButton, h('div', { class: 'sidebar-actions' }, notificationButton(), themeBtn)),
     h('div', { class: 'sidebar-search' }, icon('search'), searchInput),
     h('div', { class: 'sidebar-new' },
-      h('button', { class: 'btn btn-small', type: 'button', 'data-testid': 'new-dm', onclick: () => openDmModal({ onOpen: openRoom }) }, icon('chat'), 'New chat'),
-      h('button', { class: 'btn btn-small', type: 'button', 'data-testid': 'new-group', onclick: () => openGroupModal({ onOpen: openRoom }) }, icon('group'), 'New group')),
+      h('button', { class: 'btn btn-small', type: 'button', 'data-testid': 'new-dm', onclick: newChat }, icon('chat'), 'New chat'),
+      h('button', { class: 'btn btn-small', type: 'button', 'data-testid': 'new-group', onclick: () => openGroupModal({ onOpen: openRoom }) }, icon('group'), 'New group'),
+      h('button', { class: 'btn btn-small browse-btn', type: 'button', 'data-testid': 'sidebar-browse-public', onclick: browseGroups },
+        h('span', { class: 'browse-mark', 'aria-hidden': 'true', text: '#' }), 'Browse public groups')),
     sidebarBody);
+  renderWelcome(conversation.empty, { onNewChat: newChat, onBrowse: browseGroups });
 
   const banner = renderBanner();
   const main = h('section', { class: 'main' }, banner, conversation.el);

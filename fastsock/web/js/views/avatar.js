@@ -2,15 +2,35 @@
 import { h } from '../dom.js';
 import { blobUrl } from '../api.js';
 
-const COLORS = ['#e8590c', '#2b8a3e', '#1971c2', '#9c36b5', '#c2255c', '#0c8599', '#5f3dc4', '#a61e4d'];
+// Twelve hues 30° apart in OKLCH, alternating two lightnesses so that neighbours differ in
+// lightness too (no two closer than ΔE(OKLab) 0.089). Each keeps white initials at a
+// contrast of at least 4.8:1; the same colours serve both themes.
+export const AVATAR_COLORS = [
+  '#c84341', '#864404', '#8f6b02', '#535a02', '#028321', '#036150',
+  '#017e88', '#015b80', '#416bd5', '#633cac', '#a74dad', '#9f2061',
+];
+
+// FNV-1a over the UTF-16 units, then MurmurHash3's finaliser so that keys differing only in
+// their last characters (usernames like alice1/alice2, sequential ids) spread over all colours.
+function hash(key) {
+  let x = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) x = Math.imul(x ^ key.charCodeAt(i), 0x01000193);
+  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
+  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
+  return (x ^ (x >>> 16)) >>> 0;
+}
+
+// The colour for a person: keyed by the username (unique and never changes), else the id.
+export function avatarColor(user) {
+  const key = user?.username || user?.id || '';
+  return AVATAR_COLORS[hash(key) % AVATAR_COLORS.length];
+}
 
 export function avatar(user, size = 'md', { presence = false } = {}) {
   const name = user ? (user.display_name || user.username || '?') : '?';
   const initials = name.split(/\s+/).filter(Boolean).slice(0, 2).map((w) => [...w][0]).join('').toUpperCase() || '?';
-  let hash = 0;
-  for (const ch of (user?.id || name)) hash = (hash * 31 + ch.charCodeAt(0)) >>> 0;
   const el = h('span', { class: `avatar avatar-${size}`, 'aria-hidden': 'true' }, h('span', { class: 'avatar-initials', text: initials }));
-  el.style.backgroundColor = COLORS[hash % COLORS.length];
+  el.style.backgroundColor = avatarColor(user);
   if (user?.avatar_url) {
     blobUrl(user.avatar_url).then((url) => {
       el.replaceChildren(h('img', { src: url, alt: '' }));

@@ -28,12 +28,29 @@ export async function openGroupInfo(roomId) {
         h('span', { class: 'option-name', text: `${u.display_name}${me ? ' (you)' : ''}` }),
         h('span', { class: 'option-username', text: m.role === 'admin' ? 'Admin' : '' }),
         admin && !me ? h('button', {
-          type: 'button', class: 'btn btn-small btn-danger-ghost', 'aria-label': `Remove ${u.display_name}`,
-          onclick: async () => {
-            try { await api.del(`/rooms/${roomId}/members/${m.user_id}`); await renderMembers(); } catch (err) { error.textContent = err.message; }
-          },
+          type: 'button', class: 'btn btn-small btn-danger-ghost', 'aria-label': `Remove ${u.display_name}`, 'data-testid': 'remove-member',
+          onclick: () => removeMember(m.user_id, u.display_name),
         }, 'Remove') : null);
     }));
+  }
+
+  async function removeMember(userId, who) {
+    const group = store.rooms.get(roomId)?.name || room.name;
+    const ok = await confirmDialog({
+      title: `Remove ${who} from ${group}?`,
+      text: `${who} will no longer see the group or its new messages. An admin can add them again later.`,
+      confirmLabel: 'Remove',
+      danger: true,
+    });
+    if (!ok) return;
+    // The removed row's button goes away: keep the focus in the dialog, on the row below.
+    const at = [...members.querySelectorAll('[data-testid="remove-member"]')].findIndex((b) => b === document.activeElement);
+    try {
+      await api.del(`/rooms/${roomId}/members/${userId}`);
+      await renderMembers();
+    } catch (err) { error.textContent = err.message; }
+    const left = members.querySelectorAll('[data-testid="remove-member"]');
+    (left[Math.min(at, left.length - 1)] || picker.input).focus();
   }
 
   const picker = new MemberPicker({ label: 'Add members' });

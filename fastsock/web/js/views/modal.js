@@ -2,11 +2,17 @@
 import { h, icon } from '../dom.js';
 
 const FOCUSABLE = 'button:not([disabled]), [href], input:not([disabled]), select, textarea, [tabindex]:not([tabindex="-1"])';
+// Open dialogs, innermost last: only that one answers keys (a confirmation over group details
+// must not let Escape close both).
+const stack = [];
 
 export function openModal({ title, body, footer, testid, onClose, wide = false }) {
   const opener = document.activeElement;
   const titleId = `modal-title-${Math.random().toString(36).slice(2)}`;
   const close = () => {
+    const at = stack.indexOf(backdrop);
+    if (at < 0) return; // already closed
+    stack.splice(at, 1);
     backdrop.remove();
     document.removeEventListener('keydown', onKey, true);
     onClose?.();
@@ -20,7 +26,7 @@ export function openModal({ title, body, footer, testid, onClose, wide = false }
     footer ? h('footer', { class: 'modal-footer' }, footer) : null);
   const backdrop = h('div', { class: 'backdrop', onmousedown: (ev) => { if (ev.target === backdrop) close(); } }, dialog);
   function onKey(ev) {
-    if (!backdrop.isConnected) return;
+    if (!backdrop.isConnected || stack[stack.length - 1] !== backdrop) return;
     if (ev.key === 'Escape') {
       if (document.querySelector('.popover')) return;
       ev.preventDefault();
@@ -37,6 +43,7 @@ export function openModal({ title, body, footer, testid, onClose, wide = false }
   }
   document.addEventListener('keydown', onKey, true);
   document.body.append(backdrop);
+  stack.push(backdrop);
   const autofocus = dialog.querySelector('[autofocus]') || dialog.querySelector('.modal-body ' + FOCUSABLE.split(',')[2]) || dialog.querySelector(FOCUSABLE);
   autofocus?.focus();
   return { close, dialog };

@@ -3,6 +3,7 @@
 import { h, icon } from '../dom.js';
 import { store } from '../store.js';
 import { callSummary } from '../calls/wording.js';
+import { openModal } from './modal.js';
 
 const muteKey = () => `fs.muted.${store.me?.id}`;
 export function mutedRooms() {
@@ -16,22 +17,44 @@ export function setMuted(roomId, muted) {
   store.emit('rooms');
 }
 
+// The bell: asks for permission while the browser has not been asked, says why when it blocks
+// notifications (only the user can lift that, in the site settings), hidden once granted.
 export function notificationButton() {
   const supported = 'Notification' in window;
-  const btn = h('button', { class: 'icon-btn', type: 'button', 'data-testid': 'enable-notifications' }, icon('bell'));
+  const btn = h('button', { class: 'icon-btn', type: 'button', 'data-testid': 'notifications-button' });
   const sync = () => {
-    const p = supported ? Notification.permission : 'denied';
-    btn.hidden = p !== 'default';
-    btn.setAttribute('aria-label', 'Enable desktop notifications');
-    btn.title = 'Enable desktop notifications';
+    const p = supported ? Notification.permission : 'unsupported';
+    btn.hidden = p !== 'default' && p !== 'denied';
+    const blocked = p === 'denied';
+    btn.classList.toggle('blocked', blocked);
+    btn.replaceChildren(icon(blocked ? 'bellOff' : 'bell'));
+    btn.setAttribute('aria-label', blocked ? 'Notifications blocked: how to allow them' : 'Enable desktop notifications');
+    btn.title = blocked
+      ? 'Your browser blocks notifications from this site. Click to see how to allow them.'
+      : 'Enable desktop notifications';
   };
   btn.addEventListener('click', async () => {
-    if (!supported) return;
+    if (Notification.permission === 'denied') { explainBlocked(); return; }
     await Notification.requestPermission(); // from a click: a user gesture
     sync();
   });
+  // Allowing them in the site settings later shows up here without a reload.
+  navigator.permissions?.query({ name: 'notifications' })
+    .then((status) => status.addEventListener('change', sync))
+    .catch(() => {});
   sync();
   return btn;
+}
+
+function explainBlocked() {
+  const ok = h('button', { class: 'btn btn-primary', type: 'button', autofocus: true, onclick: () => m.close() }, 'OK');
+  const body = h('div', { class: 'stack' },
+    h('p', { text: `Your browser is set to block notifications from ${location.host}, so FastSock cannot ask again. To get them:` }),
+    h('ol', { class: 'steps' },
+      h('li', { text: 'Click the site information icon at the left of the address bar (a padlock or sliders).' }),
+      h('li', { text: 'Open “Site settings” (or “Permissions”) and set Notifications to “Allow”.' }),
+      h('li', { text: 'Come back to this page; reload it if the bell still shows as blocked.' })));
+  const m = openModal({ title: 'Notifications are blocked', body, footer: [ok], testid: 'notifications-blocked' });
 }
 
 export function setupNotifications({ openRoom }) {

@@ -21,7 +21,7 @@ function preview(room) {
 export function renderRoomList(el, { current, onOpen }) {
   const rooms = store.sortedRooms();
   if (!rooms.length) {
-    el.replaceChildren(h('p', { class: 'empty-list', text: 'No conversations yet. Start one with “New chat” or “New group”.' }));
+    el.replaceChildren(h('p', { class: 'empty-list', text: 'No conversations yet. Start one with “New chat” or “New group”, or join one from “Browse public groups”.' }));
     return;
   }
   const focused = document.activeElement?.closest?.('.room-item')?.dataset.roomId;
