@@ -76,6 +76,8 @@ DEFAULT_UPLOAD_TYPES = (
     "video/webm",
 )
 
+# Pillow refuses to decode more (its decompression-bomb limit, about 89.5 million pixels).
+MAX_IMAGE_MEGAPIXELS = 89
 
 # coturn's defaults (RFC 5766): relay ports are picked from this range.
 TURN_MIN_PORT = 49152
@@ -102,6 +104,7 @@ class Settings:
     s3_endpoint_url: str | None = None
     max_upload_bytes: int = 25 * 1024 * 1024
     upload_types: tuple[str, ...] = DEFAULT_UPLOAD_TYPES
+    max_image_megapixels: float = 40.0  # larger images are refused before they are decoded
     turn_secret: str | None = None
     turn_uris: tuple[str, ...] = ()
     turn_ttl: int = 3600
@@ -251,6 +254,13 @@ def load_settings(
                 f"{PREFIX}UPLOAD_TYPES must list types among {', '.join(DEFAULT_UPLOAD_TYPES)}"
             )
         kwargs["upload_types"] = types
+    if (v := get("MAX_IMAGE_MEGAPIXELS")) is not None:
+        megapixels = _positive(PREFIX + "MAX_IMAGE_MEGAPIXELS", v, float)
+        if megapixels > MAX_IMAGE_MEGAPIXELS:  # Pillow's own decompression-bomb guard
+            raise ConfigError(
+                f"{PREFIX}MAX_IMAGE_MEGAPIXELS must be at most {MAX_IMAGE_MEGAPIXELS}"
+            )
+        kwargs["max_image_megapixels"] = megapixels
     kwargs.update(_turn_settings(get))
     limits: dict[str, object] = {}
     for suffix, (attr, parse) in LIMIT_VARS.items():

@@ -2,7 +2,7 @@
 
 The HTTP layer streams the request body into a spool file (never into memory) and hands it
 here. Nothing is stored unless the content is an allowed type that matches what was
-declared; images are re-encoded without metadata and get a thumbnail."""
+declared; images are stored without metadata and get a thumbnail."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from fastsock.metrics import Metrics
 from fastsock.services import fields, images
 from fastsock.services.clock import now
 from fastsock.services.limits import Throttles
+from fastsock.services.memory_budget import MemoryBudget
 from fastsock.services.sniff import GENERIC, HEAD_BYTES, IMAGES, INLINE, detect, normalise
 from fastsock.store import Store
 from fastsock.store.ids import new_id
@@ -29,7 +30,8 @@ Doc = dict[str, Any]
 
 NAME_MAX = 200
 UNATTACHED_TTL = timedelta(days=1)
-IMAGE_WORKERS = 2
+IMAGE_WORKERS = 2  # images decoded at once (CPU-bound)
+MIB = 1024 * 1024
 GC_BATCH = 1000  # uploads per sweep; the rest wait for the next one
 # Control and reserved characters, and bidirectional overrides (which can make
 # "invoice\u202efdp.exe" display as "invoiceexe.pdf").
@@ -86,8 +88,13 @@ class Uploads:
         self.max_bytes = settings.max_upload_bytes
         self.allowed = set(settings.upload_types)
         self.spool_dir = settings.uploads_path / ".spool"
-        # Decoding images is memory-hungry: a bounded number at a time, whatever the load.
-        self._image_slots = asyncio.Semaphore(IMAGE_WORKERS)
+        self.max_image_pixels = int(settings.max_image_megapixels * 1_000_000)
+        images.return_freed_memory()
+        # Decoding images is memory-hungry: however many arrive at once, the decodes together
+        # hold at most what one still at the pixel limit needs turned upright.
+        self.decoding = MemoryBudget(
+            self.max_image_pixels * images.MOST_BYTES_PER_PIXEL, IMAGE_WORKERS
+        )
 
     def begin(self, user_id: str, declared_size: int | None) -> None:
         """Checks before any byte is read: the rate limit and a declared length."""
@@ -146,16 +153,10 @@ class Uploads:
         try:
             source = spool
             if actual in IMAGES:
-                try:
-                    async with self._image_slots:
-                        info = await asyncio.to_thread(images.process, spool, actual, clean, thumb)
-                except images.ImageRejected as exc:
-                    if exc.too_large:
-                        raise TooLarge(str(exc)) from None
-                    raise UnsupportedType(str(exc)) from None
+                plan = await self._process_image(spool, actual, clean, thumb)
                 doc.update(
-                    width=info.width,
-                    height=info.height,
+                    width=plan.width,
+                    height=plan.height,
                     size=clean.stat().st_size,
                     thumbnail_size=thumb.stat().st_size,
                 )
@@ -176,6 +177,27 @@ class Uploads:
         self.metrics.uploads.inc()
         self.metrics.upload_bytes.inc(doc["size"])
         return upload_view(record)
+
+    async def _process_image(self, spool: Path, kind: str, clean: Path, thumb: Path) -> images.Plan:
+        """Write the clean copy and the thumbnail; refuses images past the limits before any
+        pixel is decoded."""
+        try:
+            plan = await asyncio.to_thread(
+                images.prepare, spool, kind, clean, self.max_image_pixels
+            )
+            if plan.decode_bytes > self.decoding.total:
+                raise TooLarge(
+                    f"the image would take {plan.decode_bytes / MIB:.1f} MiB to decode, more "
+                    f"than the {self.decoding.total / MIB:.1f} MiB allowed; send it at a lower "
+                    "resolution"
+                )
+            async with self.decoding.hold(plan.decode_bytes):
+                await asyncio.to_thread(images.render, clean, kind, plan, thumb)
+        except images.ImageRejected as exc:
+            if exc.too_large:
+                raise TooLarge(str(exc)) from None
+            raise UnsupportedType(str(exc)) from None
+        return plan
 
     # --- access ---------------------------------------------------------------------------
 

@@ -724,9 +724,11 @@ async def test_decompression_bombs_are_refused(
 async def test_corrupt_image_is_refused(blob_world: BlobWorld) -> None:
     api = blob_world.api
     alice = await api.register()
-    png = image_bytes("PNG", (200, 200))
-    r = await upload(api, alice, png[: len(png) // 2], "image/png", "cut.png")
-    assert r.status == 415 and r.error_code == "unsupported_type"
+    for fmt in ("PNG", "JPEG", "GIF", "WEBP"):
+        data = image_bytes(fmt, (200, 200))
+        r = await upload(api, alice, data[: len(data) // 2], f"image/{fmt.lower()}", "cut.img")
+        assert r.status == 415 and r.error_code == "unsupported_type", (fmt, r.body)
+        assert r.body["error"]["message"] == "the image cannot be decoded"
     await assert_nothing_kept(blob_world)
 
 
