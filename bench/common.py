@@ -52,9 +52,14 @@ STOP_TIMEOUT_S = 15.0
 REGISTER_ATTEMPTS = 5  # retries after 429 (a --url server's registration limit)
 
 # Limits for a server the scripts start (FASTSOCK_LIMIT_*, fastsock/config.py LIMIT_VARS).
-# Setup only: every user registers from the one loopback address, and one admin adds up to
-# 999 members to a room.
-SETUP_LIMITS = {"REGISTRATIONS_PER_MIN": "100000", "INVITES_PER_MIN": "100000"}
+# Setup only: every user registers (and logs in) from the one loopback address, and one admin
+# adds up to 999 members to a room.
+SETUP_LIMITS = {
+    "REGISTRATIONS_PER_MIN": "100000",
+    "AUTH_PER_IP_PER_MIN": "100000",
+    "AUTH_CONCURRENT_PER_IP": "1000",
+    "INVITES_PER_MIN": "100000",
+}
 # storm.py / resume.py: high enough that they measure the server rather than its limiter.
 BENCH_LIMITS = {
     "TYPING_PER_S": "1000",

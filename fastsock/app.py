@@ -5,18 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import time
 from pathlib import Path
 from typing import Any
 
 from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
 from fastsock.blobs import make_blob_store
-from fastsock.config import Settings, ensure_jwt_secret
+from fastsock.config import Settings, check_metrics_access, ensure_jwt_secret
+from fastsock.connections import Endpoint, connection_bound
 from fastsock.context import AppContext
-from fastsock.handlers import accounts, calls, ops, rooms, uploads, web
+from fastsock.handlers import accounts, calls, client_config, ops, rooms, uploads, web
 from fastsock.handlers.base import BaseHandler, NotFoundHandler
 from fastsock.metrics import Metrics
 from fastsock.paths import private_dir
@@ -31,6 +32,8 @@ ID = r"([^/]+)"
 MAX_BODY = 1024 * 1024
 DB_START_TIMEOUT_S = 60.0
 GC_INTERVAL_S = 3600.0
+METRICS_HOST = "127.0.0.1"  # FASTSOCK_METRICS_PORT listens on loopback only
+METRICS_MAX_CONNECTIONS = 16
 # Metric labels come from this fixed set: any client can send any method token.
 KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
@@ -42,6 +45,7 @@ HANDLERS: list[type[BaseHandler]] = [
     accounts.MeHandler,
     accounts.UsersHandler,
     accounts.UserHandler,
+    client_config.ConfigHandler,
     rooms.RoomsHandler,
     rooms.DirectRoomHandler,
     rooms.PublicRoomsHandler,
@@ -99,7 +103,10 @@ def _log_request(handler: RequestHandler) -> None:
 
 
 def make_app(ctx: AppContext) -> Application:
-    routes: list[Any] = [(_pattern(h.route), h, {"ctx": ctx}) for h in HANDLERS]
+    # With a metrics port, /metrics is served there only (make_metrics_app).
+    separate = ctx.settings.metrics_port is not None
+    handlers = [h for h in HANDLERS if not (separate and h is ops.MetricsHandler)]
+    routes: list[Any] = [(_pattern(h.route), h, {"ctx": ctx}) for h in handlers]
     routes += [
         (r"/ws", ChatSocket, {"ctx": ctx}),
         (r"/", web.AppShellHandler),
@@ -117,15 +124,29 @@ def make_app(ctx: AppContext) -> Application:
     )
 
 
+def make_metrics_app(ctx: AppContext) -> Application:
+    """The FASTSOCK_METRICS_PORT application: /metrics and nothing else."""
+    return Application(
+        [(ops.MetricsHandler.route, ops.MetricsHandler, {"ctx": ctx})],
+        ctx=ctx,
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"ctx": ctx},
+        log_function=_log_request,
+    )
+
+
 class Server:
     """Runs FastSock: the store (embedded SQLite unless a MongoDB URI is set), the HTTP server."""
 
     def __init__(self, settings: Settings) -> None:
+        check_metrics_access(settings)
         self.settings = ensure_jwt_secret(settings)
         self.store: Store | None = None
-        self.http: HTTPServer | None = None
+        self.http: HTTPServer | None = None  # the main port's
+        self._endpoints: list[Endpoint] = []  # the main port, then the metrics port if any
         self.ctx: AppContext | None = None
         self.port = self.settings.port
+        self.metrics_port = self.settings.metrics_port
         self._gc: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -143,12 +164,20 @@ class Server:
         hub = Hub(metrics)
         services = Services.build(store, hub, blobs, s, metrics)
         self.ctx = AppContext(s, store, services, hub, metrics)
+        max_connections = connection_bound(
+            s.max_connections, resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        )
         # Behind a trusted proxy, take the client address from X-Forwarded-For / X-Real-Ip
         # (login throttling and logs need the real client, not the proxy).
-        self.http = HTTPServer(make_app(self.ctx), max_body_size=MAX_BODY, xheaders=s.trust_proxy)
-        sockets = bind_sockets(s.port, s.host)
-        self.port = sockets[0].getsockname()[1]
-        self.http.add_sockets(sockets)
+        main = self._endpoint(
+            make_app(self.ctx), s.host, s.port, max_connections, xheaders=s.trust_proxy
+        )
+        self.http, self.port = main.http, main.port
+        if s.metrics_port is not None:
+            metrics_only = self._endpoint(
+                make_metrics_app(self.ctx), METRICS_HOST, s.metrics_port, METRICS_MAX_CONNECTIONS
+            )
+            self.metrics_port = metrics_only.port
         self._gc = asyncio.create_task(self._collect_garbage(services))
         log.info(
             "server_started",
@@ -156,11 +185,35 @@ class Server:
                 "fields": {
                     "host": s.host,
                     "port": self.port,
+                    "metrics_port": self.metrics_port,
+                    "max_connections": max_connections,
                     "database": store.description,
                     "startup_ms": round((time.monotonic() - started) * 1000),
                 }
             },
         )
+
+    @property
+    def open_connections(self) -> int:
+        """HTTP and WebSocket connections open on the main port."""
+        return self._endpoints[0].listener.open if self._endpoints else 0
+
+    def _endpoint(
+        self, app: Application, host: str, port: int, max_connections: int, xheaders: bool = False
+    ) -> Endpoint:
+        s = self.settings
+        endpoint = Endpoint(
+            app,
+            host,
+            port,
+            header_timeout_s=s.header_timeout_s,
+            body_timeout_s=s.body_timeout_s,
+            max_body=MAX_BODY,
+            max_connections=max_connections,
+            xheaders=xheaders,
+        )
+        self._endpoints.append(endpoint)
+        return endpoint
 
     async def _collect_garbage(self, services: Services) -> None:
         while True:
@@ -177,15 +230,18 @@ class Server:
             self._gc.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._gc
-        if self.http is not None:
-            self.http.stop()
+        if self._endpoints:
+            for endpoint in self._endpoints:
+                endpoint.stop_accepting()
             if self.ctx is not None:
                 await self.ctx.services.calls.close()
                 self.ctx.hub.close_all(1001, "server shutting down")
                 await self.ctx.hub.wait_tasks(timeout=5)
-            await self.http.close_all_connections()
+            for endpoint in self._endpoints:
+                await endpoint.close_all_connections()
         if self.ctx is not None:
             self.ctx.services.typing.close()
+            await self.ctx.services.accounts.hasher.close()
         if self.store is not None:
             await self.store.close()
         log.info("server_stopped")

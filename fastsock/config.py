@@ -12,10 +12,14 @@ import os
 import re
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 PREFIX = "FASTSOCK_"
+
+
+def _half_the_cores() -> int:
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
 class ConfigError(Exception):
@@ -34,6 +38,8 @@ class Limits:
     reactions_burst: int = 20
     invites_per_min: int = 300  # people added to rooms (also new DMs), per user
     logins_per_min: int = 10  # per client IP + username
+    auth_per_ip_per_min: int = 30  # logins and registrations per client IP, any username
+    auth_concurrent_per_ip: int = 2  # of those, waiting for or in password hashing at once
     registrations_per_min: int = 20  # per client IP
     receipts_per_s: float = 20.0  # read/delivered confirmations, edits and deletes
     receipts_burst: int = 80
@@ -41,6 +47,13 @@ class Limits:
     uploads_per_min: int = 30
     call_invites_per_min: int = 5
     ice_servers_per_min: int = 30  # TURN credentials handed out (each call, each refresh)
+    pings_per_s: float = 1.0  # WebSocket `ping` frames, per socket (clients send one per 25 s)
+    pings_burst: int = 10
+    # Password hashing (login, registration) runs on this many threads of its own; at most
+    # hash_queue requests wait for one, each at most hash_wait_s. Beyond that: 503.
+    hash_workers: int = field(default_factory=_half_the_cores)
+    hash_queue: int = 32
+    hash_wait_s: float = 5.0
 
 
 # FASTSOCK_LIMIT_<NAME> -> Limits field, with its parser.
@@ -53,6 +66,8 @@ LIMIT_VARS = {
     "REACTIONS_BURST": ("reactions_burst", int),
     "INVITES_PER_MIN": ("invites_per_min", int),
     "LOGINS_PER_MIN": ("logins_per_min", int),
+    "AUTH_PER_IP_PER_MIN": ("auth_per_ip_per_min", int),
+    "AUTH_CONCURRENT_PER_IP": ("auth_concurrent_per_ip", int),
     "REGISTRATIONS_PER_MIN": ("registrations_per_min", int),
     "RECEIPTS_PER_S": ("receipts_per_s", float),
     "RECEIPTS_BURST": ("receipts_burst", int),
@@ -60,6 +75,11 @@ LIMIT_VARS = {
     "UPLOADS_PER_MIN": ("uploads_per_min", int),
     "CALL_INVITES_PER_MIN": ("call_invites_per_min", int),
     "ICE_SERVERS_PER_MIN": ("ice_servers_per_min", int),
+    "PINGS_PER_S": ("pings_per_s", float),
+    "PINGS_BURST": ("pings_burst", int),
+    "HASH_WORKERS": ("hash_workers", int),
+    "HASH_QUEUE": ("hash_queue", int),
+    "HASH_WAIT_S": ("hash_wait_s", float),
 }
 
 DEFAULT_UPLOAD_TYPES = (
@@ -95,9 +115,17 @@ class Settings:
     sqlite_synchronous: str = "full"
     jwt_secret: str = ""
     metrics_token: str | None = None
+    metrics_port: int | None = None  # set: /metrics is served there only, on 127.0.0.1
     log_level: str = "INFO"
     limits: Limits = Limits()
     trust_proxy: bool = False
+    # Slow clients (fastsock/connections.py). Headers must arrive within header_timeout_s of the
+    # connection opening or of the previous response (tornado has one timer for both, so it is
+    # also the keep-alive idle timeout); a body within body_timeout_s, plus 1 s per
+    # connections.BODY_MIN_RATE bytes it declares.
+    header_timeout_s: float = 20.0
+    body_timeout_s: float = 30.0
+    max_connections: int = 10_000  # open HTTP and WebSocket connections; beyond: 503, closed
     upload_dir: Path | None = None  # None: <data_dir>/uploads
     blob_backend: str = "local"
     s3_bucket: str | None = None
@@ -228,12 +256,19 @@ def load_settings(
         kwargs["jwt_secret"] = _jwt_secret(PREFIX + "JWT_SECRET", v)
     if (v := get("METRICS_TOKEN")) is not None:
         kwargs["metrics_token"] = v
+    if (v := get("METRICS_PORT")) is not None:
+        kwargs["metrics_port"] = _port(PREFIX + "METRICS_PORT", v)
     if (v := get("LOG_LEVEL")) is not None:
         kwargs["log_level"] = _choice(
             PREFIX + "LOG_LEVEL", v.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")
         )
     if (v := get("TRUST_PROXY")) is not None:
         kwargs["trust_proxy"] = _flag(PREFIX + "TRUST_PROXY", v)
+    for key, parse in (("HEADER_TIMEOUT_S", float), ("BODY_TIMEOUT_S", float)):
+        if (v := get(key)) is not None:
+            kwargs[key.lower()] = _positive(PREFIX + key, v, parse)
+    if (v := get("MAX_CONNECTIONS")) is not None:
+        kwargs["max_connections"] = _positive(PREFIX + "MAX_CONNECTIONS", v, int)
     if (v := get("UPLOAD_DIR")) is not None:
         kwargs["upload_dir"] = Path(v)
     if (v := get("BLOB_BACKEND")) is not None:
@@ -371,6 +406,15 @@ def _turn_settings(get: Callable[[str], str | None]) -> dict[str, object]:
     if (v := get("CALL_GRACE_S")) is not None:
         kwargs["call_grace_s"] = _positive(PREFIX + "CALL_GRACE_S", v, float)
     return kwargs
+
+
+def check_metrics_access(settings: Settings) -> None:
+    """For `serve`: in production /metrics must not be open to whoever reaches the port."""
+    if settings.production and not settings.metrics_token and settings.metrics_port is None:
+        raise ConfigError(
+            f"{PREFIX}METRICS_TOKEN must be set when {PREFIX}ENV=production "
+            f"(or {PREFIX}METRICS_PORT, to serve /metrics on 127.0.0.1 only)"
+        )
 
 
 def ensure_jwt_secret(settings: Settings) -> Settings:

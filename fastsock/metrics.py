@@ -50,6 +50,11 @@ class Metrics:
         self.rate_limited = Counter(
             "fastsock_rate_limited_total", "Requests refused by a rate limit", ["kind"], registry=r
         )
+        self.replay_buffer_bytes = Gauge(
+            "fastsock_replay_buffer_bytes",
+            "Bytes of frames kept for WebSocket resumes, all sessions together",
+            registry=r,
+        )
         self.resume = Counter(
             "fastsock_resume_total",
             "WebSocket resume attempts by outcome (ok, or why a resync was needed)",

@@ -74,9 +74,13 @@ RELAXED = Limits(
     reactions_burst=1000,
     invites_per_min=10000,
     logins_per_min=10000,
+    auth_per_ip_per_min=10000,
+    auth_concurrent_per_ip=1000,
     registrations_per_min=10000,
     receipts_per_s=1000,
     receipts_burst=1000,
+    pings_per_s=1000,
+    pings_burst=1000,
 )
 
 

@@ -73,7 +73,7 @@ class Api:
             request_timeout=20,
         )
         resp = await self.http.fetch(req, raise_error=False)
-        text = resp.body.decode() if resp.body else ""
+        text = resp.body.decode(errors="replace") if resp.body else ""  # downloads: any bytes
         try:
             parsed = json.loads(text) if text else None
         except ValueError:

@@ -14,8 +14,8 @@ from tornado.web import HTTPError, RequestHandler
 from fastsock import logs
 from fastsock.context import AppContext
 from fastsock.errors import ApiError, InvalidRequest, RateLimited, TooLarge, Unauthenticated
+from fastsock.services import fields
 from fastsock.store import is_unavailable
-from fastsock.store.ids import is_object_id
 
 log = logging.getLogger("fastsock.http")
 
@@ -31,6 +31,7 @@ HTTP_CODES = {
     405: "method_not_allowed",
     413: "too_large",
     415: "unsupported_type",
+    426: "upgrade_required",
     503: "unavailable",
 }
 
@@ -61,8 +62,8 @@ class BaseHandler(RequestHandler):
         logs.request_id.set(rid)
         logs.user_id.set(None)
         self.set_header("X-Request-Id", rid)
-        # Ids in paths in their one stored form (ids are compared as strings in the store).
-        self.path_args = [a.lower() if is_object_id(a) else a for a in self.path_args]
+        # Ids in paths in their one form (ids are compared as strings in the store).
+        self.path_args = [fields.canonical_id(a) or a for a in self.path_args]
         if self.auth_required:
             token = bearer_token(self.request.headers.get("Authorization"))
             if token is None:
@@ -85,13 +86,20 @@ class BaseHandler(RequestHandler):
             return {}
         if len(self.request.body) > MAX_JSON_BODY:
             raise TooLarge(f"JSON bodies are limited to {MAX_JSON_BODY} bytes")
-        try:
-            body = json.loads(self.request.body)
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidRequest("the body must be JSON") from None
+        body = fields.parse_json(self.request.body, "the body")
         if not isinstance(body, dict):
             raise InvalidRequest("the body must be a JSON object")
+        fields.check_document(body, "the body")
         return body
+
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        """Path segments and query arguments: UTF-8 text, or 400 naming the argument (UTF-8
+        cannot encode a lone surrogate, so none gets in this way either)."""
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            what = name if name is not None else "the path"
+            raise InvalidRequest(f"{what} must be UTF-8 text", field=name) from None
 
     def query(self, *names: str) -> dict[str, str]:
         """The named query arguments that are present (others are ignored)."""

@@ -16,7 +16,8 @@ from fastsock.handlers.base import BaseHandler
 from fastsock.handlers.multipart import MultipartStream, boundary_of
 
 MULTIPART_SLACK = 1024 * 1024  # form framing, and chunk sizes that straddle the limit
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+# One `bytes=first-last?` or `bytes=-suffix` range (RFC 9110 14.1.2).
+_RANGE = re.compile(r"bytes=([0-9]+-[0-9]*|-[0-9]+)$")
 
 
 @stream_request_body
@@ -109,14 +110,14 @@ class DownloadHandler(BaseHandler):
         key, content_type, size = uploads.blob(doc, self.thumbnail)
         start, end = 0, size - 1
         header = self.request.headers.get("Range")
-        # Only single `bytes=` ranges are supported; any other form is ignored (RFC 9110).
+        # Only single `bytes=` ranges are supported; any other form (or no valid range, like
+        # `bytes=-`) is ignored (RFC 9110).
         if header is not None and _RANGE.match(header.strip()) is not None:
             requested = _parse_range(header, size)
             if requested is None:
-                self.set_status(416)
                 self.set_header("Content-Range", f"bytes */{size}")
-                self.clear_header("Content-Type")
-                self.finish()
+                error = {"code": "range_not_satisfiable", "message": f"the file has {size} bytes"}
+                self.send_json({"error": error}, 416)
                 return
             start, end = requested
             self.set_status(206)
@@ -149,15 +150,21 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     match = _RANGE.match(header.strip())
     if match is None or size == 0:
         return None
-    first, last = match.groups()
-    if first == "" and last == "":
-        return None
+    first, last = match.group(1).split("-")
     if first == "":  # the last N bytes
-        start, end = max(0, size - int(last)), size - 1
+        start, end = max(0, size - _position(last, size)), size - 1
     else:
-        start = int(first)
-        end = min(int(last), size - 1) if last else size - 1
+        start = _position(first, size)
+        end = min(_position(last, size), size - 1) if last else size - 1
     return (start, end) if start <= end < size else None
+
+
+def _position(digits: str, size: int) -> int:
+    """A byte position or length from a Range header, capped at `size` (any larger number
+    means the same: past the end). Python refuses to convert numbers of thousands of digits,
+    and a client may send one."""
+    digits = digits.lstrip("0")
+    return size if len(digits) > len(str(size)) else min(int(digits or "0"), size)
 
 
 def _disposition(kind: str, name: str) -> str:

@@ -1,11 +1,11 @@
 """The local hub: sessions on this process, and delivery to them.
 
 A session is one client tab's numbered event stream. Every frame it is sent gets the next
-`seq` and is kept for a while, so a client that lost its socket can reconnect with
+`seq` and is kept for a while (replay.py), so a client that lost its socket can reconnect with
 `resume: {session, last_seq}` and receive exactly what it missed, in order. A session
 outlives its socket for RESUME_WINDOW_S; events published meanwhile are buffered for it.
-When the buffer cannot cover a gap (too much missed, window passed, a restart, or a session
-held by another node), the client is told to resync from the REST API instead.
+When the buffer cannot cover a gap (too much missed, window passed, memory short, a restart,
+or a session held by another node), the client is told to resync from the REST API instead.
 
 An event is serialised once; each recipient session only prefixes its own `seq` (and the
 `ref` of the request it answers). Writes never wait for a socket to drain, so one slow or
@@ -22,38 +22,56 @@ from collections.abc import Coroutine, Iterable
 from typing import Any, Protocol
 
 from fastsock.metrics import Metrics
+from fastsock.realtime.replay import ReplayBudget, ReplayBuffer
 from fastsock.services.events import Origin, Ref
 
 RESUME_WINDOW_S = 120.0
-# Frames kept for a replay, by count and by characters (at most 4 bytes each): more than a
-# socket may have pending when it is closed as too slow, so that close can still resume.
-# Past these, a resume becomes a resync.
-KEEP = (10_000, 2_000_000)
+# Frames a session keeps for a replay, by count and by bytes: more than a socket may have
+# pending when it is closed as too slow, so that close can still resume. Past these, a resume
+# becomes a resync.
+KEEP = (10_000, 1024 * 1024)
+# Bytes all sessions of the process keep together (replay.py says what gives way first).
+REPLAY_BUDGET = 256 * 1024 * 1024
 # Sessions one user may hold (open tabs plus those awaiting a resume). The oldest detached
 # one makes room for a new one; with every one attached, a new socket is refused.
 SESSIONS_PER_USER = 12
+# The close code of a socket whose login ended: the same as for an expired token, so clients
+# try to refresh, are refused, and sign out.
+CLOSE_SIGNED_OUT = 4401
 
 
 class Transport(Protocol):
-    def write_frame(self, frame: str) -> None:
-        """Queue one complete frame for the socket."""
+    family: str | None  # the login (refresh-token family) the socket authenticated with
+
+    def write_frame(self, frame: bytes) -> None:
+        """Queue one complete frame (UTF-8 JSON text) for the socket."""
 
     def close(self, code: int | None = None, reason: str | None = None) -> None: ...
 
 
-def encode(type_: str, data: dict[str, Any]) -> str:
-    return json.dumps({"type": type_, "data": data}, separators=(",", ":"), ensure_ascii=False)
+def encode(type_: str, data: dict[str, Any]) -> bytes:
+    text = json.dumps({"type": type_, "data": data}, separators=(",", ":"), ensure_ascii=False)
+    return text.encode()
+
+
+def envelope(payload: bytes, seq: int | None, ref: Ref | None) -> bytes:
+    """An encoded event (`{"type", "data"}`) with its `seq` and the `ref` it answers, if any."""
+    head = b"{"
+    if seq is not None:
+        head += b'"seq":%d,' % seq
+    if ref is not None:
+        head += b'"ref":%s,' % json.dumps(ref).encode()
+    return head + payload[1:]
 
 
 class Session:
-    def __init__(self, session_id: str, user_id: str) -> None:
+    def __init__(self, session_id: str, user_id: str, budget: ReplayBudget) -> None:
         self.id = session_id
         self.user_id = user_id
         self.seq = 0
         self.socket: Transport | None = None
         self.expiry: asyncio.TimerHandle | None = None
-        self._frames: deque[tuple[int, str]] = deque()
-        self._bytes = 0
+        self.replay = ReplayBuffer(budget)
         # Requests waiting to be handled, in arrival order, with the socket each came on. The
         # session holds them (not the socket) so that a resumed socket's requests queue behind
         # the ones its predecessor left: one worker per session, one order.
@@ -61,32 +79,17 @@ class Session:
         self.inbox_bytes = 0
         self.working = False
 
-    def deliver(self, payload: str, ref: Ref | None = None) -> None:
-        """Number an encoded event (`{"type", "data"}` text), keep it, send it if attached."""
+    def deliver(self, payload: bytes, ref: Ref | None = None) -> None:
+        """Number an encoded event, keep it, send it if attached."""
         self.seq += 1
-        head = f'{{"seq":{self.seq},'
-        if ref is not None:
-            head += f'"ref":{json.dumps(ref)},'
-        frame = head + payload[1:]
-        self._frames.append((self.seq, frame))
-        self._bytes += len(frame)
-        self._trim()
+        frame = envelope(payload, self.seq, ref)
+        self.replay.keep(self.seq, frame, *KEEP)
         if self.socket is not None:
             self.socket.write_frame(frame)
 
-    def missed_since(self, last_seq: int) -> list[str] | None:
+    def missed_since(self, last_seq: int) -> list[bytes] | None:
         """The frames after `last_seq`, or None if some of them are no longer kept."""
-        if not 0 <= last_seq <= self.seq:
-            return None
-        oldest = self._frames[0][0] if self._frames else self.seq + 1
-        if last_seq + 1 < oldest:
-            return None
-        return [frame for seq, frame in self._frames if seq > last_seq]
-
-    def _trim(self) -> None:
-        max_frames, max_chars = KEEP
-        while len(self._frames) > max_frames or self._bytes > max_chars:
-            self._bytes -= len(self._frames.popleft()[1])
+        return self.replay.since(last_seq, self.seq)
 
 
 class Hub:
@@ -94,6 +97,7 @@ class Hub:
         self.metrics = metrics
         # Session ids name their node, so a resume that reaches another node resyncs at once.
         self.node_id = secrets.token_hex(4)
+        self.replay_budget = ReplayBudget(REPLAY_BUDGET, metrics.replay_buffer_bytes)
         self._sessions: dict[str, Session] = {}
         self._by_user: dict[str, dict[str, Session]] = {}
         self.closing = False  # set at shutdown: no presence churn while sockets are closed
@@ -109,18 +113,17 @@ class Hub:
             detached = [s for s in held.values() if s.socket is None]
             if not detached:
                 return None
-            oldest = detached[0]  # dicts keep insertion order: the first is the oldest
-            if oldest.expiry is not None:
-                oldest.expiry.cancel()
-            self._drop(oldest)
-        session = Session(f"{self.node_id}.{secrets.token_urlsafe(12)}", user_id)
+            self._evict(detached[0])  # dicts keep insertion order: the first is the oldest
+        session = Session(
+            f"{self.node_id}.{secrets.token_urlsafe(12)}", user_id, self.replay_budget
+        )
         self._sessions[session.id] = session
         self._by_user.setdefault(user_id, {})[session.id] = session
         return session, self._attach(session, socket)
 
     def resume(
         self, user_id: str, socket: Transport, session_id: str, last_seq: int
-    ) -> tuple[Session, list[str], bool] | str:
+    ) -> tuple[Session, list[bytes], bool] | str:
         """Reattach a session and return (session, frames to replay, came online), or the
         reason it cannot be resumed."""
         session = self._sessions.get(session_id)
@@ -143,6 +146,7 @@ class Hub:
             session.expiry = None
         came_online = not self.is_online(session.user_id)
         session.socket = socket
+        self.replay_budget.back(session.replay)
         self.metrics.ws_connections.inc()
         return came_online
 
@@ -154,9 +158,17 @@ class Hub:
         self.metrics.ws_connections.dec()
         loop = asyncio.get_running_loop()
         session.expiry = loop.call_later(RESUME_WINDOW_S, self._drop, session)
+        self.replay_budget.away(session.replay, lambda: self._evict(session))
         return not self.is_online(session.user_id)
 
+    def _evict(self, session: Session) -> None:
+        """Drop a detached session before its resume window ends."""
+        if session.expiry is not None:
+            session.expiry.cancel()
+        self._drop(session)
+
     def _drop(self, session: Session) -> None:
+        session.replay.release()
         self._sessions.pop(session.id, None)
         sessions = self._by_user.get(session.user_id, {})
         sessions.pop(session.id, None)
@@ -181,7 +193,7 @@ class Hub:
         origin: Origin | None = None,
     ) -> None:
         started = time.perf_counter()
-        payload: str | None = None
+        payload: bytes | None = None
         delivered = 0
         for user_id in set(user_ids):
             sessions = self._by_user.get(user_id)
@@ -213,6 +225,14 @@ class Hub:
         if session.socket is not None:
             self.metrics.events_delivered.labels(type_).inc()
         return True
+
+    def close_login(self, user_id: str, family: str) -> None:
+        """Close the user's sockets signed in with one login (refresh-token family): it was
+        revoked. Their clients cannot refresh a token of it, so they sign out."""
+        for session in list(self._by_user.get(user_id, {}).values()):
+            socket = session.socket
+            if socket is not None and socket.family == family:
+                socket.close(CLOSE_SIGNED_OUT, "signed out")
 
     # --- background work and shutdown -----------------------------------------------------
 

@@ -1,10 +1,12 @@
 """The WebSocket endpoint `/ws` (design.md section 4).
 
 The first frame must be `auth {token, resume?}` within AUTH_TIMEOUT_S, else close 4401. The
-reply is `ready {user, session, resume}` (the one frame without a `seq`), followed, on a
-successful resume, by every frame the client missed. Every later frame is
-`{"type", "data", "ref"?}`; a malformed or unknown one gets `error invalid_request` and the
-socket stays open. Frames are handled in order, one at a time per socket."""
+reply is `ready {user, session, resume}` (without a `seq`), followed, on a successful resume,
+by every frame the client missed. Every later frame is `{"type", "data", "ref"?}`; a malformed
+or unknown one gets `error invalid_request` (with its ref, when it has a usable one) and the
+socket stays open. Frames are handled in order, one at a time per socket; `ping` is answered
+at once, and its answer is neither numbered nor kept for a replay: it only tells this socket
+that it is alive."""
 
 from __future__ import annotations
 
@@ -22,9 +24,13 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 from fastsock import logs
 from fastsock.context import AppContext
 from fastsock.errors import ApiError, InvalidRequest, RateLimited, TooLarge, Unauthenticated
-from fastsock.realtime.hub import Session, encode
+from fastsock.handlers.base import HTTP_CODES
+from fastsock.realtime.hub import Session, encode, envelope
+from fastsock.realtime.replay import cost
 from fastsock.realtime.routes import ROUTES
+from fastsock.services import fields
 from fastsock.services.events import Origin, Ref
+from fastsock.services.limits import RateLimiter
 from fastsock.services.schemas import validate
 from fastsock.store import is_unavailable
 
@@ -34,9 +40,10 @@ AUTH_TIMEOUT_S = 10.0
 MAX_FRAME_BYTES = 64 * 1024
 # Tornado's own hard cap: frames beyond this are dropped with close 1009 before we see them.
 HARD_FRAME_BYTES = 1024 * 1024
-# Queued-but-unsent characters a socket may hold before it is judged too slow and closed;
-# its session keeps more than this (hub.KEEP), so the client resumes without losing any.
-MAX_PENDING_CHARS = 1_000_000
+# Queued-but-unsent bytes (counted as replay.cost) a socket may hold before it is judged too
+# slow and closed: half what its session keeps (hub.KEEP), so that with the largest frame on
+# top, everything unsent is still kept and the client resumes without losing any.
+MAX_PENDING_BYTES = 512 * 1024
 REF_MAX = 64
 # Frames are handled one at a time, in order, while the socket keeps reading (so keepalive
 # pongs never wait behind a slow request). Beyond this many bytes of frames waiting to be
@@ -50,16 +57,28 @@ CLOSE_TOO_BIG = 1009
 CLOSE_SLOW = 1013
 
 
+class BadFrame(Exception):
+    """A client frame refused before it is handled, with its ref if that was usable."""
+
+    def __init__(self, error: InvalidRequest, ref: Ref | None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.ref = ref
+
+
 class ChatSocket(WebSocketHandler):
     def initialize(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.session: Session | None = None
         self.request_id = secrets.token_hex(8)  # names this connection in the logs
-        self.pending_chars = 0
+        self.pending_bytes = 0
         self._expiry_timer: object | None = None
         self.oversize_frames = 0
         self.refusals: deque[float] = deque()
         self._auth_timer: object | None = None
+        limits = ctx.settings.limits
+        self.pings = RateLimiter(limits.pings_per_s, limits.pings_burst)  # one bucket: this socket
+        self.family: str | None = None  # the login (refresh-token family), for its logout
 
     @property
     def user_id(self) -> str:
@@ -80,24 +99,36 @@ class ChatSocket(WebSocketHandler):
         if self.session is None:
             self.close(CLOSE_AUTH, "authentication timeout")
 
+    def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Future[None]:
+        """Only for a request that cannot be upgraded (no `Upgrade` or `Connection` header,
+        bad WebSocket headers): tornado says why in plain text; say it in the API's error
+        shape instead."""
+        status = self.get_status()
+        if status >= 400:
+            message = chunk.decode() if isinstance(chunk, bytes) else str(chunk or self._reason)
+            error = {"code": HTTP_CODES.get(status, "invalid_request"), "message": message}
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            chunk = json.dumps({"error": error})
+        return super().finish(chunk)
+
     # --- outgoing -------------------------------------------------------------------------
 
-    def write_frame(self, frame: str) -> None:
+    def write_frame(self, frame: bytes) -> None:
         """Queue one complete frame; close the socket if it has fallen too far behind."""
         try:
-            future = self.write_message(frame)
+            future = self.write_message(frame)  # UTF-8 JSON, sent as a text frame
         except WebSocketClosedError:
             return
-        size = len(frame)
-        self.pending_chars += size
+        size = cost(frame)
+        self.pending_bytes += size
         future.add_done_callback(lambda f: self._drained(f, size))
-        if self.pending_chars > MAX_PENDING_CHARS:
+        if self.pending_bytes > MAX_PENDING_BYTES:
             self.ctx.metrics.ws_dropped.inc()
             log.warning("ws_slow_consumer_closed", extra={"fields": {"session": self.request_id}})
             self.close(CLOSE_SLOW, "too slow: reconnect and resume")
 
     def _drained(self, future: Future[None], size: int) -> None:
-        self.pending_chars -= size
+        self.pending_bytes -= size
         if not future.cancelled():
             future.exception()  # a write to a socket that closed meanwhile: nothing to do
 
@@ -105,9 +136,13 @@ class ChatSocket(WebSocketHandler):
         assert self.session is not None
         self.session.deliver(encode(type_, data), ref)
 
-    def refuse(self, exc: ApiError, ref: Ref | None) -> None:
-        """Answer with `error`; a socket refused too often in a short time is closed."""
-        self.send_event("error", exc.to_dict(), ref)
+    def refuse(self, exc: ApiError, ref: Ref | None, *, kept: bool = True) -> None:
+        """Answer with `error` (`kept`: numbered and kept for a replay, like every event but
+        the answers to `ping`); a socket refused too often in a short time is closed."""
+        if kept:
+            self.send_event("error", exc.to_dict(), ref)
+        else:
+            self.write_frame(envelope(encode("error", exc.to_dict()), None, ref))
         now = time.monotonic()
         self.refusals.append(now)
         while self.refusals and self.refusals[0] < now - ABUSE_WINDOW_S:
@@ -134,17 +169,17 @@ class ChatSocket(WebSocketHandler):
             return
         try:
             type_, data, ref = self._parse(message)
-        except InvalidRequest as exc:
+        except BadFrame as bad:
             if self.session is None:
                 self.close(CLOSE_AUTH, "the first frame must be auth")
             else:
-                self.refuse(exc, None)
+                self.refuse(bad.error, bad.ref)
             return
         if self.session is None:
             await self._authenticate(type_, data)
             return
         if type_ == "ping":  # a liveness probe: answered at once, not behind slow requests
-            await self._dispatch(type_, data, ref)
+            self._pong(data, ref)
             return
         session = self.session
         if session.inbox_bytes + size > MAX_QUEUED_BYTES:
@@ -171,24 +206,33 @@ class ChatSocket(WebSocketHandler):
 
     @staticmethod
     def _parse(message: str | bytes) -> tuple[str, dict[str, Any], Ref | None]:
+        """(type, data, ref) of a client frame, or BadFrame: with the frame's ref whenever it
+        has a usable one, so that the client can tell which request was refused."""
         try:
-            frame = json.loads(message)
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidRequest("frames must be JSON") from None
-        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-            raise InvalidRequest("frames must be objects with a type", field="type")
-        data = frame.get("data", {})
-        if not isinstance(data, dict):
-            raise InvalidRequest("data must be an object", field="data")
+            frame = fields.parse_json(message, "frames")
+        except InvalidRequest as exc:
+            raise BadFrame(exc, None) from None
+        if not isinstance(frame, dict):
+            raise BadFrame(InvalidRequest("frames must be objects with a type", field="type"), None)
         ref = frame.get("ref")
-        valid_ref = (isinstance(ref, str) and len(ref) <= REF_MAX) or (
-            type(ref) is int and abs(ref) < 2**53  # exact in JavaScript
-        )
+        valid_ref = (
+            isinstance(ref, str) and len(ref) <= REF_MAX and not fields.SURROGATE.search(ref)
+        ) or (type(ref) is int and abs(ref) < 2**53)  # exact in JavaScript
         if ref is not None and not valid_ref:
-            raise InvalidRequest(f"ref must be an integer or a string of at most {REF_MAX} chars")
-        unknown = set(frame) - {"type", "data", "ref"}
-        if unknown:
-            raise InvalidRequest(f"unknown frame field {sorted(unknown)[0]}")
+            error = f"ref must be an integer or a string of at most {REF_MAX} chars"
+            raise BadFrame(InvalidRequest(error, field="ref"), None)
+        try:
+            if not isinstance(frame.get("type"), str):
+                raise InvalidRequest("frames must be objects with a type", field="type")
+            data = frame.get("data", {})
+            if not isinstance(data, dict):
+                raise InvalidRequest("data must be an object", field="data")
+            unknown = set(frame) - {"type", "data", "ref"}
+            if unknown:  # repr: a key is client text, and may hold a lone surrogate
+                raise InvalidRequest(f"unknown frame field {sorted(unknown)[0]!r}")
+            fields.check_document(data, "data")
+        except InvalidRequest as exc:
+            raise BadFrame(exc, ref) from None
         return frame["type"], data, ref
 
     async def _authenticate(self, type_: str, data: dict[str, Any]) -> None:
@@ -198,8 +242,10 @@ class ChatSocket(WebSocketHandler):
                 raise Unauthenticated("the first frame must be auth")
             auth = validate("auth", data)
             resume = auth["resume"]
-            user_id, expires_at = services.accounts.authenticate_until(auth["token"])
+            login = await services.accounts.authenticate_socket(auth["token"])
+            user_id, expires_at, self.family = login.user_id, login.expires_at, login.family
             user = await services.accounts.get(user_id)
+            services.accounts.check_access(auth["token"])  # the login may have ended meanwhile
         except ApiError as exc:
             self.close(CLOSE_AUTH, exc.message[:120])
             return
@@ -212,7 +258,7 @@ class ChatSocket(WebSocketHandler):
             return
         hub = self.ctx.hub
         outcome: str | None = None
-        missed: list[str] = []
+        missed: list[bytes] = []
         if resume is not None:
             resumed = hub.resume(user_id, self, *resume)
             if isinstance(resumed, str):
@@ -246,15 +292,20 @@ class ChatSocket(WebSocketHandler):
     def _token_expired(self) -> None:
         self.close(CLOSE_AUTH, "token expired: authenticate again and resume")
 
+    def _pong(self, data: dict[str, Any], ref: Ref | None) -> None:
+        """Answer a `ping` on this socket only, without a seq: a resumed client has no use
+        for an old pong, so none takes room in the session's replay buffer."""
+        try:
+            if wait := self.pings.retry_after(None):
+                self.ctx.metrics.rate_limited.labels("ping").inc()
+                raise RateLimited("too many pings; slow down", retry_after=wait)
+            validate("ping", data)
+        except ApiError as exc:
+            self.refuse(exc, ref, kept=False)
+        else:
+            self.write_frame(envelope(encode("pong", {}), None, ref))
+
     async def _dispatch(self, type_: str, data: dict[str, Any], ref: Ref | None) -> None:
-        if type_ == "ping":
-            try:
-                validate("ping", data)
-            except InvalidRequest as exc:
-                self.refuse(exc, ref)
-            else:
-                self.send_event("pong", {}, ref)
-            return
         route = ROUTES.get(type_)
         if route is None:
             self.refuse(InvalidRequest(f"unknown event type {type_[:40]!r}", field="type"), ref)

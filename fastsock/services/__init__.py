@@ -12,6 +12,7 @@ from fastsock.services.calls import Calls
 from fastsock.services.events import EventSink
 from fastsock.services.limits import Throttles
 from fastsock.services.messages import Messages
+from fastsock.services.passwords import PasswordHasher
 from fastsock.services.presence import Presence
 from fastsock.services.reactions import Reactions
 from fastsock.services.receipts import Receipts
@@ -51,7 +52,14 @@ class Services:
         uploads = Uploads(store, blobs, settings, throttles, metrics)
         messages = Messages(store, sink, rooms, typing, uploads, metrics)
         return cls(
-            accounts=Accounts(store, sink, TokenCodec(settings.jwt_secret), throttles, uploads),
+            accounts=Accounts(
+                store,
+                sink,
+                TokenCodec(settings.jwt_secret),
+                throttles,
+                uploads,
+                PasswordHasher(settings.limits),
+            ),
             rooms=rooms,
             messages=messages,
             presence=Presence(sink, rooms, typing),

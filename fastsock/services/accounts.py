@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from fastsock.errors import Conflict, InvalidRequest, NotFound, Unauthenticated
@@ -11,7 +11,8 @@ from fastsock.services import fields
 from fastsock.services.clock import now
 from fastsock.services.events import EventSink
 from fastsock.services.limits import Throttles
-from fastsock.services.passwords import DUMMY_HASH, hash_password, verify_password
+from fastsock.services.passwords import DUMMY_HASH, PasswordHasher
+from fastsock.services.revocations import RevokedLogins
 from fastsock.services.schemas import PASSWORD_MAX, validate
 from fastsock.services.tokens import ACCESS, REFRESH, TokenCodec
 from fastsock.services.uploads import Uploads
@@ -19,6 +20,15 @@ from fastsock.services.views import user_view
 from fastsock.store import Duplicate, Store
 
 Doc = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """Who a valid access token stands for."""
+
+    user_id: str
+    family: str | None  # the login (refresh-token family); None in tokens issued before
+    expires_at: float  # Unix time
 
 
 class Accounts:
@@ -29,19 +39,24 @@ class Accounts:
         tokens: TokenCodec,
         throttles: Throttles,
         uploads: Uploads,
+        hasher: PasswordHasher,
     ) -> None:
         self.uploads = uploads
+        self.hasher = hasher
         self.store = store
         self.sink = sink
         self.tokens = tokens
         self.throttles = throttles
+        self.revoked = RevokedLogins(tokens.access_ttl.total_seconds())
 
     # --- sessions -------------------------------------------------------------------------
 
     async def register(self, data: Doc, client_ip: str) -> Doc:
         data = validate("auth.register", data)
         self.throttles.check("register", client_ip)
-        password_hash = await asyncio.to_thread(hash_password, data["password"])
+        self.throttles.check("auth", client_ip)
+        with self.throttles.concurrent("auth", client_ip):
+            password_hash = await self.hasher.hash(data["password"])
         doc = {
             "username": data["username"],
             "display_name": data["display_name"] or data["username"],
@@ -60,23 +75,26 @@ class Accounts:
         data = validate("auth.login", data)
         username, password = data["username"].strip().lower(), data["password"]
         self.throttles.check("login", (client_ip, username))
+        self.throttles.check("auth", client_ip)
         doc = await self.store.users.by_username(username)
         # Unknown users and over-long passwords still cost one hash: timing reveals nothing.
         usable = doc is not None and len(password) <= PASSWORD_MAX
         stored = doc["password_hash"] if usable and doc else DUMMY_HASH
-        ok = await asyncio.to_thread(verify_password, password[:PASSWORD_MAX], stored)
+        with self.throttles.concurrent("auth", client_ip):
+            ok = await self.hasher.verify(password[:PASSWORD_MAX], stored)
         if not usable or not ok:
             raise Unauthenticated("invalid username or password")
         return await self._session(doc, family=None)
 
     async def refresh(self, data: Doc) -> Doc:
-        claims = self.tokens.decode(data.get("refresh_token"), REFRESH)
+        data = validate("auth.refresh", data)
+        claims = self.tokens.decode(data["refresh_token"], REFRESH)
         record = await self.store.tokens.get(claims["jti"])
         if record is None or record["revoked"]:
             raise Unauthenticated("refresh token revoked")
         if not await self.store.tokens.mark_used(claims["jti"], now()):
             # A rotated token came back: someone holds a copy. End the whole session.
-            await self.store.tokens.revoke_family(record["family"])
+            await self._revoke(claims["sub"], record["family"])
             raise Unauthenticated("refresh token reused; session revoked")
         user = await self.store.users.get(claims["sub"])
         if user is None:
@@ -85,32 +103,54 @@ class Accounts:
         # A concurrent reuse may have revoked the family while we issued: the new token was
         # stored after that revocation, so check again and revoke it too.
         if await self.store.tokens.family_revoked(record["family"]):
-            await self.store.tokens.revoke_family(record["family"])
+            await self._revoke(claims["sub"], record["family"])
             raise Unauthenticated("refresh token reused; session revoked")
         return session
 
     async def logout(self, user_id: str, data: Doc) -> None:
-        claims = self.tokens.decode(data.get("refresh_token"), REFRESH)
+        data = validate("auth.refresh", data)  # the same one field
+        claims = self.tokens.decode(data["refresh_token"], REFRESH)
         if claims["sub"] != user_id:
             raise Unauthenticated("refresh token belongs to another account")
         record = await self.store.tokens.get(claims["jti"])
         if record is not None:
-            await self.store.tokens.revoke_family(record["family"])
+            await self._revoke(user_id, record["family"])
+
+    async def _revoke(self, user_id: str, family: str) -> None:
+        """End a login everywhere at once: its refresh tokens, its unexpired access tokens
+        and its open sockets (closed with 4401; their clients fail to refresh and sign out)."""
+        await self.store.tokens.revoke_family(family)
+        self.revoked.add(family)
+        self.sink.close_login(user_id, family)
 
     def authenticate(self, access_token: Any) -> str:
-        """The user id an access token stands for (no database access: tokens are short-lived)."""
-        return self.authenticate_until(access_token)[0]
+        """The user id an access token stands for. No database access: the signature, the
+        expiry and the logins revoked by this process (in memory) decide."""
+        return self.check_access(access_token).user_id
 
-    def authenticate_until(self, access_token: Any) -> tuple[str, float]:
-        """The user id and the token's expiry (Unix time)."""
+    def check_access(self, access_token: Any) -> Login:
+        """The login a valid access token stands for; 401 once that login was revoked."""
         claims = self.tokens.decode(access_token, ACCESS)
-        return claims["sub"], float(claims["exp"])
+        family = claims.get("fam") or None
+        if family is not None and family in self.revoked:
+            raise Unauthenticated("signed out")
+        return Login(claims["sub"], family, float(claims["exp"]))
+
+    async def authenticate_socket(self, access_token: Any) -> Login:
+        """As `authenticate`, and the store is asked too: it also knows the logins revoked
+        before a restart (or, until issue 12's bus, on other nodes). One indexed read per
+        socket, which lives long and is opened seldom."""
+        login = self.check_access(access_token)
+        if login.family is not None and await self.store.tokens.family_revoked(login.family):
+            self.revoked.add(login.family)
+            raise Unauthenticated("signed out")
+        return login
 
     async def _session(self, user: Doc, family: str | None) -> Doc:
         user_id = str(user["_id"])
         family = family or secrets.token_urlsafe(16)
         issued_at = now()
-        access = self.tokens.issue(ACCESS, user_id, issued_at)
+        access = self.tokens.issue(ACCESS, user_id, issued_at, fam=family)
         refresh = self.tokens.issue(REFRESH, user_id, issued_at, fam=family)
         await self.store.tokens.insert(refresh.jti, user_id, family, issued_at, refresh.expires_at)
         return {

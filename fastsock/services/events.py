@@ -46,3 +46,8 @@ class EventSink(Protocol):
     ) -> bool:
         """Deliver to one session only; False if it no longer exists."""
         ...
+
+    def close_login(self, user_id: str, family: str) -> None:
+        """Close the user's sockets signed in with one login (refresh-token family), which
+        was just revoked."""
+        ...

@@ -1,22 +1,41 @@
-"""Input validation shared by the REST API and the WebSocket: services call these on every
-client-supplied value, so both transports refuse the same things with the same errors."""
+"""Input validation shared by the REST API and the WebSocket: both transports read every
+client document with `parse_json` and `check_document`, and services call the rest on every
+client-supplied value, so both refuse the same things with the same errors."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from fastsock.errors import InvalidRequest
-from fastsock.store.ids import is_object_id
 
 # Explicit bidirectional overrides and isolates: they let text display as something else.
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# A lone UTF-16 surrogate: JSON escapes can spell one ("\\ud800"), but it is not text. It can be
+# neither stored nor sent on as UTF-8, so relaying one would break the recipient's event stream.
+SURROGATE = re.compile("[\ud800-\udfff]")
+# Client documents nest three levels at most; deeper ones are refused before anything walks
+# them (Python's own parser gives up with RecursionError somewhere past a thousand).
+MAX_DEPTH = 16
+# Ids are MongoDB ObjectIds in hex. Either case is accepted; the server uses lower case only.
+_ID = re.compile(r"[0-9a-fA-F]{24}")
+
+
+def canonical_id(value: Any) -> str | None:
+    """The one form of an id the server uses (24 lower-case hex digits), or None if `value`
+    is no id. Every id a client sends goes through here (path, body, query, event)."""
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        return None
+    return value.lower()
 
 
 def object_id(value: Any, field: str) -> str:
-    if not is_object_id(value):
+    canonical = canonical_id(value)
+    if canonical is None:
         raise InvalidRequest(f"{field} must be an id", field=field)
-    return value.lower()
+    return canonical
 
 
 def object_ids(value: Any, field: str, *, max_items: int) -> list[str]:
@@ -64,6 +83,39 @@ def integer(value: Any, field: str, *, low: int, high: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise InvalidRequest(f"{field} must be a number from {low} to {high}", field=field)
     return value
+
+
+def parse_json(raw: str | bytes, what: str) -> Any:
+    """A client's JSON document (a REST body, a WebSocket frame), or invalid_request."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise InvalidRequest(f"{what} is nested more than {MAX_DEPTH} levels deep") from None
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest(f"{what} must be JSON") from None
+
+
+def check_document(document: dict[str, Any], what: str) -> None:
+    """Refuse a parsed client document (a JSON object) whose objects and arrays nest deeper
+    than MAX_DEPTH, or that holds a lone surrogate in any key or string. The error names the
+    top-level key the fault is under."""
+    stack: list[tuple[dict[str, Any] | list[Any], int, str | None]] = [(document, 1, None)]
+    while stack:
+        node, depth, top = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InvalidRequest(f"{what} is nested more than {MAX_DEPTH} levels deep", field=top)
+        if isinstance(node, dict):
+            if any(SURROGATE.search(key) for key in node):
+                raise InvalidRequest(f"{top or what} has a key with a lone surrogate", field=top)
+            entries = ((key if top is None else top, value) for key, value in node.items())
+        else:
+            entries = ((top, value) for value in node)
+        for field, value in entries:
+            if isinstance(value, str):
+                if SURROGATE.search(value):
+                    raise InvalidRequest(f"{field} holds a lone UTF-16 surrogate", field=field)
+            elif isinstance(value, dict | list):
+                stack.append((value, depth + 1, field))
 
 
 def only(data: Mapping[str, Any], allowed: set[str]) -> None:

@@ -5,8 +5,10 @@ over few nodes, so the effective limit is at most a small multiple of the settin
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from fastsock.config import Limits
@@ -67,6 +69,9 @@ class Throttles:
             "reaction": RateLimiter(limits.reactions_per_s, limits.reactions_burst),
             "invite": RateLimiter(limits.invites_per_min / 60, limits.invites_per_min),
             "login": RateLimiter(limits.logins_per_min / 60, limits.logins_per_min),
+            # Per client IP, whatever the username: logins and registrations together (each
+            # costs a password hash), so one address cannot spray passwords over many accounts.
+            "auth": RateLimiter(limits.auth_per_ip_per_min / 60, limits.auth_per_ip_per_min),
             "upload": RateLimiter(limits.uploads_per_min / 60, limits.uploads_per_min),
             # Per client IP: accounts are cheap to make, each costs a password hash.
             "register": RateLimiter(
@@ -76,6 +81,10 @@ class Throttles:
             "call": RateLimiter(limits.call_invites_per_min / 60, limits.call_invites_per_min),
             "ice": RateLimiter(limits.ice_servers_per_min / 60, limits.ice_servers_per_min),
         }
+        # Per client IP: password checks in progress (waiting for or in hashing), so that one
+        # address cannot fill the hashing queue ahead of everyone else.
+        self._concurrent = {"auth": limits.auth_concurrent_per_ip}
+        self._running: dict[str, Counter[object]] = {k: Counter() for k in self._concurrent}
         self._on_refused = on_refused
 
     def check(self, kind: str, key: object, cost: int = 1) -> None:
@@ -87,3 +96,19 @@ class Throttles:
         if wait > 0:
             self._on_refused(kind)
             raise RateLimited(f"too many {kind} requests; slow down", retry_after=wait)
+
+    @contextlib.contextmanager
+    def concurrent(self, kind: str, key: object) -> Iterator[None]:
+        """Hold one of `key`'s places for `kind` while the block runs; 429 `rate_limited` when
+        they are all taken."""
+        running = self._running[kind]
+        if running[key] >= self._concurrent[kind]:
+            self._on_refused(kind)
+            raise RateLimited(f"too many {kind} requests at once", retry_after=1.0)
+        running[key] += 1
+        try:
+            yield
+        finally:
+            running[key] -= 1
+            if not running[key]:
+                del running[key]

@@ -152,7 +152,7 @@ class Rooms:
         data = validate("room.create", data)
         member_ids = [m for m in data["member_ids"] if m != user_id]
         self.throttles.check("invite", user_id, cost=max(1, len(member_ids)))
-        await self._require_users(member_ids)
+        await self._require_users(member_ids, "member_ids")
         at = now()
         room = await self.store.rooms.create(
             {
@@ -178,7 +178,7 @@ class Rooms:
         other = validate("room.direct", data)["user_id"]
         if other == user_id:
             raise InvalidRequest("a direct message needs another user", field="user_id")
-        await self._require_users([other])
+        await self._require_users([other], "user_id")
         dm_key = ":".join(sorted((user_id, other)))
         room = await self.store.rooms.by_dm_key(dm_key)
         created = False
@@ -228,7 +228,7 @@ class Rooms:
         room = await self._room(room_id)
         self._require_group(room)
         self.throttles.check("invite", user_id, cost=len(user_ids))
-        await self._require_users(user_ids)
+        await self._require_users(user_ids, "user_ids")
         return await self._add(room, user_ids)
 
     async def join(self, user_id: str, room_id: Any) -> Doc:
@@ -312,11 +312,12 @@ class Rooms:
 
     # --- helpers --------------------------------------------------------------------------
 
-    async def _require_users(self, user_ids: list[str]) -> None:
+    async def _require_users(self, user_ids: list[str], field: str) -> None:
+        """Refuse ids of no user, naming the request field that held them."""
         found = {str(u["_id"]) for u in await self.store.users.many(user_ids)}
         missing = [u for u in user_ids if u not in found]
         if missing:
-            raise InvalidRequest(f"no such user {missing[0]}", field="user_ids")
+            raise InvalidRequest(f"no such user {missing[0]}", field=field)
 
     @staticmethod
     def _require_group(room: Doc) -> None:

@@ -1,7 +1,13 @@
-"""Message search over the rooms the user is a member of now (never rooms they left)."""
+"""Message search over the rooms the user is a member of now (never rooms they left).
+
+Only letters, digits and combining marks are searched for; every other character separates
+words. The store gets the words alone, so no backend ever reads query syntax from a user
+(MongoDB's `$text` would take `-x` as "not x", `"` as a phrase, and refuses a search made of
+nothing but such syntax), and a query without a word finds nothing on either backend."""
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from fastsock.services.rooms import Rooms
@@ -25,9 +31,16 @@ class Search:
             room_ids = [q["room_id"]]
         else:
             room_ids = [str(m["room_id"]) for m in await self.store.memberships.for_user(user_id)]
-        if not room_ids:
+        words = search_words(q["q"])
+        if not room_ids or not words:
             return {"messages": [], "has_more": False}
         docs, has_more = await self.store.messages.search(
-            room_ids, q["q"], before=q["before"], limit=q["limit"]
+            room_ids, words, before=q["before"], limit=q["limit"]
         )
         return {"messages": [message_view(d) for d in docs], "has_more": has_more}
+
+
+def search_words(query: str) -> str:
+    """The query's words, separated by single spaces ("" when it has none)."""
+    kept = (c if c.isalnum() or unicodedata.category(c)[0] == "M" else " " for c in query)
+    return " ".join("".join(kept).split())

@@ -1,5 +1,6 @@
 """JWT access and refresh tokens: HS256 only (the algorithm is pinned on decode), with
-`sub`, `typ`, `iat`, `exp` and `jti` required."""
+`sub` (a user id in its one lower-case form), `typ`, `iat`, `exp` and `jti` required. Both
+kinds carry `fam`, the login (refresh-token family) they were issued to."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import jwt
 
 from fastsock.errors import Unauthenticated
+from fastsock.services.fields import canonical_id
 
 ALGORITHM = "HS256"
 ACCESS, REFRESH = "access", "refresh"
@@ -59,6 +61,12 @@ class TokenCodec:
             raise Unauthenticated("token expired") from None
         except jwt.InvalidTokenError:
             raise Unauthenticated("invalid token") from None
-        if claims.get("typ") != typ or not isinstance(claims.get("sub"), str):
+        # Only this server signs tokens, but a malformed id must never pass for a user: every
+        # later check compares ids as strings.
+        sub = claims.get("sub")
+        if claims.get("typ") != typ or sub is None or canonical_id(sub) != sub:
+            raise Unauthenticated("invalid token")
+        # Tokens issued before access tokens carried the login have no `fam` (15 minutes at most).
+        if not isinstance(claims.get("fam", ""), str):
             raise Unauthenticated("invalid token")
         return claims

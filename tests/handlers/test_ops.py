@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
 from fastsock.app import Server
+from fastsock.config import ConfigError
 from fastsock.logs import JsonFormatter
-from tests.conftest import make_settings
+from tests.conftest import JWT_SECRET, make_settings
 from tests.support import PASSWORD, Api
+
+FASTSOCK = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "fastsock"
 
 
 async def test_health_and_readiness(api: Api) -> None:
@@ -62,6 +67,85 @@ async def test_metrics_token_protects_the_endpoint(db_uri: str | None, tmp_path:
         assert r.status == 401
         r = await api.request("GET", "/metrics", token="m-token")
         assert r.status == 200 and "fastsock_ws_connections" in r.body
+    finally:
+        await server.stop()
+
+
+def test_production_refuses_to_start_with_metrics_open_to_all(tmp_path: Path) -> None:
+    production = make_settings(None, tmp_path, env="production")
+    with pytest.raises(ConfigError) as info:
+        Server(production)
+    assert "FASTSOCK_METRICS_TOKEN" in str(info.value) and "\n" not in str(info.value)
+    # Either protection is enough.
+    Server(make_settings(None, tmp_path, env="production", metrics_token="m-token"))
+    Server(make_settings(None, tmp_path, env="production", metrics_port=0))
+
+
+@pytest.mark.once
+def test_serve_in_production_without_a_metrics_token_says_so_in_one_line(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FASTSOCK_")}
+    env |= {
+        "FASTSOCK_ENV": "production",
+        "FASTSOCK_JWT_SECRET": JWT_SECRET,
+        "FASTSOCK_DATA_DIR": str(tmp_path / "data"),
+        "FASTSOCK_PORT": "0",
+    }
+    proc = subprocess.run(
+        [str(FASTSOCK), "serve"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and "FASTSOCK_METRICS_TOKEN" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "data").exists()
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """The local addresses listening on `port` (IPv4, from /proc/net/tcp)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.split(":")
+        if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+            found.add(".".join(str(b) for b in reversed(bytes.fromhex(address))))
+    return found
+
+
+async def test_metrics_port_serves_only_metrics_on_loopback(
+    db_uri: str | None, tmp_path: Path
+) -> None:
+    # Production without a token is fine with a separate port: only local scrapers reach it.
+    settings = make_settings(db_uri, tmp_path, env="production", metrics_port=0, host="0.0.0.0")
+    server = Server(settings)
+    await server.start()
+    try:
+        assert server.metrics_port and server.metrics_port != server.port
+        assert _listening_addresses(server.metrics_port) == {"127.0.0.1"}
+        api, metrics = Api(server.port), Api(server.metrics_port)
+        r = await metrics.get("/metrics")
+        assert r.status == 200 and "fastsock_ws_connections" in r.body
+        assert r.headers["Content-Type"].startswith("text/plain")
+        # The public port no longer serves /metrics, and the metrics port nothing else.
+        r = await api.get("/metrics")
+        assert r.status == 404 and r.error_code == "not_found"
+        assert (await metrics.get("/healthz")).status == 404
+        assert (await api.get("/healthz")).status == 200
+    finally:
+        await server.stop()
+
+
+async def test_metrics_token_also_guards_the_metrics_port(
+    db_uri: str | None, tmp_path: Path
+) -> None:
+    settings = make_settings(db_uri, tmp_path, metrics_port=0, metrics_token="m-token")
+    server = Server(settings)
+    await server.start()
+    try:
+        assert server.metrics_port is not None
+        metrics = Api(server.metrics_port)
+        assert (await metrics.get("/metrics")).status == 401
+        assert (await metrics.request("GET", "/metrics", token="m-token")).status == 200
     finally:
         await server.stop()
 

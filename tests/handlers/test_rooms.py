@@ -13,7 +13,7 @@ async def test_create_group_validates_and_makes_creator_admin(api: Api) -> None:
         ({"name": "", "member_ids": []}, "name"),
         ({"name": "x" * 81}, "name"),
         ({"name": "ok", "member_ids": ["nope"]}, "member_ids"),
-        ({"name": "ok", "member_ids": ["0" * 24]}, "user_ids"),
+        ({"name": "ok", "member_ids": ["0" * 24]}, "member_ids"),
         ({"name": "ok", "private": "yes"}, "private"),
         ({"name": "ok", "colour": "red"}, "colour"),
     ]:

@@ -163,7 +163,7 @@ def _stalled_client(port: int, token: str) -> socket.socket:
 async def test_stalled_socket_never_delays_others_and_is_dropped(
     api: Api, server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ws_module, "MAX_PENDING_CHARS", 64 * 1024)
+    monkeypatch.setattr(ws_module, "MAX_PENDING_BYTES", 256 * 1024)
     original_open = ChatSocket.open
 
     def open_with_small_send_buffer(self: ChatSocket) -> None:

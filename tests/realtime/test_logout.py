@@ -1,0 +1,90 @@
+"""Issue 10, item 6: ending a login (log out, a reused refresh token) ends it everywhere at
+once: its open sockets close with 4401 and its unexpired access tokens stop working, on REST
+and on the socket. The user's other logins (other devices) carry on."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from fastsock.app import Server
+from tests.conftest import make_settings
+from tests.realtime.test_socket import _raw
+from tests.support import PASSWORD, Api, User
+
+
+async def another_login(api: Api, user: User) -> User:
+    """The same account signed in again (another device): a refresh-token family of its own."""
+    r = await api.post("/auth/login", {"username": user.username, "password": PASSWORD})
+    assert r.status == 200, r.body
+    return User(user.id, user.username, r.body["access_token"], r.body["refresh_token"])
+
+
+async def refused_socket(api: Api, access_token: str) -> int | None:
+    sock = await _raw(api)
+    await sock.send("auth", {"token": access_token})
+    return await sock.close_code()
+
+
+async def test_logout_closes_that_logins_sockets_and_refuses_its_access_token(api: Api) -> None:
+    alice, bob = await api.register(), await api.register()
+    laptop = await another_login(api, alice)
+    room = await api.group(bob, alice)
+    tab1, tab2 = await api.ws(alice), await api.ws(alice)  # two tabs of one login
+    other_device = await api.ws(laptop)
+
+    r = await api.post("/auth/logout", {"refresh_token": alice.refresh_token}, alice)
+    assert r.status == 204, r.body
+
+    assert await tab1.close_code() == 4401
+    assert await tab2.close_code() == 4401
+    # The access token is 15 minutes from expiry, yet refused now, on REST and on the socket.
+    r = await api.get("/users/me", alice)
+    assert r.status == 401 and r.error_code == "unauthenticated", r.body
+    assert await refused_socket(api, alice.access_token) == 4401
+    # The other login is untouched: its socket still gets events, its token still works.
+    await api.send(bob, room, "still signed in elsewhere")
+    got = await other_device.expect("message.new")
+    assert got["message"]["text"] == "still signed in elsewhere"
+    assert (await api.get("/users/me", laptop)).status == 200
+    await other_device.send("ping", ref="alive")
+    assert (await other_device.expect("pong"))["__ref"] == "alive"
+
+
+async def test_a_reused_refresh_token_closes_that_logins_sockets(api: Api) -> None:
+    alice = await api.register()
+    laptop = await another_login(api, alice)
+    tab, other_device = await api.ws(alice), await api.ws(laptop)
+    rotated = await api.post("/auth/refresh", {"refresh_token": alice.refresh_token})
+    assert rotated.status == 200, rotated.body
+    # The old token comes back: someone holds a copy, so the login ends.
+    reused = await api.post("/auth/refresh", {"refresh_token": alice.refresh_token})
+    assert reused.status == 401, reused.body
+
+    assert await tab.close_code() == 4401
+    new_access = rotated.body["access_token"]
+    assert (await api.request("GET", "/users/me", token=new_access)).status == 401
+    await other_device.send("ping", ref="alive")
+    assert (await other_device.expect("pong"))["__ref"] == "alive"
+
+
+async def test_a_login_revoked_before_a_restart_cannot_open_a_socket(
+    db_uri: str | None, tmp_path: Path
+) -> None:
+    settings = make_settings(db_uri, tmp_path)
+    server = Server(settings)
+    await server.start()
+    try:
+        api = Api(server.port)
+        alice = await api.register()
+        laptop = await another_login(api, alice)
+        r = await api.post("/auth/logout", {"refresh_token": alice.refresh_token}, alice)
+        assert r.status == 204, r.body
+        await server.stop()
+        # A new process knows nothing of the logout in memory: the store does.
+        server = Server(replace(settings, port=server.port))
+        await server.start()
+        assert await refused_socket(api, alice.access_token) == 4401
+        assert (await api.ws(laptop)).ready is not None
+    finally:
+        await server.stop()
