@@ -55,7 +55,7 @@ class BaseHandler(RequestHandler):
     def services(self):  # type: ignore[no-untyped-def]
         return self.ctx.services
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         incoming = self.request.headers.get("X-Request-Id", "")
         rid = incoming if REQUEST_ID_RE.fullmatch(incoming) else secrets.token_hex(8)
         self.request_id = rid
@@ -68,7 +68,7 @@ class BaseHandler(RequestHandler):
             token = bearer_token(self.request.headers.get("Authorization"))
             if token is None:
                 raise Unauthenticated("an access token is required")
-            self.user_id = self.services.accounts.authenticate(token)
+            self.user_id = (await self.services.accounts.authenticate(token)).user_id
             logs.user_id.set(self.user_id)
 
     def set_default_headers(self) -> None:
@@ -143,6 +143,6 @@ class NotFoundHandler(BaseHandler):
     auth_required = False
     route = "not_found"
 
-    def prepare(self) -> None:
-        super().prepare()
+    async def prepare(self) -> None:
+        await super().prepare()
         raise HTTPError(404, reason="no such endpoint")

@@ -33,8 +33,8 @@ class UploadHandler(BaseHandler):
         self.filename: str | None = None
         self.multipart: MultipartStream | None = None
 
-    def prepare(self) -> None:
-        super().prepare()
+    async def prepare(self) -> None:
+        await super().prepare()
         uploads = self.services.uploads
         boundary = boundary_of(self.request.headers.get("Content-Type", ""))
         length = self.request.headers.get("Content-Length")

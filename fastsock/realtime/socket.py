@@ -242,7 +242,7 @@ class ChatSocket(WebSocketHandler):
                 raise Unauthenticated("the first frame must be auth")
             auth = validate("auth", data)
             resume = auth["resume"]
-            login = await services.accounts.authenticate_socket(auth["token"])
+            login = await services.accounts.authenticate(auth["token"])
             user_id, expires_at, self.family = login.user_id, login.expires_at, login.family
             user = await services.accounts.get(user_id)
             services.accounts.check_access(auth["token"])  # the login may have ended meanwhile
@@ -257,6 +257,9 @@ class ChatSocket(WebSocketHandler):
         if self.ws_connection is None:  # closed while we looked the user up
             return
         hub = self.ctx.hub
+        if hub.closing:  # the server began shutting down meanwhile: close_all has passed us
+            self.close(1001, "server shutting down")
+            return
         outcome: str | None = None
         missed: list[bytes] = []
         if resume is not None:

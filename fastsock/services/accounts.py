@@ -12,7 +12,7 @@ from fastsock.services.clock import now
 from fastsock.services.events import EventSink
 from fastsock.services.limits import Throttles
 from fastsock.services.passwords import DUMMY_HASH, PasswordHasher
-from fastsock.services.revocations import RevokedLogins
+from fastsock.services.revocations import ExpiringSet
 from fastsock.services.schemas import PASSWORD_MAX, validate
 from fastsock.services.tokens import ACCESS, REFRESH, TokenCodec
 from fastsock.services.uploads import Uploads
@@ -20,6 +20,8 @@ from fastsock.services.views import user_view
 from fastsock.store import Duplicate, Store
 
 Doc = dict[str, Any]
+# How long the store's word that a login was not ended holds (one read per login per period).
+CONFIRM_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +49,8 @@ class Accounts:
         self.sink = sink
         self.tokens = tokens
         self.throttles = throttles
-        self.revoked = RevokedLogins(tokens.access_ttl.total_seconds())
+        self.revoked = ExpiringSet(tokens.access_ttl.total_seconds())
+        self.confirmed = ExpiringSet(CONFIRM_S)  # logins the store said were not revoked
 
     # --- sessions -------------------------------------------------------------------------
 
@@ -123,28 +126,29 @@ class Accounts:
         self.revoked.add(family)
         self.sink.close_login(user_id, family)
 
-    def authenticate(self, access_token: Any) -> str:
-        """The user id an access token stands for. No database access: the signature, the
-        expiry and the logins revoked by this process (in memory) decide."""
-        return self.check_access(access_token).user_id
+    async def authenticate(self, access_token: Any) -> Login:
+        """The login a valid access token stands for, for a request or a new socket. The
+        signature and expiry decide, then whether the login was ended: this process's
+        revocations are in memory; the store also knows those made before a restart (or, until
+        issue 12's bus, on other nodes), and is asked at most once per CONFIRM_S per login."""
+        login = self.check_access(access_token)
+        family = login.family
+        if family is None or family in self.confirmed:
+            return login
+        if await self.store.tokens.family_revoked(family):
+            self.revoked.add(family)
+            raise Unauthenticated("signed out")
+        self.confirmed.add(family)
+        return login
 
     def check_access(self, access_token: Any) -> Login:
-        """The login a valid access token stands for; 401 once that login was revoked."""
+        """As `authenticate`, from memory only (no await): 401 once this process revoked the
+        login."""
         claims = self.tokens.decode(access_token, ACCESS)
         family = claims.get("fam") or None
         if family is not None and family in self.revoked:
             raise Unauthenticated("signed out")
         return Login(claims["sub"], family, float(claims["exp"]))
-
-    async def authenticate_socket(self, access_token: Any) -> Login:
-        """As `authenticate`, and the store is asked too: it also knows the logins revoked
-        before a restart (or, until issue 12's bus, on other nodes). One indexed read per
-        socket, which lives long and is opened seldom."""
-        login = self.check_access(access_token)
-        if login.family is not None and await self.store.tokens.family_revoked(login.family):
-            self.revoked.add(login.family)
-            raise Unauthenticated("signed out")
-        return login
 
     async def _session(self, user: Doc, family: str | None) -> Doc:
         user_id = str(user["_id"])

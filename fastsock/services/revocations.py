@@ -1,10 +1,11 @@
-"""Logins revoked while access tokens issued to them may still be unexpired.
+"""What access-token checks remember about logins, each entry for a fixed time.
 
-A login is a refresh-token family, and its access tokens carry the family (`fam`). Access
-tokens are checked without the database on every request, so ending a login (logout, a
-reused refresh token) records its family here, for as long as an access token issued before
-that moment can live. In cluster mode (issue 12) the bus adds the revocations of the other
-nodes to this list."""
+A login is a refresh-token family, and its access tokens carry the family (`fam`). Ending a
+login (logout, a reused refresh token) records its family as revoked for as long as an access
+token issued before that moment can live, so this process refuses them without the database.
+The store's answer that a login was *not* ended is remembered briefly too (accounts.CONFIRM_S),
+so a request costs at most one read per login per period. In cluster mode (issue 12) the bus
+adds the revocations of the other nodes."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import time
 from collections.abc import Callable
 
 
-class RevokedLogins:
+class ExpiringSet:
+    """Families, each kept for `keep_s` after it was (last) added."""
+
     def __init__(self, keep_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.keep_s = keep_s
         self.clock = clock

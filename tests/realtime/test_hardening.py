@@ -8,13 +8,14 @@ from pathlib import Path
 
 import jwt
 import pytest
+from tornado.websocket import websocket_connect
 
 from fastsock.app import Server
 from fastsock.config import Limits
 from fastsock.realtime import hub as hub_module
 from tests.conftest import JWT_SECRET, make_settings
 from tests.realtime.test_socket import _raw
-from tests.support import Api
+from tests.support import Api, Socket
 
 
 async def test_sessions_per_user_are_capped(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -145,3 +146,37 @@ async def test_a_slow_request_does_not_stall_the_socket_or_its_keepalive(
     release.set()
     assert (await ws.expect("ack"))["__ref"] == "stuck"
     assert (await ws.expect("ack"))["__ref"] == "queued"
+
+
+async def test_a_socket_authenticating_while_the_server_stops_is_closed(
+    db_uri: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shutdown closes every socket it knows of; one still looking its user up at that moment
+    must not come out of auth as a live session of a stopped server."""
+    server = Server(make_settings(db_uri, tmp_path))
+    await server.start()
+    api = Api(server.port)
+    user = await api.register()
+    assert server.ctx is not None
+    accounts = server.ctx.services.accounts
+    looking_up, release = asyncio.Event(), asyncio.Event()
+    profile = await accounts.get(user.id)
+
+    async def held_get(user_id: str) -> dict:
+        looking_up.set()
+        await release.wait()
+        return profile  # (the store may be closed by then)
+
+    monkeypatch.setattr(accounts, "get", held_get)
+    sock = Socket(await websocket_connect(f"ws://127.0.0.1:{server.port}/ws"))
+    await sock.send("auth", {"token": user.access_token})
+    await asyncio.wait_for(looking_up.wait(), 10)
+    stopping = asyncio.create_task(server.stop())
+    while not server.ctx.hub.closing:
+        await asyncio.sleep(0.01)
+    release.set()
+    await stopping
+    await sock.drain()
+    assert sock.closed
+    assert sock.conn.close_code == 1001
+    assert not any(f["type"] == "ready" for f in sock.frames)

@@ -9,7 +9,7 @@ import jwt
 import pytest
 
 from fastsock.errors import Unauthenticated
-from fastsock.services.revocations import RevokedLogins
+from fastsock.services.revocations import ExpiringSet
 from fastsock.services.tokens import ACCESS, TokenCodec
 
 pytestmark = pytest.mark.once
@@ -28,7 +28,7 @@ class Clock:
 
 def test_a_revoked_login_is_kept_as_long_as_its_access_tokens_can_live() -> None:
     clock = Clock()
-    revoked = RevokedLogins(keep_s=900, clock=clock)
+    revoked = ExpiringSet(keep_s=900, clock=clock)
     revoked.add("family-a")
     clock.now += 899
     assert "family-a" in revoked and "family-b" not in revoked
@@ -39,7 +39,7 @@ def test_a_revoked_login_is_kept_as_long_as_its_access_tokens_can_live() -> None
 
 def test_revoking_again_keeps_the_login_from_then_on() -> None:
     clock = Clock()
-    revoked = RevokedLogins(keep_s=900, clock=clock)
+    revoked = ExpiringSet(keep_s=900, clock=clock)
     revoked.add("family-a")
     clock.now += 600
     revoked.add("family-b")
