@@ -1,14 +1,19 @@
 """Issue 5, item 13: keyboard only, ARIA labels, phone width to desktop, light and dark."""
 
+import io
+import re
+
+from PIL import Image
 from playwright.async_api import expect
 
 from tests.e2e.helpers import message, open_room, room_item, send, shot, signed_in
 
 
 async def _seed(api):
-    alice = await api.register(display_name="Alice Liddell")
-    bob = await api.register(display_name="Bob Builder")
-    carol = await api.register(display_name="Carol Danvers")
+    # Fixed usernames: the avatars' colours come from them, so the screenshots stay the same.
+    alice = await api.register("alice", display_name="Alice Liddell")
+    bob = await api.register("bob", display_name="Bob Builder")
+    carol = await api.register("carol", display_name="Carol Danvers")
     dm = (await api.post("/rooms/direct", {"user_id": bob.id}, alice)).body["id"]
     group = (
         await api.post("/rooms", {"name": "Launch plan", "member_ids": [bob.id, carol.id]}, alice)
@@ -97,3 +102,100 @@ async def test_screens_light_dark_and_phone(new_page, api) -> None:
     await shot(phone, "phone-conversation")
     await phone.get_by_role("button", name="Back to conversations").tap()
     await expect(phone.get_by_test_id("room-list")).to_be_visible()
+
+
+# Each tick state's number of drawn ticks, stroke width and colour.
+TICK_LOOKS = """() => Object.fromEntries(['sent', 'delivered', 'read'].map(state => {
+  const tick = document.querySelector(`[data-testid=tick][data-state=${state}]`);
+  const svg = tick.querySelector('svg');
+  return [state, {paths: svg.querySelectorAll('path').length, color: getComputedStyle(tick).color,
+                  stroke: parseFloat(getComputedStyle(svg).strokeWidth)}];
+}))"""
+COLOUR_EMOJI_FIRST = re.compile(r'^"Noto Color Emoji", ')
+
+
+def _luminance(css: str) -> float:
+    """WCAG relative luminance of an `rgb(r, g, b)` colour."""
+    channels = [int(v) / 255 for v in css[css.index("(") + 1 : css.index(")")].split(",")[:3]]
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+async def test_delivered_and_read_ticks_differ_at_a_glance(new_page, api) -> None:
+    """Issue 10, item 7: sent is one tick, delivered and read two; read ones are heavier and
+    set apart from the grey in lightness, in both themes, not only in hue."""
+    alice = await api.register(display_name="Alice")
+    bob = await api.register(display_name="Bob")
+    dm = (await api.post("/rooms/direct", {"user_id": bob.id}, alice)).body["id"]
+    read = await api.send(alice, dm, "read by Bob")
+    delivered = await api.send(alice, dm, "delivered to Bob")
+    await api.send(alice, dm, "only sent")
+    await api.post(f"/rooms/{dm}/read", {"message_id": read["id"]}, bob)
+    bob_socket = await api.ws(bob)
+    await bob_socket.send("message.delivered", {"message_ids": [delivered["id"]]}, ref="d")
+    await bob_socket.expect("ack")
+
+    page = await signed_in(new_page, alice)
+    await open_room(page, "Bob")
+    ticks = {
+        state: message(page, text).get_by_test_id("tick")
+        for state, text in (
+            ("read", "read by Bob"),
+            ("delivered", "delivered to Bob"),
+            ("sent", "only sent"),
+        )
+    }
+    for state, tick in ticks.items():
+        await expect(tick).to_have_attribute("data-state", state)
+    # Read in one go: a row can be redrawn between two separate look-ups.
+    looks = await page.evaluate(TICK_LOOKS)
+    assert [looks[s]["paths"] for s in ("sent", "delivered", "read")] == [1, 2, 2], looks
+    assert looks["read"]["stroke"] > 1.4 * looks["delivered"]["stroke"], looks
+
+    for theme in ("light", "dark"):
+        await page.evaluate("t => document.documentElement.dataset.theme = t", theme)
+        looks = await page.evaluate(TICK_LOOKS)
+        colors = [looks[s]["color"] for s in ("read", "delivered")]
+        lighter, darker = sorted((_luminance(c) for c in colors), reverse=True)
+        contrast = (lighter + 0.05) / (darker + 0.05)
+        assert contrast >= 1.8, (theme, colors, contrast)
+
+
+async def test_reaction_picker_emoji_in_colour(new_page, api) -> None:
+    """Issue 10, item 7: the colour emoji font comes first for emoji, or system-ui (DejaVu Sans
+    here, which has the emoticons block) draws 😂, 😮 and 😢 in black and white."""
+    alice = await api.register(display_name="Alice")
+    bob = await api.register(display_name="Bob")
+    dm = (await api.post("/rooms/direct", {"user_id": bob.id}, alice)).body["id"]
+    await api.send(bob, dm, "pick a reaction")
+    page = await signed_in(new_page, alice)
+    await open_room(page, "Bob")
+    row = message(page, "pick a reaction")
+    await row.hover()
+    await row.get_by_test_id("react-button").click()
+    joy = page.get_by_test_id("reaction-picker").get_by_role("menuitem", name="React with 😂")
+    await expect(joy).to_be_visible()
+    await expect(joy).to_have_css("font-family", COLOUR_EMOJI_FIRST)
+    image = Image.open(io.BytesIO(await joy.screenshot(animations="disabled"))).convert("RGB")
+    colourful = [p for p in image.get_flattened_data() if max(p) - min(p) > 100]
+    assert len(colourful) > 50, len(colourful)
+    await joy.click()
+    chip = row.get_by_test_id("reaction").locator(".reaction-emoji")
+    await expect(chip).to_have_text("😂")
+    await expect(chip).to_have_css("font-family", COLOUR_EMOJI_FIRST)
+
+
+async def test_emoji_in_message_text_in_colour(new_page, api) -> None:
+    """Running text keeps system-ui for letters, but its emoji come from the colour font (an
+    @font-face limited to emoji code points), not DejaVu Sans's black-and-white glyphs."""
+    alice = await api.register(display_name="Alice")
+    bob = await api.register(display_name="Bob")
+    dm = (await api.post("/rooms/direct", {"user_id": bob.id}, alice)).body["id"]
+    await api.send(bob, dm, "😂😮😢")
+    page = await signed_in(new_page, alice)
+    await open_room(page, "Bob")
+    text = message(page, "😂😮😢").get_by_test_id("message-text")
+    await expect(text).to_be_visible()
+    image = Image.open(io.BytesIO(await text.screenshot(animations="disabled"))).convert("RGB")
+    colourful = [p for p in image.get_flattened_data() if max(p) - min(p) > 100]
+    assert len(colourful) > 50, len(colourful)

@@ -31,6 +31,15 @@ export function clearSession() {
   localStorage.removeItem(REFRESH_KEY);
 }
 
+// Another tab of this browser logged out (or its refresh failed): the login is over here too.
+// The `storage` event fires in every other tab the moment the refresh token goes.
+window.addEventListener('storage', (ev) => {
+  if ((ev.key === REFRESH_KEY || ev.key === null) && !localStorage.getItem(REFRESH_KEY)) {
+    accessToken = null;
+    listeners.forEach((fn) => fn());
+  }
+});
+
 async function doRefresh(staleAccess) {
   const run = async () => {
     // Another tab (or caller) may have rotated already: only refresh if still stale.
@@ -124,12 +133,6 @@ export async function logout() {
 }
 
 // --- uploads ------------------------------------------------------------------------------
-
-export const MAX_UPLOAD_BYTES = 25 * 1024 * 1024;
-export const UPLOAD_TYPES = [
-  'image/png', 'image/jpeg', 'image/gif', 'image/webp', 'application/pdf', 'text/plain',
-  'application/zip', 'audio/mpeg', 'audio/ogg', 'video/mp4', 'video/webm',
-];
 
 // Uploads use XMLHttpRequest for progress events. Returns {promise, abort}.
 export function upload(file, onProgress) {

@@ -1,6 +1,7 @@
 // Entry point: restore the session (silent refresh) or show the login screen.
 import * as api from './api.js';
 import { store } from './store.js';
+import { loadLimits } from './limits.js';
 import { renderAuth } from './views/auth.js';
 import { renderApp } from './views/app.js';
 import { applyTheme } from './views/theme.js';
@@ -11,7 +12,7 @@ applyTheme();
 async function enter(user) {
   root.textContent = '';
   try {
-    await store.start(user);
+    await Promise.all([store.start(user), loadLimits()]);
   } catch (err) {
     showAuth();
     return;
@@ -32,6 +33,7 @@ function showAuth() {
   renderAuth(root, enter);
 }
 
+// The login ended: logged out here or in another tab, or the server refused to refresh it.
 store.on('authlost', () => {
   if (!store.me) return;
   api.clearSession();

@@ -1,12 +1,17 @@
 // The WebSocket: auth (+ resume), seq tracking, an outbox of requests awaiting a reply that is
 // re-sent after every reconnect (the server deduplicates by client_msg_id), exponential
 // backoff with full jitter (capped), a keep-alive ping, and status events for the banner.
-// Mirrors tests/sync_client.py.
+// While waiting to reconnect, a cheap probe (GET /healthz) notices the server coming back, so
+// the client connects then rather than when its backoff runs out. Mirrors tests/sync_client.py.
 
 import { ensureAccess, refreshAccess } from './api.js';
 
 const BASE_DELAY = 1000;
-const MAX_DELAY = 30000;
+const MAX_DELAY = 10000;
+// Probes while waiting, each a random 1-3 s after the last: thousands of clients that lost
+// one server spread their reconnections over seconds instead of arriving together.
+const PROBE_EVERY = 2000;
+const CONNECT_TIMEOUT = 10000; // from opening the socket to `ready`
 const PING_EVERY = 25000;
 const PONG_TIMEOUT = 10000;
 
@@ -21,6 +26,9 @@ export class Socket extends EventTarget {
     this.state = 'idle'; // idle | connecting | open | waiting | offline
     this.retryAt = 0;
     this.timer = null;
+    this.probeTimer = null;
+    this.serverDown = false; // the last probe got no answer
+    this.connectTimer = null;
     this.pingTimer = null;
     this.pongTimer = null;
     this.stopped = true;
@@ -28,10 +36,18 @@ export class Socket extends EventTarget {
     this.refCounter = 0;
     window.addEventListener('online', () => { if (!this.stopped) this.connectNow(); });
     window.addEventListener('offline', () => { if (!this.stopped) this.drop(); });
+    // Back to the tab (a laptop waking up, a phone unlocked): retry now if waiting, and make
+    // sure an open socket still answers. Hidden tabs do not probe.
+    document.addEventListener('visibilitychange', () => {
+      if (this.stopped || document.hidden) return;
+      if (this.state === 'open') this.ping(this.ws);
+      else this.connectNow();
+    });
   }
 
   setState(state) {
     this.state = state;
+    if (state !== 'waiting') clearTimeout(this.probeTimer);
     this.dispatchEvent(new CustomEvent('status', { detail: { state, retryAt: this.retryAt } }));
   }
 
@@ -43,6 +59,7 @@ export class Socket extends EventTarget {
   stop() {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.connectTimer);
     this.stopPing();
     if (this.ws) this.ws.close(1000);
     this.ws = null;
@@ -74,6 +91,9 @@ export class Socket extends EventTarget {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const ws = new WebSocket(`${proto}//${location.host}/ws`);
     this.ws = ws;
+    // A handshake that never completes (a half-dead network) must not leave us "Reconnecting…".
+    clearTimeout(this.connectTimer);
+    this.connectTimer = setTimeout(() => { if (ws === this.ws && this.state === 'connecting') this.drop(); }, CONNECT_TIMEOUT);
     ws.onopen = () => {
       const auth = { token };
       if (this.session) auth.resume = { session: this.session, last_seq: this.lastSeq };
@@ -87,6 +107,7 @@ export class Socket extends EventTarget {
   onClose(ws, ev) {
     if (ws !== this.ws) return;
     this.ws = null;
+    clearTimeout(this.connectTimer);
     this.stopPing();
     if (this.stopped) return;
     if (ev.code === 4401) {
@@ -116,6 +137,27 @@ export class Socket extends EventTarget {
     this.retryAt = Date.now() + delay;
     this.setState('waiting');
     this.timer = setTimeout(() => this.connect(), delay);
+    this.scheduleProbe();
+  }
+
+  scheduleProbe() {
+    clearTimeout(this.probeTimer);
+    if (this.state !== 'waiting' || document.hidden) return;
+    this.probeTimer = setTimeout(() => this.probe(), PROBE_EVERY * (0.5 + Math.random()));
+  }
+
+  // Connect at once when the server answers again after not answering. A server that answers
+  // all along while the socket fails (a proxy refusing WebSockets) gets the plain backoff.
+  async probe() {
+    let up = false;
+    try {
+      up = (await fetch('/healthz', { cache: 'no-store' })).ok;
+    } catch { /* no answer */ }
+    const cameBack = up && this.serverDown;
+    this.serverDown = !up;
+    if (this.state !== 'waiting') return;
+    if (cameBack) this.connectNow();
+    else this.scheduleProbe();
   }
 
   onFrame(ws, raw) {
@@ -161,6 +203,8 @@ export class Socket extends EventTarget {
     }
     const wasReconnect = this.everConnected;
     this.everConnected = true;
+    clearTimeout(this.connectTimer);
+    this.serverDown = false;
     this.attempt = 0;
     this.authFailures = 0;
     this.setState('open');
@@ -182,12 +226,15 @@ export class Socket extends EventTarget {
 
   startPing(ws) {
     this.stopPing();
-    this.pingTimer = setInterval(() => {
-      if (ws.readyState !== WebSocket.OPEN) return;
-      ws.send(JSON.stringify({ type: 'ping', ref: `p${++this.refCounter}` }));
-      clearTimeout(this.pongTimer);
-      this.pongTimer = setTimeout(() => { if (ws === this.ws) this.drop(); }, PONG_TIMEOUT);
-    }, PING_EVERY);
+    this.pingTimer = setInterval(() => this.ping(ws), PING_EVERY);
+  }
+
+  // No pong within PONG_TIMEOUT: the socket is dead, whatever the browser thinks.
+  ping(ws) {
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    ws.send(JSON.stringify({ type: 'ping', ref: `p${++this.refCounter}` }));
+    clearTimeout(this.pongTimer);
+    this.pongTimer = setTimeout(() => { if (ws === this.ws) this.drop(); }, PONG_TIMEOUT);
   }
 
   stopPing() {

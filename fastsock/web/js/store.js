@@ -22,7 +22,10 @@ class Store extends EventTarget {
     this.reset();
     this.socket.addEventListener('frame', (ev) => this.onFrame(ev.detail));
     this.socket.addEventListener('ready', (ev) => this.onReady(ev.detail));
-    this.socket.addEventListener('status', (ev) => this.emit('connection', ev.detail));
+    this.socket.addEventListener('status', (ev) => {
+      this.onConnection(ev.detail.state); // while down, others' presence and typing are unknown
+      this.emit('connection', ev.detail);
+    });
     this.socket.addEventListener('authlost', () => this.emit('authlost'));
     api.onAuthLost(() => this.emit('authlost'));
     this.deliverQueue = new Set();
@@ -44,6 +47,8 @@ class Store extends EventTarget {
     this.synced = new Map(); // room id -> version
     this.confirmed = new Set(); // message ids we already confirmed delivery of
     this.currentRoom = null;
+    this.peersUnknown = false; // the socket is down: others' presence and typing are unknown
+    this.presenceBefore = null; // user id -> online, as it was when the socket went down
   }
 
   on(name, fn) {

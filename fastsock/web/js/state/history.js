@@ -4,6 +4,9 @@
 import * as api from '../api.js';
 import { cmpId, PAGE } from './util.js';
 
+// An `after` cursor below every message id (ids are 24 hex digits): the history from its start.
+const BEFORE_ALL = '0'.repeat(24);
+
 export const history = {
   win(roomId) {
     let w = this.windows.get(roomId);
@@ -25,6 +28,7 @@ export const history = {
 
   upsert(msg, { fromLive = false } = {}) {
     const w = this.windows.get(msg.room_id);
+    if (fromLive && w?.arrived) w.arrived.push(msg);
     if (!w || !w.loaded) return false;
     const known = w.byId.get(msg.id);
     if (known) {
@@ -42,17 +46,50 @@ export const history = {
     return true;
   },
 
-  async loadLatest(roomId) {
-    const w = this.win(roomId);
+  // Replace a room's window with a freshly loaded slice (newest page, first unread, search
+  // jump): `fetch` returns [messages, {hasOlder, hasNewer, focus?}]. Live messages arriving
+  // meanwhile are merged in, since the pages may have been read before they were stored (a
+  // reply sent right before "jump to latest"). Pages still in flight for the old window land
+  // in the old object and are dropped.
+  async resetWindow(roomId, fetch) {
+    const old = this.win(roomId);
+    old.arrived = [];
+    try {
+      const [messages, { hasOlder, hasNewer, focus }] = await fetch();
+      const w = { byId: new Map(), hasOlder, hasNewer, loaded: true };
+      for (const m of messages) w.byId.set(m.id, m);
+      this.windows.set(roomId, w);
+      for (const m of old.arrived) this.upsert(m); // where they fall inside the new window
+      this.confirmDelivery(messages);
+      this.loadReceipts(roomId);
+      this.emit('messages', { roomId, reset: true, focus });
+    } finally {
+      old.arrived = null;
+    }
+  },
+
+  async newestPage(roomId) {
     const page = await api.get(`/history/room/${roomId}?limit=${PAGE}`);
-    w.byId.clear();
-    w.loaded = true;
-    w.hasOlder = page.has_more;
-    w.hasNewer = false;
-    for (const m of page.messages) w.byId.set(m.id, m);
-    this.confirmDelivery(page.messages);
-    this.loadReceipts(roomId);
-    this.emit('messages', { roomId, reset: true });
+    return [page.messages, { hasOlder: page.has_more, hasNewer: false }];
+  },
+
+  loadLatest(roomId) {
+    return this.resetWindow(roomId, () => this.newestPage(roomId));
+  },
+
+  // Open a room at my first unread message: the oldest unread page after my read pointer,
+  // then the page before it (my read pointer's message and what precedes it). Without a
+  // pointer every message is unread: the history from its very first message.
+  loadUnread(roomId, lastRead) {
+    return this.resetWindow(roomId, async () => {
+      const newer = await api.get(`/history/room/${roomId}?after=${lastRead || BEFORE_ALL}&limit=${PAGE}`);
+      if (!newer.messages.length) return this.newestPage(roomId); // nothing after it after all
+      const first = newer.messages[newer.messages.length - 1].id; // pages are newest-first
+      const older = lastRead
+        ? await api.get(`/history/room/${roomId}?before=${first}&limit=${PAGE}`)
+        : { messages: [], has_more: false };
+      return [[...older.messages, ...newer.messages], { hasOlder: older.has_more, hasNewer: newer.has_more }];
+    });
   },
 
   async loadOlder(roomId) {
@@ -63,6 +100,7 @@ export const history = {
     w.loadingOlder = true;
     try {
       const page = await api.get(`/history/room/${roomId}?before=${ids[0]}&limit=${PAGE}`);
+      if (this.windows.get(roomId) !== w) return false; // reset meanwhile
       w.hasOlder = page.has_more;
       for (const m of page.messages) w.byId.set(m.id, m);
       this.confirmDelivery(page.messages);
@@ -77,34 +115,30 @@ export const history = {
     const w = this.win(roomId);
     if (!w.hasNewer || w.loadingNewer) return false;
     const ids = [...w.byId.keys()].sort(cmpId);
+    if (!ids.length) return false;
     w.loadingNewer = true;
     try {
       const page = await api.get(`/history/room/${roomId}?after=${ids[ids.length - 1]}&limit=${PAGE}`);
+      if (this.windows.get(roomId) !== w) return false;
       w.hasNewer = page.has_more;
       for (const m of page.messages) w.byId.set(m.id, m);
       this.confirmDelivery(page.messages);
-      this.emit('messages', { roomId });
-      return true;
+      this.emit('messages', { roomId, appended: true });
+      return page.messages.length > 0;
     } finally {
       w.loadingNewer = false;
     }
   },
 
   // Load the history around one message (search results jump here).
-  async loadAround(roomId, msg) {
-    const w = this.win(roomId);
-    const [older, newer] = await Promise.all([
-      api.get(`/history/room/${roomId}?before=${msg.id}&limit=20`),
-      api.get(`/history/room/${roomId}?after=${msg.id}&limit=20`),
-    ]);
-    w.byId.clear();
-    w.loaded = true;
-    w.hasOlder = older.has_more;
-    w.hasNewer = newer.has_more;
-    w.byId.set(msg.id, msg);
-    for (const m of [...older.messages, ...newer.messages]) w.byId.set(m.id, m);
-    this.confirmDelivery([...older.messages, ...newer.messages]);
-    this.emit('messages', { roomId, reset: true, focus: msg.id });
+  loadAround(roomId, msg) {
+    return this.resetWindow(roomId, async () => {
+      const [older, newer] = await Promise.all([
+        api.get(`/history/room/${roomId}?before=${msg.id}&limit=20`),
+        api.get(`/history/room/${roomId}?after=${msg.id}&limit=20`),
+      ]);
+      return [[...older.messages, msg, ...newer.messages], { hasOlder: older.has_more, hasNewer: newer.has_more, focus: msg.id }];
+    });
   },
 
   findMessage(roomId, id) {

@@ -5,10 +5,28 @@ import * as api from '../api.js';
 
 export const live = {
   async onReady({ resume }) {
+    const wasDown = this.peersUnknown;
+    this.peersUnknown = false;
     // "ok": the missed frames follow. Otherwise (a new session, also on the first connection,
     // which may have missed events since the REST load) refetch what may have changed.
-    if (resume === 'ok') return;
+    if (resume === 'ok') {
+      if (wasDown) this.restorePresence();
+      return;
+    }
+    if (wasDown) {
+      this.presenceBefore = null;
+      this.refreshVisibleUsers({ maxAge: 0 }); // their profiles say who is online
+    }
     await this.resync();
+  },
+
+  // The socket left the `open` state (dropped, waiting, offline): until it is back, nothing
+  // says what other people do. Their typing lines go and their presence becomes unknown.
+  onConnection(state) {
+    if (state === 'open' || state === 'idle' || this.peersUnknown || !this.socket.everConnected) return;
+    this.peersUnknown = true;
+    this.clearTyping();
+    this.forgetPresence();
   },
 
   // Refetch what changed while away: rooms, every change since each loaded room's sync point

@@ -17,4 +17,13 @@ export const typing = {
     }
     this.emit('typing', { roomId });
   },
+
+  // Nobody is known to be typing any more: the socket is down, no "stopped" can arrive.
+  clearTyping() {
+    for (const [roomId, map] of this.typing) {
+      map.forEach((timer) => clearTimeout(timer));
+      this.typing.delete(roomId);
+      this.emit('typing', { roomId });
+    }
+  },
 };

@@ -28,12 +28,36 @@ export const users = {
     return p;
   },
 
-  refreshVisibleUsers() {
+  // The people on screen: the open room's members and every DM partner.
+  refreshVisibleUsers({ maxAge = 20000 } = {}) {
     const ids = new Set();
     const room = this.rooms.get(this.currentRoom);
     if (room) room.member_ids.forEach((id) => ids.add(id));
     for (const r of this.rooms.values()) if (r.kind === 'direct') r.member_ids.forEach((id) => ids.add(id));
     ids.delete(this.me?.id);
-    [...ids].slice(0, 50).forEach((id) => this.fetchUser(id, { maxAge: 20000 }));
+    [...ids].slice(0, 50).forEach((id) => this.fetchUser(id, { maxAge }));
+  },
+
+  // The socket is down: other people's presence is unknown (`online: null`) until it is back,
+  // not what it last was. That is kept for a resume, which replays only the changes.
+  forgetPresence() {
+    this.presenceBefore = new Map();
+    for (const [id, u] of this.users) {
+      if (id === this.me?.id) continue;
+      this.presenceBefore.set(id, u.online);
+      u.online = null;
+    }
+    this.emit('users', {});
+  },
+
+  // Resumed: presence is what it was (the replayed `presence` events follow). A profile
+  // fetched meanwhile already says more.
+  restorePresence() {
+    for (const [id, online] of this.presenceBefore || []) {
+      const u = this.users.get(id);
+      if (u && u.online === null) u.online = online;
+    }
+    this.presenceBefore = null;
+    this.emit('users', {});
   },
 };

@@ -9,7 +9,7 @@ import { setupNotifications, notificationButton } from './notifications.js';
 import { openGroupModal } from './groupmodal.js';
 import { openDmModal } from './dmmodal.js';
 import { openPublicGroups } from './groupinfo.js';
-import { renderWelcome } from './welcome.js';
+import { welcomePane } from './welcome.js';
 import { openProfile } from './profile.js';
 import { SearchPanel } from './search.js';
 import { toggleTheme, currentTheme } from './theme.js';
@@ -30,7 +30,12 @@ export function renderApp(root, { onLogout }) {
   store.on('users', (d) => { if (d.id === store.me?.id) renderMe(); });
 
   const roomList = h('nav', { class: 'room-list', 'aria-label': 'Conversations', 'data-testid': 'room-list' });
-  const conversation = new Conversation({ onBack: () => layout.classList.remove('show-conversation') });
+  const newChat = () => openDmModal({ onOpen: openRoom });
+  const browseGroups = () => openPublicGroups({ onOpen: openRoom });
+  const conversation = new Conversation({
+    onBack: () => layout.classList.remove('show-conversation'),
+    empty: welcomePane({ onNewChat: newChat, onBrowse: browseGroups }),
+  });
   const search = new SearchPanel({
     onJump: (result) => { openRoom(result.room_id, result); },
   });
@@ -46,8 +51,6 @@ export function renderApp(root, { onLogout }) {
   search.onClose = () => { searchInput.value = ''; closeSearch(); searchInput.focus(); };
   const sidebarBody = h('div', { class: 'sidebar-body' }, roomList, search.el);
 
-  const newChat = () => openDmModal({ onOpen: openRoom });
-  const browseGroups = () => openPublicGroups({ onOpen: openRoom });
   const sidebar = h('aside', { class: 'sidebar', 'aria-label': 'Sidebar' },
     h('header', { class: 'sidebar-header' }, meButton, h('div', { class: 'sidebar-actions' }, notificationButton(), themeBtn)),
     h('div', { class: 'sidebar-search' }, icon('search'), searchInput),
@@ -57,7 +60,6 @@ export function renderApp(root, { onLogout }) {
       h('button', { class: 'btn btn-small browse-btn', type: 'button', 'data-testid': 'sidebar-browse-public', onclick: browseGroups },
         h('span', { class: 'browse-mark', 'aria-hidden': 'true', text: '#' }), 'Browse public groups')),
     sidebarBody);
-  renderWelcome(conversation.empty, { onNewChat: newChat, onBrowse: browseGroups });
 
   const banner = renderBanner();
   const main = h('section', { class: 'main' }, banner, conversation.el);

@@ -37,7 +37,9 @@ export function avatar(user, size = 'md', { presence = false } = {}) {
       if (presence) el.append(dot);
     }).catch(() => {});
   }
-  const dot = h('span', { class: `presence ${user?.online ? 'online' : 'offline'}` });
+  // online: null while our socket is down (state/users.js): unknown, not as it last was.
+  const state = user?.online === null ? 'unknown' : user?.online ? 'online' : 'offline';
+  const dot = h('span', { class: `presence ${state}` });
   if (presence) el.append(dot);
   return el;
 }

@@ -3,10 +3,17 @@
 import { h, icon, fmtSize } from '../dom.js';
 import { store } from '../store.js';
 import * as api from '../api.js';
+import { acceptList, messageLimits, uploadRefusal } from '../limits.js';
 
 const TYPING_EVERY = 2000;
 const TYPING_IDLE = 3000;
-const TYPE_NAMES = { 'image/png': 'PNG', 'image/jpeg': 'JPEG', 'image/gif': 'GIF', 'image/webp': 'WebP', 'application/pdf': 'PDF', 'text/plain': 'text', 'application/zip': 'ZIP', 'audio/mpeg': 'MP3', 'audio/ogg': 'Ogg', 'video/mp4': 'MP4', 'video/webm': 'WebM' };
+const COUNT_FROM = 0.875; // the counter shows from this share of the limit on (3,500 of 4,000)
+
+// Characters as the server counts them: code points of the trimmed text (Python's len after
+// strip), so an emoji outside the BMP is one, not the two UTF-16 units of String.length.
+function textLength(text) {
+  return [...text.trim()].length;
+}
 
 export class Composer {
   constructor({ onSent }) {
@@ -15,17 +22,22 @@ export class Composer {
     this.files = []; // {id, file, state: uploading|done|failed|refused, progress, error, upload, handle}
     this.typingSentAt = 0;
     this.idleTimer = null;
-    this.input = h('textarea', { class: 'composer-input', rows: '1', placeholder: 'Write a message…', 'aria-label': 'Message', 'data-testid': 'composer-input', maxlength: '4000' });
-    this.fileInput = h('input', { type: 'file', multiple: true, hidden: true, 'data-testid': 'file-input', onchange: () => { this.addFiles([...this.fileInput.files]); this.fileInput.value = ''; } });
+    this.input = h('textarea', { class: 'composer-input', rows: '1', placeholder: 'Write a message…', 'aria-label': 'Message', 'data-testid': 'composer-input', 'aria-describedby': 'composer-over' });
+    this.fileInput = h('input', { type: 'file', multiple: true, accept: acceptList(), hidden: true, 'data-testid': 'file-input', onchange: () => { this.addFiles([...this.fileInput.files]); this.fileInput.value = ''; } });
     this.attachBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Attach files', 'data-testid': 'attach-button', onclick: () => this.fileInput.click() }, icon('clip'));
     this.sendBtn = h('button', { type: 'button', class: 'send-btn', 'aria-label': 'Send message', 'data-testid': 'send-button', onclick: () => this.send() }, icon('send'));
     this.tray = h('ul', { class: 'upload-tray', 'aria-label': 'Attachments', 'data-testid': 'upload-tray', hidden: true });
     this.hint = h('div', { class: 'composer-hint', 'aria-live': 'polite', 'data-testid': 'composer-hint' });
+    // No maxlength (it silently cuts a paste): the counter shows near the limit, and over it
+    // a live message says by how much; the visual count is not read out at every key.
+    this.count = h('span', { class: 'composer-count', 'aria-hidden': 'true', 'data-testid': 'composer-count' });
+    this.over = h('span', { class: 'composer-over', id: 'composer-over', 'aria-live': 'polite', 'data-testid': 'composer-over' });
+    this.limit = h('div', { class: 'composer-limit' }, this.over, this.count);
     this.dropzone = h('div', { class: 'dropzone', hidden: true, 'aria-hidden': 'true' }, h('span', { text: 'Drop files to attach' }));
     this.el = h('div', { class: 'composer', 'data-testid': 'composer' },
       this.tray,
       h('div', { class: 'composer-row' }, this.attachBtn, this.input, this.sendBtn),
-      this.hint, this.fileInput, this.dropzone);
+      this.limit, this.hint, this.fileInput, this.dropzone);
 
     this.input.addEventListener('keydown', (ev) => {
       if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); this.send(); }
@@ -77,7 +89,8 @@ export class Composer {
 
   autosize() {
     this.input.style.height = 'auto';
-    this.input.style.height = `${Math.min(this.input.scrollHeight, 200)}px`;
+    // Not laid out (a phone showing the room list) it measures 0: `rows` sizes it meanwhile.
+    if (this.input.scrollHeight) this.input.style.height = `${Math.min(this.input.scrollHeight, 200)}px`;
   }
 
   // Typing: "start" at most every 2 s while typing; "stop" after 3 s idle, on send or blur.
@@ -106,7 +119,8 @@ export class Composer {
   updateSend() {
     const uploading = this.files.some((f) => f.state === 'uploading');
     const ready = this.files.some((f) => f.state === 'done');
-    this.sendBtn.disabled = uploading || (!this.input.value.trim() && !ready);
+    const over = this.renderLimit();
+    this.sendBtn.disabled = uploading || over > 0 || (!this.input.value.trim() && !ready);
     this.hint.textContent = uploading ? 'Waiting for uploads to finish…' : '';
   }
 
@@ -116,9 +130,10 @@ export class Composer {
     if (this.files.some((f) => f.state === 'uploading')) return;
     const done = this.files.filter((f) => f.state === 'done');
     if (!text && !done.length) return;
-    if (text.length > 4000) { this.hint.textContent = 'Messages are limited to 4000 characters.'; return; }
-    for (let i = 0; i < done.length; i += 10) {
-      store.sendMessage(this.roomId, i === 0 ? text : '', done.slice(i, i + 10).map((f) => f.upload));
+    if (this.renderLimit() > 0) return; // the over-limit message says why
+    const per = messageLimits().attachments;
+    for (let i = 0; i < done.length; i += per) {
+      store.sendMessage(this.roomId, i === 0 ? text : '', done.slice(i, i + per).map((f) => f.upload));
     }
     if (!done.length) store.sendMessage(this.roomId, text, []);
     this.files = this.files.filter((f) => f.state !== 'done');
@@ -129,6 +144,20 @@ export class Composer {
     this.stopTyping();
     this.updateSend();
     this.onSent();
+  }
+
+  // The counter and the over-limit state; returns how many characters are too many.
+  renderLimit() {
+    const n = textLength(this.input.value);
+    const max = messageLimits().chars;
+    const over = Math.max(0, n - max);
+    this.limit.classList.toggle('over', over > 0);
+    this.count.textContent = n < max * COUNT_FROM ? '' : `${n.toLocaleString()} / ${max.toLocaleString()}`;
+    const sentence = over ? `${over.toLocaleString()} character${over > 1 ? 's' : ''} over the limit` : '';
+    if (this.over.textContent !== sentence) this.over.textContent = sentence;
+    if (over) this.input.setAttribute('aria-invalid', 'true'); else this.input.removeAttribute('aria-invalid');
+    this.sendBtn.title = over ? `Too long to send: ${sentence}` : '';
+    return over;
   }
 
   editLast(ev) {
@@ -146,15 +175,10 @@ export class Composer {
   addFiles(files) {
     for (const file of files) {
       const entry = { id: Math.random().toString(36).slice(2), file, state: 'uploading', progress: 0 };
-      if (file.size > api.MAX_UPLOAD_BYTES) {
+      const refusal = uploadRefusal(file);
+      if (refusal) {
         entry.state = 'refused';
-        entry.error = `Too large: ${fmtSize(file.size)} (the limit is 25 MB)`;
-      } else if (file.type && !api.UPLOAD_TYPES.includes(file.type)) {
-        entry.state = 'refused';
-        entry.error = `This type of file can't be sent (${file.type}). Allowed: images, PDF, text, ZIP, MP3/Ogg, MP4/WebM.`;
-      } else if (file.size === 0) {
-        entry.state = 'refused';
-        entry.error = 'The file is empty';
+        entry.error = refusal;
       }
       this.files.push(entry);
       if (entry.state === 'uploading') this.startUpload(entry);

@@ -11,9 +11,10 @@ import { openGroupInfo } from './groupinfo.js';
 import { callButtons } from '../calls/buttons.js';
 
 const GROUP_GAP_MS = 5 * 60 * 1000;
+const EDGE_PX = 300; // load the next page when this close to either end of the list
 
 export class Conversation {
-  constructor({ onBack }) {
+  constructor({ onBack, empty }) {
     this.roomId = null;
     this.rows = new Map(); // key -> {sig, el}
     this.editing = null;
@@ -30,16 +31,14 @@ export class Conversation {
       h('div', { class: 'conv-heading' }, this.title, this.subtitle),
       ...this.callBtns.elements, this.muteBtn, this.infoBtn);
     this.list = h('div', { class: 'messages', role: 'log', 'aria-label': 'Messages', 'aria-live': 'polite', tabindex: '0', 'data-testid': 'message-list' });
-    this.loader = h('div', { class: 'history-loader', 'aria-hidden': 'true' });
+    this.loader = h('div', { class: 'history-loader', 'aria-hidden': 'true', 'data-testid': 'history-loader' });
+    this.loaderBelow = h('div', { class: 'history-loader', 'aria-hidden': 'true', 'data-testid': 'history-loader' });
     this.jumpBtn = h('button', { type: 'button', class: 'jump-latest', hidden: true, 'data-testid': 'jump-latest', onclick: () => this.jumpToLatest() }, icon('down'), h('span', { text: 'Jump to latest' }));
     this.typingLine = h('div', { class: 'typing-line', 'aria-live': 'polite', 'data-testid': 'typing-indicator' });
-    this.composer = new Composer({ onSent: () => this.scrollToBottom() });
+    this.composer = new Composer({ onSent: () => this.showSent() });
     this.scroller = h('div', { class: 'messages-wrap' }, this.list, this.jumpBtn);
     this.view = h('div', { class: 'conversation', hidden: true, 'data-testid': 'conversation' }, this.header, this.scroller, this.typingLine, this.composer.el);
-    this.empty = h('div', { class: 'empty-state', 'data-testid': 'empty-state' },
-      h('div', { class: 'empty-icon', 'aria-hidden': 'true', text: '💬' }),
-      h('h2', { text: 'Welcome to FastSock' }),
-      h('p', { text: 'Pick a conversation on the left, or start a new one.' }));
+    this.empty = empty; // shown while no room is open (views/welcome.js)
     this.el = h('div', { class: 'conversation-host' }, this.empty, this.view);
 
     this.list.addEventListener('scroll', () => this.onScroll());
@@ -81,7 +80,9 @@ export class Conversation {
     store.loadDetail(roomId).catch(() => {});
     try {
       if (focusMessage) await store.loadAround(roomId, focusMessage);
-      else if (!same || !store.win(roomId).loaded) await store.loadLatest(roomId);
+      else if (same && store.win(roomId).loaded) { /* already showing it */ }
+      else if (this.dividerAfter !== null) await store.loadUnread(roomId, room.last_read_message_id);
+      else await store.loadLatest(roomId);
     } catch (err) {
       toast(`Couldn't load messages: ${err.message}`, 'error');
     }
@@ -100,7 +101,7 @@ export class Conversation {
     if (room.kind === 'direct') {
       const other = store.user(store.dmPartner(room));
       this.headAvatar.replaceChildren(avatar(other, 'md', { presence: true }));
-      const bits = [other?.online ? 'Online' : 'Offline'];
+      const bits = other?.online === null ? [] : [other?.online ? 'Online' : 'Offline']; // null: unknown while disconnected
       if (other?.status_message) bits.push(other.status_message);
       this.subtitle.textContent = bits.join(' · ');
     } else {
@@ -142,29 +143,60 @@ export class Conversation {
 
   async jumpToLatest() {
     const w = store.win(this.roomId);
-    if (w.hasNewer) await store.loadLatest(this.roomId);
+    try {
+      if (w.hasNewer) await store.loadLatest(this.roomId);
+    } catch (err) {
+      toast(`Couldn't load messages: ${err.message}`, 'error');
+    }
     this.scrollToBottom();
     this.composer.focus();
   }
 
+  // A message I send goes at the end: if the window stops short of it (a room opened at its
+  // first unread message), the newest messages are loaded first.
+  showSent() {
+    if (store.windows.get(this.roomId)?.hasNewer) this.jumpToLatest();
+    else this.scrollToBottom();
+  }
+
   updateJump() {
     const w = store.windows.get(this.roomId);
-    const show = (w && w.hasNewer) || !this.atBottom(300);
+    const show = (w && w.hasNewer) || !this.atBottom(EDGE_PX);
     this.jumpBtn.hidden = !show;
     this.jumpBtn.querySelector('span').textContent = this.newBelow ? `${this.newBelow} new message${this.newBelow > 1 ? 's' : ''}` : 'Jump to latest';
   }
 
-  async onScroll() {
+  onScroll() {
     this.updateJump();
-    const w = store.windows.get(this.roomId);
-    if (!w || !w.loaded) return;
-    if (this.list.scrollTop < 300 && w.hasOlder && !w.loadingOlder) {
-      await store.loadOlder(this.roomId);
-    }
-    if (this.atBottom(300) && w.hasNewer && !w.loadingNewer) {
-      await store.loadNewer(this.roomId);
-    }
+    this.fill();
     if (this.atBottom()) { this.newBelow = 0; this.updateJump(); }
+  }
+
+  // Load pages while an end of the loaded window that has more is within reach: after every
+  // scroll and every render, since a list at scrollTop 0, or one that does not fill the
+  // viewport, gets no scroll event to ask for them. One loop at a time; a render while a page
+  // is in flight makes it look again once the page is in.
+  async fill() {
+    if (this.filling) { this.refill = true; return; }
+    this.filling = true;
+    try {
+      do {
+        this.refill = false;
+        if (await this.loadEdge()) this.refill = true;
+      } while (this.refill);
+    } catch (err) {
+      toast(`Couldn't load messages: ${err.message}`, 'error');
+    } finally {
+      this.filling = false;
+    }
+  }
+
+  loadEdge() {
+    const w = store.windows.get(this.roomId);
+    if (!w || !w.loaded || this.view.hidden) return false;
+    if (w.hasOlder && this.list.scrollTop < EDGE_PX) return store.loadOlder(this.roomId);
+    if (w.hasNewer && this.atBottom(EDGE_PX)) return store.loadNewer(this.roomId);
+    return false;
   }
 
   maybeMarkRead() {
@@ -189,8 +221,10 @@ export class Conversation {
     const nodes = [];
     const used = new Set();
     let prev = null;
-    let dividerPlaced = false;
     const w = store.windows.get(this.roomId);
+    // A window that starts after my read pointer, with history above it still unloaded,
+    // does not hold the first unread message: no divider (it would go above the wrong one).
+    let dividerPlaced = Boolean(this.dividerAfter !== null && w?.hasOlder && messages[0]?.id > this.dividerAfter);
     if (w && w.loaded && !w.hasOlder) {
       const room = store.rooms.get(this.roomId);
       nodes.push(h('div', { class: 'room-start' },
@@ -235,6 +269,7 @@ export class Conversation {
       nodes.push(entry.el);
       prev = msg;
     }
+    if (w && w.hasNewer) nodes.push(this.loaderBelow);
     for (const key of [...this.rows.keys()]) if (!used.has(key) && !key.startsWith('day:') && key !== 'unread-divider') this.rows.delete(key);
     // Minimal DOM moves: rows that stay in place keep focus and hover state. Outgoing nodes
     // go first, so a replaced node (say the room header) does not shift every row after it
@@ -251,29 +286,31 @@ export class Conversation {
       const target = detail.focus
         ? list.querySelector(`[data-id="${detail.focus}"]`)
         : list.querySelector('[data-testid=unread-divider]');
-      if (target) {
+      if (target && detail.focus) {
         target.scrollIntoView({ block: 'center' });
-        if (detail.focus) {
-          target.classList.add('highlight');
-          target.tabIndex = -1;
-          target.focus({ preventScroll: true });
-          setTimeout(() => target.classList.remove('highlight'), 2500);
-        }
+        target.classList.add('highlight');
+        target.tabIndex = -1;
+        target.focus({ preventScroll: true });
+        setTimeout(() => target.classList.remove('highlight'), 2500);
+      } else if (target) {
+        // The unread divider a quarter down: some context above, the unread messages below.
+        const offset = target.getBoundingClientRect().top - list.getBoundingClientRect().top;
+        list.scrollTop += offset - list.clientHeight / 4;
       } else {
         this.scrollToBottom();
       }
     } else if (detail.prepended) {
       list.scrollTop = list.scrollHeight - fromBottom;
+    } else if (detail.appended) {
+      // A newer page under what is being read: stay there (following the bottom would load
+      // every page down to the newest one after the other).
     } else if (detail.sent || wasAtBottom) {
       this.scrollToBottom();
     } else if (detail.incoming && detail.added) {
       this.newBelow += 1;
     }
     this.updateJump();
-    // Fill the viewport: if it doesn't scroll yet, fetch older pages.
-    if (w && w.loaded && w.hasOlder && !w.loadingOlder && list.scrollHeight <= list.clientHeight + 300) {
-      store.loadOlder(this.roomId);
-    }
+    this.fill();
     this.maybeMarkRead();
   }
 

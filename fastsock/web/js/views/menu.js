@@ -26,7 +26,7 @@ function place(el, anchor) {
   el.style.top = `${y}px`;
 }
 
-function popover(el, anchor, itemsSelector, { horizontal = false } = {}) {
+function popover(el, anchor, itemsSelector, { horizontal = false, onClose } = {}) {
   closePopover();
   const opener = document.activeElement;
   const items = () => [...el.querySelectorAll(itemsSelector)];
@@ -48,6 +48,7 @@ function popover(el, anchor, itemsSelector, { horizontal = false } = {}) {
     document.removeEventListener('mousedown', onDown, true);
     document.removeEventListener('touchstart', onDown, true);
     el.removeEventListener('keydown', onKey);
+    onClose?.();
     if (restore && opener && opener.isConnected) opener.focus();
   }
   const api = { close, el };
@@ -62,14 +63,14 @@ function popover(el, anchor, itemsSelector, { horizontal = false } = {}) {
   return api;
 }
 
-// items: [{label, icon?, danger?, action, testid}]
-export function openMenu(anchor, items, label = 'Message actions') {
+// items: [{label, icon?, danger?, action, testid}]; anchor: an element or a point {x, y}.
+export function openMenu(anchor, items, label = 'Message actions', { onClose } = {}) {
   const el = h('div', { class: 'popover menu', role: 'menu', 'aria-label': label, 'data-testid': 'context-menu' },
     items.map((it) => h('button', {
       type: 'button', role: 'menuitem', class: `menu-item${it.danger ? ' danger' : ''}`, 'data-testid': it.testid,
       onclick: () => { api.close(false); it.action(); },
     }, it.icon || null, it.label)));
-  const api = popover(el, anchor, '[role=menuitem]');
+  const api = popover(el, anchor, '[role=menuitem]', { onClose });
   return api;
 }
 

@@ -10,7 +10,11 @@ import { confirmDialog } from './modal.js';
 import { isCall, renderCallEntry, callSignature } from '../calls/timeline.js';
 
 const TICK_TEXT = { sending: 'Sending…', sent: 'Sent', delivered: 'Delivered', read: 'Read', failed: 'Not sent' };
-const TICK_GLYPH = { sending: '🕓', sent: '✓', delivered: '✓✓', read: '✓✓', failed: '!' };
+const TICK_GLYPH = { sending: '🕓', failed: '!' }; // the other states are drawn (tickIcon)
+const CHECK = 'M1.5 6 4.5 9 10.5 2';
+const CHECK_AFTER = 'M7.6 8.6 8 9 14 2'; // the second tick of a pair: its short arm hides behind the first
+const LONG_PRESS_MS = 500;
+const PRESS_SLOP_PX = 10; // a finger moving further is scrolling, not pressing
 
 export function signature(msg, grouped) {
   if (isCall(msg)) return callSignature(msg);
@@ -83,7 +87,8 @@ export function renderMessage(msg, { grouped, onEdit }) {
   if (mine && !msg.deleted) {
     const tick = store.tickOf(msg);
     const title = tickTitle(msg, tick);
-    const tickEl = h('span', { class: `tick tick-${tick.state}`, 'data-testid': 'tick', 'data-state': tick.state, title, 'aria-label': title, role: 'img', text: TICK_GLYPH[tick.state] });
+    const tickEl = h('span', { class: `tick tick-${tick.state}`, 'data-testid': 'tick', 'data-state': tick.state, title, 'aria-label': title, role: 'img' },
+      TICK_GLYPH[tick.state] || tickIcon(tick.state === 'sent' ? [CHECK] : [CHECK, CHECK_AFTER]));
     // Inline after the text (like a chat bubble's corner); on its own line after attachments.
     if (textEl) textEl.append(tickEl); else body.append(h('div', { class: 'msg-status' }, tickEl));
     if (msg.state === 'failed') {
@@ -100,7 +105,7 @@ export function renderMessage(msg, { grouped, onEdit }) {
     const room = store.rooms.get(msg.room_id);
     const canDelete = mine || room?.role === 'admin';
     const items = [
-      { label: 'Add reaction', icon: icon('smile'), testid: 'menu-react', action: () => openReactionPicker(moreBtn, (e) => store.toggleReaction(msg, e)) },
+      { label: 'Add reaction', icon: icon('smile'), testid: 'menu-react', action: () => openReactionPicker(anchor(), (e) => store.toggleReaction(msg, e)) },
       { label: 'Copy text', icon: icon('file'), testid: 'menu-copy', action: () => navigator.clipboard?.writeText(msg.text).catch(() => {}) },
     ];
     if (mine) items.push({ label: 'Edit', icon: icon('edit'), testid: 'menu-edit', action: () => onEdit(msg) });
@@ -114,23 +119,59 @@ export function renderMessage(msg, { grouped, onEdit }) {
       });
     }
     const reactBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Add reaction', 'data-testid': 'react-button', onclick: () => openReactionPicker(reactBtn, (e) => store.toggleReaction(msg, e)) }, icon('smile'));
-    const moreBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Message actions', 'aria-haspopup': 'menu', 'data-testid': 'message-actions', onclick: () => openMenu(moreBtn, items) }, icon('more'));
+    const moreBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Message actions', 'aria-haspopup': 'menu', 'data-testid': 'message-actions', onclick: () => openMenu(anchor(), items) }, icon('more'));
+    // Touch screens have no hover toolbar (CSS): popovers then hang from the row itself.
+    const anchor = () => (moreBtn.getClientRects().length ? moreBtn : row);
     row.append(h('div', { class: 'msg-actions' }, reactBtn, moreBtn));
+    const press = longPress(row, () => openMenu(row, items, 'Message actions', { onClose: () => row.classList.remove('pressed') }));
     row.addEventListener('contextmenu', (ev) => {
       if (ev.target.closest('a, .msg-edit')) return;
       ev.preventDefault();
-      openMenu({ x: ev.clientX, y: ev.clientY }, items);
+      // A long press on a phone fires contextmenu too: one menu, from the long press.
+      if (press.active()) press.fire();
+      else openMenu(ev.pointerType === 'touch' ? row : { x: ev.clientX, y: ev.clientY }, items);
     });
-    let press = null;
-    row.addEventListener('touchstart', (ev) => {
-      const t = ev.touches[0];
-      press = setTimeout(() => openMenu({ x: t.clientX, y: t.clientY }, items), 550);
-    }, { passive: true });
-    const cancel = () => clearTimeout(press);
-    row.addEventListener('touchend', cancel);
-    row.addEventListener('touchmove', cancel, { passive: true });
   }
   return row;
+}
+
+function tickIcon(paths) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', paths.length > 1 ? '0 0 15.5 11' : '0 0 12 11');
+  svg.setAttribute('aria-hidden', 'true');
+  for (const d of paths) {
+    const path = document.createElementNS(ns, 'path');
+    path.setAttribute('d', d);
+    svg.append(path);
+  }
+  return svg;
+}
+
+// Long press on a touch screen: `open` after LONG_PRESS_MS without moving (scrolling or a
+// second finger cancels). The finger lifting afterwards must not click what opened under it.
+function longPress(row, open) {
+  let press = null; // {x, y, timer, fired}
+  const cancel = () => { if (press) clearTimeout(press.timer); press = null; };
+  const fire = () => {
+    if (press?.fired === false) { press.fired = true; clearTimeout(press.timer); row.classList.add('pressed'); open(); }
+  };
+  row.addEventListener('touchstart', (ev) => {
+    cancel();
+    if (ev.touches.length !== 1 || ev.target.closest('button, a, textarea, .msg-edit')) return;
+    const t = ev.touches[0];
+    press = { x: t.clientX, y: t.clientY, fired: false, timer: setTimeout(fire, LONG_PRESS_MS) };
+  }, { passive: true });
+  row.addEventListener('touchmove', (ev) => {
+    const t = ev.touches[0];
+    if (press && !press.fired && (!t || Math.hypot(t.clientX - press.x, t.clientY - press.y) > PRESS_SLOP_PX)) cancel();
+  }, { passive: true });
+  row.addEventListener('touchend', (ev) => {
+    if (press?.fired) ev.preventDefault(); // no click or mouse events after the menu opened
+    cancel();
+  });
+  row.addEventListener('touchcancel', cancel);
+  return { fire, active: () => press !== null };
 }
 
 // Inline editor replacing the text of a row. Enter saves, Escape cancels.

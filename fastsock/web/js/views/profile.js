@@ -1,6 +1,7 @@
 // Profile: display name, status message, avatar upload with a preview; log out.
 import { h, icon } from '../dom.js';
 import * as api from '../api.js';
+import { acceptList, uploadRefusal } from '../limits.js';
 import { store } from '../store.js';
 import { openModal } from './modal.js';
 import { avatar } from './avatar.js';
@@ -10,14 +11,15 @@ export function openProfile({ onLogout }) {
   const me = store.me;
   let avatarFile = null;
   const preview = h('div', { class: 'avatar-preview', 'data-testid': 'avatar-preview' }, avatar(me, 'xl'));
-  const fileInput = h('input', { type: 'file', accept: 'image/png,image/jpeg,image/gif,image/webp', hidden: true, 'data-testid': 'avatar-input' });
+  const accept = acceptList({ imagesOnly: true }); // empty when the server takes no images
+  const fileInput = h('input', { type: 'file', accept, hidden: true, 'data-testid': 'avatar-input' });
   const avatarError = h('p', { class: 'form-error', role: 'alert' });
   fileInput.addEventListener('change', () => {
     const file = fileInput.files[0];
     avatarError.textContent = '';
     if (!file) return;
-    if (!file.type.startsWith('image/') || !api.UPLOAD_TYPES.includes(file.type)) { avatarError.textContent = 'Choose a PNG, JPEG, GIF or WebP image.'; return; }
-    if (file.size > api.MAX_UPLOAD_BYTES) { avatarError.textContent = 'That image is larger than 25 MB.'; return; }
+    const refusal = uploadRefusal(file, { imagesOnly: true });
+    if (refusal) { avatarError.textContent = refusal; return; }
     avatarFile = file;
     preview.replaceChildren(h('span', { class: 'avatar avatar-xl' }, h('img', { src: URL.createObjectURL(file), alt: 'New avatar preview' })));
   });
@@ -59,7 +61,7 @@ export function openProfile({ onLogout }) {
   },
   h('div', { class: 'avatar-row' }, preview,
     h('div', { class: 'stack-tight' },
-      h('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'avatar-choose', onclick: () => fileInput.click() }, 'Choose a picture…'),
+      h('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'avatar-choose', disabled: !accept, title: accept ? undefined : 'This server accepts no images', onclick: () => fileInput.click() }, 'Choose a picture…'),
       h('span', { class: 'field-hint', text: `@${me.username}` }), progress, avatarError)),
   fileInput,
   h('div', { class: 'field' }, h('label', { for: 'profile-display', text: 'Display name' }), display),

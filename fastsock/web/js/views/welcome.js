@@ -3,14 +3,14 @@
 import { h, icon } from '../dom.js';
 import { store } from '../store.js';
 
-export function renderWelcome(el, { onNewChat, onBrowse }) {
+export function welcomePane({ onNewChat, onBrowse }) {
   const hint = h('p', { 'data-testid': 'welcome-hint' });
   const update = () => {
     hint.textContent = store.rooms.size
       ? 'Pick a conversation on the left, or start a new one.'
       : "You're not in any conversation yet. Message someone, or join a public group.";
   };
-  el.replaceChildren(
+  const el = h('div', { class: 'empty-state', 'data-testid': 'empty-state' },
     h('div', { class: 'empty-icon', 'aria-hidden': 'true', text: '💬' }),
     h('h2', { text: 'Welcome to FastSock' }),
     hint,
@@ -20,4 +20,5 @@ export function renderWelcome(el, { onNewChat, onBrowse }) {
         h('span', { class: 'browse-mark', 'aria-hidden': 'true', text: '#' }), 'Browse public groups')));
   update();
   store.on('rooms', update);
+  return el;
 }
