@@ -693,3 +693,11 @@ async def test_no_user_json_ever_contains_password_material(api: Api) -> None:
 
 async def test_unknown_endpoint_uses_error_shape(api: Api) -> None:
     assert_error(await api.get("/no/such/thing"), 404, "not_found")
+
+
+@pytest.mark.parametrize("password", ["pass\x00word!", "pass\u202eword!", "tab\tand\x7fdel"])
+async def test_any_password_registration_takes_logs_in(api: Api, password: str) -> None:
+    """Registration and login judge a password alike: what one takes the other accepts."""
+    user = await api.register(password=password)
+    r = await api.post("/auth/login", {"username": user.username, "password": password})
+    assert r.status == 200, r.body
