@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint format bench clean
+.PHONY: run test fuzz lint format bench clean
 
 $(PY):
 	"$$(scripts/find-python)" -m venv $(VENV)
@@ -31,6 +31,12 @@ test: $(TEST_STAMP)
 	FASTSOCK_TEST_BACKEND=sqlite $(VENV)/bin/pytest
 	FASTSOCK_TEST_BACKEND=mongo $(VENV)/bin/pytest
 
+# The fuzz suite (tests/fuzz) at length, on both backends: many more examples than `make test`
+# tries, new ones each run; failing ones are kept in .hypothesis/ and tried first next time.
+fuzz: $(TEST_STAMP)
+	FASTSOCK_TEST_BACKEND=sqlite $(VENV)/bin/pytest tests/fuzz --hypothesis-profile=fuzz
+	FASTSOCK_TEST_BACKEND=mongo $(VENV)/bin/pytest tests/fuzz --hypothesis-profile=fuzz
+
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
@@ -39,4 +45,4 @@ bench: $(TEST_STAMP)
 	$(PY) bench/fanout.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache .hypothesis
