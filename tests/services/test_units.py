@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +12,7 @@ import jwt
 import pytest
 
 from fastsock.config import (
+    LIMIT_VARS,
     ConfigError,
     Settings,
     ensure_jwt_secret,
@@ -494,6 +496,27 @@ def test_example_config_file_loads() -> None:
     example = Path(__file__).resolve().parents[2] / "config" / "fastsock.env.example"
     settings = load_settings(environ={}, config_file=example)
     assert settings.port == 8888 and settings.mongo_uri is None
+
+
+def test_example_config_file_names_every_setting_with_a_valid_value(tmp_path: Path) -> None:
+    """The README says the example shows every key: each one in the README's table (and every
+    limit) is in it, and each example value, uncommented, loads."""
+    root = Path(__file__).resolve().parents[2]
+    example = (root / "config" / "fastsock.env.example").read_text()
+    readme = (root / "README.md").read_text()
+    documented = set()
+    for cell in re.findall(r"^\| (`FASTSOCK_[^|]*) \|", readme, re.MULTILINE):
+        names = re.findall(r"`((?:FASTSOCK)?_[A-Z0-9_]+)`", cell)
+        family = "_".join(names[0].split("_")[:2])  # `FASTSOCK_TURN_RELAY_IP` / `_EXTERNAL_IP`
+        documented |= {n if n.startswith("FASTSOCK") else family + n for n in names}
+    documented |= {"FASTSOCK_LIMIT_" + suffix for suffix in LIMIT_VARS}
+    shown = set(re.findall(r"^#? ?(FASTSOCK_[A-Z0-9_]+)=", example, re.MULTILINE))
+    assert documented - shown == set()
+    values = re.sub(r"^# (FASTSOCK_[A-Z0-9_]+=.+)$", r"\1", example, flags=re.MULTILINE)
+    uncommented = tmp_path / "all.env"
+    uncommented.write_text(values)
+    settings = load_settings(environ={}, config_file=uncommented)
+    assert settings.limits.pings_burst == 10 and settings.metrics_port == 9100
 
 
 def test_limit_settings_are_read_and_checked() -> None:
