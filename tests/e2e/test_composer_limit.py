@@ -68,7 +68,7 @@ async def test_paste_over_the_limit_is_kept_and_not_sent(new_page, api) -> None:
     await expect(box).to_have_value(text)  # nothing cut
     await expect(over).to_have_text("100 characters over the limit")
     await expect(over).to_have_attribute("aria-live", "polite")
-    await expect(box).to_have_attribute("aria-describedby", "composer-over")
+    await expect(box).to_have_attribute("aria-describedby", await over.get_attribute("id"))
     await expect(box).to_have_attribute("aria-invalid", "true")
     await expect(count).to_have_text("4,100 / 4,000")
     assert await over.evaluate("el => getComputedStyle(el).color") == await page.evaluate(DANGER)
@@ -129,3 +129,27 @@ async def test_counted_like_the_server(new_page, api) -> None:
     await box.press("Enter")
     await _sent(page, thumbs)
     assert await _history(api, alice, dm) == [thumbs]
+
+
+async def test_an_edit_over_the_limit_is_kept_and_not_saved(new_page, api) -> None:
+    """The inline editor has the same limit: the text stays, the state says by how much, and
+    neither Enter nor Save sends it; cut back to the limit it saves."""
+    page, alice, dm, _ = await _alice_with_dm(new_page, api)
+    await api.send(alice, dm, "short")
+    row = message(page, "short")
+    await row.hover()
+    await row.get_by_test_id("message-actions").click()
+    await page.get_by_test_id("menu-edit").click()
+    editor = page.get_by_test_id("edit-input")
+    text = "é" * 4001
+    await editor.fill(text)
+    await expect(page.get_by_test_id("edit-over")).to_have_text("1 character over the limit")
+    await expect(page.get_by_test_id("edit-count")).to_have_text("4,001 / 4,000")
+    await expect(page.get_by_test_id("edit-save")).to_be_disabled()
+    await editor.press("Enter")
+    await expect(editor).to_have_value(text)  # still editing, nothing cut
+    await editor.press("Backspace")
+    await expect(page.get_by_test_id("edit-over")).to_have_text("")
+    await editor.press("Enter")
+    await expect(editor).to_have_count(0)
+    await expect(message(page, "é" * 4000)).to_be_visible()

@@ -4,16 +4,10 @@ import { h, icon, fmtSize } from '../dom.js';
 import { store } from '../store.js';
 import * as api from '../api.js';
 import { acceptList, messageLimits, uploadRefusal } from '../limits.js';
+import { TextLimit } from './textlimit.js';
 
 const TYPING_EVERY = 2000;
 const TYPING_IDLE = 3000;
-const COUNT_FROM = 0.875; // the counter shows from this share of the limit on (3,500 of 4,000)
-
-// Characters as the server counts them: code points of the trimmed text (Python's len after
-// strip), so an emoji outside the BMP is one, not the two UTF-16 units of String.length.
-function textLength(text) {
-  return [...text.trim()].length;
-}
 
 export class Composer {
   constructor({ onSent }) {
@@ -22,22 +16,18 @@ export class Composer {
     this.files = []; // {id, file, state: uploading|done|failed|refused, progress, error, upload, handle}
     this.typingSentAt = 0;
     this.idleTimer = null;
-    this.input = h('textarea', { class: 'composer-input', rows: '1', placeholder: 'Write a message…', 'aria-label': 'Message', 'data-testid': 'composer-input', 'aria-describedby': 'composer-over' });
+    this.input = h('textarea', { class: 'composer-input', rows: '1', placeholder: 'Write a message…', 'aria-label': 'Message', 'data-testid': 'composer-input' });
     this.fileInput = h('input', { type: 'file', multiple: true, accept: acceptList(), hidden: true, 'data-testid': 'file-input', onchange: () => { this.addFiles([...this.fileInput.files]); this.fileInput.value = ''; } });
     this.attachBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Attach files', 'data-testid': 'attach-button', onclick: () => this.fileInput.click() }, icon('clip'));
     this.sendBtn = h('button', { type: 'button', class: 'send-btn', 'aria-label': 'Send message', 'data-testid': 'send-button', onclick: () => this.send() }, icon('send'));
     this.tray = h('ul', { class: 'upload-tray', 'aria-label': 'Attachments', 'data-testid': 'upload-tray', hidden: true });
     this.hint = h('div', { class: 'composer-hint', 'aria-live': 'polite', 'data-testid': 'composer-hint' });
-    // No maxlength (it silently cuts a paste): the counter shows near the limit, and over it
-    // a live message says by how much; the visual count is not read out at every key.
-    this.count = h('span', { class: 'composer-count', 'aria-hidden': 'true', 'data-testid': 'composer-count' });
-    this.over = h('span', { class: 'composer-over', id: 'composer-over', 'aria-live': 'polite', 'data-testid': 'composer-over' });
-    this.limit = h('div', { class: 'composer-limit' }, this.over, this.count);
+    this.limit = new TextLimit(this.input, 'composer');
     this.dropzone = h('div', { class: 'dropzone', hidden: true, 'aria-hidden': 'true' }, h('span', { text: 'Drop files to attach' }));
     this.el = h('div', { class: 'composer', 'data-testid': 'composer' },
       this.tray,
       h('div', { class: 'composer-row' }, this.attachBtn, this.input, this.sendBtn),
-      this.limit, this.hint, this.fileInput, this.dropzone);
+      this.limit.el, this.hint, this.fileInput, this.dropzone);
 
     this.input.addEventListener('keydown', (ev) => {
       if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); this.send(); }
@@ -146,17 +136,10 @@ export class Composer {
     this.onSent();
   }
 
-  // The counter and the over-limit state; returns how many characters are too many.
+  // The limit's state, and the send button's reason; returns how many characters are too many.
   renderLimit() {
-    const n = textLength(this.input.value);
-    const max = messageLimits().chars;
-    const over = Math.max(0, n - max);
-    this.limit.classList.toggle('over', over > 0);
-    this.count.textContent = n < max * COUNT_FROM ? '' : `${n.toLocaleString()} / ${max.toLocaleString()}`;
-    const sentence = over ? `${over.toLocaleString()} character${over > 1 ? 's' : ''} over the limit` : '';
-    if (this.over.textContent !== sentence) this.over.textContent = sentence;
-    if (over) this.input.setAttribute('aria-invalid', 'true'); else this.input.removeAttribute('aria-invalid');
-    this.sendBtn.title = over ? `Too long to send: ${sentence}` : '';
+    const over = this.limit.update();
+    this.sendBtn.title = over ? `Too long to send: ${this.limit.sentence}` : '';
     return over;
   }
 

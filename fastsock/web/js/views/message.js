@@ -7,6 +7,7 @@ import { avatar } from './avatar.js';
 import { renderAttachments } from './attachments.js';
 import { openMenu, openReactionPicker } from './menu.js';
 import { confirmDialog } from './modal.js';
+import { TextLimit } from './textlimit.js';
 import { isCall, renderCallEntry, callSignature } from '../calls/timeline.js';
 
 const TICK_TEXT = { sending: 'Sending…', sent: 'Sent', delivered: 'Delivered', read: 'Read', failed: 'Not sent' };
@@ -180,7 +181,10 @@ export function startEdit(row, msg, onDone) {
   const textEl = body.querySelector('.msg-text');
   const input = h('textarea', { class: 'msg-edit-input', 'aria-label': 'Edit message', 'data-testid': 'edit-input', rows: '2' });
   input.value = msg.text;
+  const limit = new TextLimit(input, 'edit');
+  input.addEventListener('input', () => { saveBtn.disabled = limit.update() > 0; });
   const save = () => {
+    if (limit.update() > 0) return; // the over-limit message says why
     const text = input.value.trim();
     editor.remove();
     if (textEl) textEl.hidden = false;
@@ -196,11 +200,12 @@ export function startEdit(row, msg, onDone) {
     if (ev.key === 'Enter' && !ev.shiftKey) { ev.preventDefault(); save(); }
     if (ev.key === 'Escape') { ev.preventDefault(); ev.stopPropagation(); cancel(); }
   });
-  const editor = h('div', { class: 'msg-edit' }, input,
+  const saveBtn = h('button', { type: 'button', class: 'btn btn-small btn-primary', 'data-testid': 'edit-save', onclick: save }, 'Save');
+  const editor = h('div', { class: 'msg-edit' }, input, limit.el,
     h('div', { class: 'msg-edit-actions' },
       h('span', { class: 'field-hint', text: 'Enter to save · Esc to cancel' }),
       h('button', { type: 'button', class: 'btn btn-small', onclick: cancel }, 'Cancel'),
-      h('button', { type: 'button', class: 'btn btn-small btn-primary', 'data-testid': 'edit-save', onclick: save }, 'Save')));
+      saveBtn));
   if (textEl) { textEl.hidden = true; textEl.after(editor); } else body.append(editor);
   input.focus();
   input.setSelectionRange(input.value.length, input.value.length);
