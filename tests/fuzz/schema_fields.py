@@ -25,6 +25,7 @@ KINDS = {
     "boolean": "boolean",
     "_username": "username",
     "_password": "password",
+    "_password_guess": "password",
     "_string": "string",
     "_emoji": "emoji",
     "_resume": "resume",
