@@ -124,6 +124,8 @@ class ServerProcess:
             "FASTSOCK_HOST": "127.0.0.1",
             "FASTSOCK_PORT": str(self.port),
             "FASTSOCK_DATA_DIR": str(Path(self._tmp.name) / "data"),
+            # Every simulated client connects from 127.0.0.1 (up to 1,000 sockets).
+            "FASTSOCK_MAX_CONNECTIONS_PER_IP": "100000",
         }
         env |= self.extra_env
         with self.log_path.open("wb") as log:  # the child keeps its own copy of the fd

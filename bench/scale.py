@@ -622,7 +622,7 @@ class Run:
             if len(found) != min(want, SEARCH_LIMIT):
                 self.problem(f"search {q!r} ({who}): {len(found)} hits, want {want}")
         if backend != "sqlite":
-            return  # MongoDB: whole words (text index) or substrings (fallback), any word
+            return  # MongoDB: any whole word (text index), or every word as a substring (fallback)
         for m in found:  # SQLite: every word of q begins a word of the text
             words = m["text"].lower().split()
             if not all(any(w.startswith(t) for w in words) for t in q.split()):

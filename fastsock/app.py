@@ -167,10 +167,10 @@ class Server:
         max_connections = connection_bound(
             s.max_connections, resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         )
-        # Behind a trusted proxy, take the client address from X-Forwarded-For / X-Real-Ip
-        # (login throttling and logs need the real client, not the proxy).
+        # No tornado xheaders: it prefers X-Real-Ip, which proxies pass on from the client.
+        # Handlers read the client address with handlers.base.client_address.
         main = self._endpoint(
-            make_app(self.ctx), s.host, s.port, max_connections, xheaders=s.trust_proxy
+            make_app(self.ctx), s.host, s.port, max_connections, s.peer_connection_cap
         )
         self.http, self.port = main.http, main.port
         if s.metrics_port is not None:
@@ -187,6 +187,7 @@ class Server:
                     "port": self.port,
                     "metrics_port": self.metrics_port,
                     "max_connections": max_connections,
+                    "max_connections_per_ip": s.peer_connection_cap,
                     "database": store.description,
                     "startup_ms": round((time.monotonic() - started) * 1000),
                 }
@@ -199,7 +200,12 @@ class Server:
         return self._endpoints[0].listener.open if self._endpoints else 0
 
     def _endpoint(
-        self, app: Application, host: str, port: int, max_connections: int, xheaders: bool = False
+        self,
+        app: Application,
+        host: str,
+        port: int,
+        max_connections: int,
+        max_connections_per_ip: int | None = None,
     ) -> Endpoint:
         s = self.settings
         endpoint = Endpoint(
@@ -210,7 +216,7 @@ class Server:
             body_timeout_s=s.body_timeout_s,
             max_body=MAX_BODY,
             max_connections=max_connections,
-            xheaders=xheaders,
+            max_connections_per_ip=max_connections_per_ip,
         )
         self._endpoints.append(endpoint)
         return endpoint

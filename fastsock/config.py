@@ -19,7 +19,9 @@ PREFIX = "FASTSOCK_"
 
 
 def _half_the_cores() -> int:
-    return max(1, (os.cpu_count() or 2) // 2)
+    # The CPUs this process may run on (affinity, cpusets), not the host's; a cgroup CPU quota
+    # (docker --cpus) is not seen: set FASTSOCK_LIMIT_HASH_WORKERS there (operations.md).
+    return max(1, (os.process_cpu_count() or 2) // 2)
 
 
 class ConfigError(Exception):
@@ -126,6 +128,7 @@ class Settings:
     header_timeout_s: float = 20.0
     body_timeout_s: float = 30.0
     max_connections: int = 10_000  # open HTTP and WebSocket connections; beyond: 503, closed
+    max_connections_per_ip: int = 256  # of those, from one client address (IPv6: per /64)
     upload_dir: Path | None = None  # None: <data_dir>/uploads
     blob_backend: str = "local"
     s3_bucket: str | None = None
@@ -165,6 +168,12 @@ class Settings:
     @property
     def production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def peer_connection_cap(self) -> int | None:
+        """max_connections_per_ip as the listener applies it to the connecting address: not
+        behind a trusted proxy, which every connection comes from (the proxy limits clients)."""
+        return None if self.trust_proxy else self.max_connections_per_ip
 
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -267,8 +276,9 @@ def load_settings(
     for key, parse in (("HEADER_TIMEOUT_S", float), ("BODY_TIMEOUT_S", float)):
         if (v := get(key)) is not None:
             kwargs[key.lower()] = _positive(PREFIX + key, v, parse)
-    if (v := get("MAX_CONNECTIONS")) is not None:
-        kwargs["max_connections"] = _positive(PREFIX + "MAX_CONNECTIONS", v, int)
+    for key in ("MAX_CONNECTIONS", "MAX_CONNECTIONS_PER_IP"):
+        if (v := get(key)) is not None:
+            kwargs[key.lower()] = _positive(PREFIX + key, v, int)
     if (v := get("UPLOAD_DIR")) is not None:
         kwargs["upload_dir"] = Path(v)
     if (v := get("BLOB_BACKEND")) is not None:

@@ -10,18 +10,14 @@ class RegisterHandler(BaseHandler):
 
     async def post(self) -> None:
         body = self.json_body()
-        self.send_json(
-            await self.services.accounts.register(body, self.request.remote_ip or ""), 201
-        )
+        self.send_json(await self.services.accounts.register(body, self.client_ip), 201)
 
 
 class LoginHandler(BaseHandler):
     route, auth_required = "/auth/login", False
 
     async def post(self) -> None:
-        self.send_json(
-            await self.services.accounts.login(self.json_body(), self.request.remote_ip or "")
-        )
+        self.send_json(await self.services.accounts.login(self.json_body(), self.client_ip))
 
 
 class RefreshHandler(BaseHandler):

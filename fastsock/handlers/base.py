@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import math
@@ -9,6 +10,7 @@ import re
 import secrets
 from typing import Any
 
+from tornado.httputil import HTTPServerRequest
 from tornado.web import HTTPError, RequestHandler
 
 from fastsock import logs
@@ -36,11 +38,31 @@ HTTP_CODES = {
 }
 
 
+def error_code(status: int) -> str:
+    """The error code of a status tornado set without an ApiError (a 405, a bad upgrade)."""
+    return HTTP_CODES.get(status) or ("internal_error" if status >= 500 else "invalid_request")
+
+
 def bearer_token(header: str | None) -> str | None:
     if not header:
         return None
     scheme, _, token = header.partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def client_address(request: HTTPServerRequest, trust_proxy: bool) -> str:
+    """The client's address (per-address limits). Behind a trusted proxy: the last
+    X-Forwarded-For entry, the one the proxy appended; the entries before it, and X-Real-Ip,
+    are whatever the client sent. If that entry is no address, the peer's (the proxy's):
+    such requests share the proxy's limits rather than escape them."""
+    peer = request.remote_ip or ""
+    if not trust_proxy:
+        return peer
+    last = request.headers.get("X-Forwarded-For", "").rpartition(",")[2].strip()
+    try:
+        return str(ipaddress.ip_address(last))
+    except ValueError:
+        return peer
 
 
 class BaseHandler(RequestHandler):
@@ -75,6 +97,10 @@ class BaseHandler(RequestHandler):
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
+
+    @property
+    def client_ip(self) -> str:
+        return client_address(self.request, self.ctx.settings.trust_proxy)
 
     @property
     def me(self) -> str:
@@ -128,8 +154,7 @@ class BaseHandler(RequestHandler):
             status, body = 503, {"code": "unavailable", "message": "the database is unavailable"}
         else:
             status = status_code
-            code = HTTP_CODES.get(status_code, "internal_error" if status >= 500 else "error")
-            body = {"code": code, "message": self._reason}
+            body = {"code": error_code(status), "message": self._reason}
         self.set_status(status)
         if status == 503:
             self.set_header("Retry-After", "1")

@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from tornado.web import stream_request_body
 
+from fastsock.connections import content_length
 from fastsock.errors import ApiError, NotFound
 from fastsock.handlers.base import BaseHandler
 from fastsock.handlers.multipart import MultipartStream, boundary_of
@@ -37,8 +38,7 @@ class UploadHandler(BaseHandler):
         await super().prepare()
         uploads = self.services.uploads
         boundary = boundary_of(self.request.headers.get("Content-Type", ""))
-        length = self.request.headers.get("Content-Length")
-        declared = int(length) if length and length.isdigit() else None
+        declared = content_length(self.request.headers)
         if declared is not None and boundary is not None:
             declared -= MULTIPART_SLACK  # the form's framing is not part of the file
         uploads.begin(self.me, declared)

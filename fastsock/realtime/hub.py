@@ -26,18 +26,18 @@ from fastsock.realtime.replay import ReplayBudget, ReplayBuffer
 from fastsock.services.events import Origin, Ref
 
 RESUME_WINDOW_S = 120.0
-# Frames a session keeps for a replay, by count and by bytes: more than a socket may have
-# pending when it is closed as too slow, so that close can still resume. Past these, a resume
-# becomes a resync.
-KEEP = (10_000, 1024 * 1024)
+# Bytes of frames a session keeps for a replay: more than a socket may leave unsent when it is
+# closed as too slow, so that close can still resume. Past this, a resume becomes a resync.
+# Each frame counts with its bookkeeping (replay.cost), so this bounds their number too.
+KEEP = 1024 * 1024
 # Bytes all sessions of the process keep together (replay.py says what gives way first).
 REPLAY_BUDGET = 256 * 1024 * 1024
 # Sessions one user may hold (open tabs plus those awaiting a resume). The oldest detached
 # one makes room for a new one; with every one attached, a new socket is refused.
 SESSIONS_PER_USER = 12
-# The close code of a socket whose login ended: the same as for an expired token, so clients
-# try to refresh, are refused, and sign out.
-CLOSE_SIGNED_OUT = 4401
+# The close code of a socket that failed to authenticate, whose token expired, or whose login
+# ended (signed out): its client tries to refresh its token, and signs out if refused.
+CLOSE_AUTH = 4401
 
 
 class Transport(Protocol):
@@ -83,7 +83,7 @@ class Session:
         """Number an encoded event, keep it, send it if attached."""
         self.seq += 1
         frame = envelope(payload, self.seq, ref)
-        self.replay.keep(self.seq, frame, *KEEP)
+        self.replay.keep(self.seq, frame, KEEP)
         if self.socket is not None:
             self.socket.write_frame(frame)
 
@@ -133,6 +133,8 @@ class Hub:
             return "wrong_user"
         missed = session.missed_since(last_seq)
         if missed is None:
+            if session.socket is None:  # its client resyncs on a new one: free this one now
+                self._evict(session)
             return "gap"
         if session.socket is not None:  # the old socket has not noticed it is dead yet
             old = session.socket
@@ -232,7 +234,7 @@ class Hub:
         for session in list(self._by_user.get(user_id, {}).values()):
             socket = session.socket
             if socket is not None and socket.family == family:
-                socket.close(CLOSE_SIGNED_OUT, "signed out")
+                socket.close(CLOSE_AUTH, "signed out")
 
     # --- background work and shutdown -----------------------------------------------------
 

@@ -1,9 +1,9 @@
 """Replay buffers: the frames a session keeps so that its client can resume after a drop
 (hub.py), bounded per session and across the process.
 
-A buffer keeps its session's newest frames, as the UTF-8 bytes sent, within a frame count
-and a size in bytes (hub.KEEP), each frame counted with its bookkeeping (`cost`); older
-frames fall off, and a resume from before them resyncs.
+A buffer keeps its session's newest frames, as the UTF-8 bytes sent, within a size in bytes
+(hub.KEEP), each frame counted with its bookkeeping (`cost`); older frames fall off, and a
+resume from before them resyncs.
 All buffers together stay within one budget (hub.REPLAY_BUDGET): over it, the sessions
 without a socket go first, whole, the one detached longest first; their resume resyncs,
 never replays with a gap. When only attached sessions are left, the buffer that grew sheds
@@ -22,7 +22,7 @@ FRAME_OVERHEAD = 128
 
 
 def cost(frame: bytes) -> int:
-    """The memory a frame takes while kept (sockets count their unsent frames the same way)."""
+    """The memory a frame takes while kept."""
     return len(frame) + FRAME_OVERHEAD
 
 
@@ -58,12 +58,12 @@ class ReplayBuffer:
         self.bytes = 0
         self.released = False
 
-    def keep(self, seq: int, frame: bytes, max_frames: int, max_bytes: int) -> None:
+    def keep(self, seq: int, frame: bytes, max_bytes: int) -> None:
         if self.released:  # the session was dropped; a late reply to its request goes nowhere
             return
         self._frames.append((seq, frame))
         self._grow(cost(frame))
-        while self._frames and (len(self._frames) > max_frames or self.bytes > max_bytes):
+        while self._frames and self.bytes > max_bytes:
             self._pop()
         self._budget.enforce(self)
 

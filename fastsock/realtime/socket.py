@@ -24,9 +24,8 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 from fastsock import logs
 from fastsock.context import AppContext
 from fastsock.errors import ApiError, InvalidRequest, RateLimited, TooLarge, Unauthenticated
-from fastsock.handlers.base import HTTP_CODES
-from fastsock.realtime.hub import Session, encode, envelope
-from fastsock.realtime.replay import cost
+from fastsock.handlers.base import error_code
+from fastsock.realtime.hub import CLOSE_AUTH, Session, encode, envelope
 from fastsock.realtime.routes import ROUTES
 from fastsock.services import fields
 from fastsock.services.events import Origin, Ref
@@ -40,9 +39,12 @@ AUTH_TIMEOUT_S = 10.0
 MAX_FRAME_BYTES = 64 * 1024
 # Tornado's own hard cap: frames beyond this are dropped with close 1009 before we see them.
 HARD_FRAME_BYTES = 1024 * 1024
-# Queued-but-unsent bytes (counted as replay.cost) a socket may hold before it is judged too
-# slow and closed: half what its session keeps (hub.KEEP), so that with the largest frame on
-# top, everything unsent is still kept and the client resumes without losing any.
+# Bytes a socket may leave waiting in the server's own buffer (those the kernel would not
+# take yet) before it is judged too slow and closed: half what its session keeps (hub.KEEP),
+# so that, with the largest frame on top, what it left unsent is still kept for its resume
+# (unless that is thousands of tiny frames, each counted with its bookkeeping in KEEP: then
+# the resume resyncs, which loses nothing). A resume's replay is not counted: it is written
+# at once, and KEEP bounds it already.
 MAX_PENDING_BYTES = 512 * 1024
 REF_MAX = 64
 # Frames are handled one at a time, in order, while the socket keeps reading (so keepalive
@@ -51,7 +53,7 @@ REF_MAX = 64
 MAX_QUEUED_BYTES = 1024 * 1024
 ABUSE_WINDOW_S = 10.0
 
-CLOSE_AUTH = 4401
+# Close codes besides hub.CLOSE_AUTH (4401), which the hub's sign-out uses too.
 CLOSE_ABUSE = 4429
 CLOSE_TOO_BIG = 1009
 CLOSE_SLOW = 1013
@@ -71,7 +73,8 @@ class ChatSocket(WebSocketHandler):
         self.ctx = ctx
         self.session: Session | None = None
         self.request_id = secrets.token_hex(8)  # names this connection in the logs
-        self.pending_bytes = 0
+        # What may still be unsent of the replay written on a resume (see write_frame).
+        self.replay_unsent = 0
         self._expiry_timer: object | None = None
         self.oversize_frames = 0
         self.refusals: deque[float] = deque()
@@ -99,14 +102,19 @@ class ChatSocket(WebSocketHandler):
         if self.session is None:
             self.close(CLOSE_AUTH, "authentication timeout")
 
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """A request refused before any upgrade (a method other than GET, a failure): the
+        API's error shape (finish), not tornado's HTML page."""
+        self.finish()
+
     def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Future[None]:
-        """Only for a request that cannot be upgraded (no `Upgrade` or `Connection` header,
-        bad WebSocket headers): tornado says why in plain text; say it in the API's error
-        shape instead."""
+        """Only for a request that is not upgraded: tornado says why in plain text (no
+        `Upgrade` or `Connection` header, bad WebSocket headers) or by its status alone
+        (write_error); say it in the API's error shape instead."""
         status = self.get_status()
         if status >= 400:
             message = chunk.decode() if isinstance(chunk, bytes) else str(chunk or self._reason)
-            error = {"code": HTTP_CODES.get(status, "invalid_request"), "message": message}
+            error = {"code": error_code(status), "message": message}
             self.set_header("Content-Type", "application/json; charset=utf-8")
             chunk = json.dumps({"error": error})
         return super().finish(chunk)
@@ -115,22 +123,39 @@ class ChatSocket(WebSocketHandler):
 
     def write_frame(self, frame: bytes) -> None:
         """Queue one complete frame; close the socket if it has fallen too far behind."""
-        try:
-            future = self.write_message(frame)  # UTF-8 JSON, sent as a text frame
-        except WebSocketClosedError:
-            return
-        size = cost(frame)
-        self.pending_bytes += size
-        future.add_done_callback(lambda f: self._drained(f, size))
-        if self.pending_bytes > MAX_PENDING_BYTES:
+        # The replay went out first, so no more of it can be unsent than is unsent at all.
+        self.replay_unsent = min(self.replay_unsent, self._unsent())
+        if self._write(frame) and self._unsent() - self.replay_unsent > MAX_PENDING_BYTES:
             self.ctx.metrics.ws_dropped.inc()
             log.warning("ws_slow_consumer_closed", extra={"fields": {"session": self.request_id}})
             self.close(CLOSE_SLOW, "too slow: reconnect and resume")
 
-    def _drained(self, future: Future[None], size: int) -> None:
-        self.pending_bytes -= size
-        if not future.cancelled():
-            future.exception()  # a write to a socket that closed meanwhile: nothing to do
+    def _replay(self, frames: list[bytes]) -> None:
+        """Write a resume's missed frames in one go. The kernel may take little of them at
+        once (a new connection's send buffer is small); the rest waits without counting
+        toward MAX_PENDING_BYTES, or a replay beyond it would close a healthy socket."""
+        for frame in frames:
+            if not self._write(frame):
+                return
+        self.replay_unsent = self._unsent()
+
+    def _write(self, frame: bytes) -> bool:
+        """Hand one frame (UTF-8 JSON, sent as a text frame) to tornado; False if closed."""
+        try:
+            written = self.write_message(frame)
+        except WebSocketClosedError:
+            return False
+        written.add_done_callback(_written)
+        return True
+
+    def _unsent(self) -> int:
+        """Bytes written to this socket that wait in tornado's buffer for the kernel to take
+        them (tornado has no public measure). Not our writes whose futures are pending: those
+        complete loop turns after the kernel took the bytes, so a burst would look unsent."""
+        stream = self.ws_connection.stream if self.ws_connection else None
+        if stream is None or stream.closed():
+            return 0
+        return len(stream._write_buffer)
 
     def send_event(self, type_: str, data: dict[str, Any], ref: Ref | None = None) -> None:
         assert self.session is not None
@@ -285,8 +310,7 @@ class ChatSocket(WebSocketHandler):
         logs.user_id.set(user_id)
         ready = {"user": user, "session": self.session.id, "resume": outcome}
         self.write_frame(encode("ready", ready))
-        for frame in missed:
-            self.write_frame(frame)
+        self._replay(missed)
         if outcome != "ok":
             services.calls.device_joined(self.session.id, user_id)
         if came_online:
@@ -352,3 +376,8 @@ class ChatSocket(WebSocketHandler):
         except Exception as exc:  # presence is best effort; never break the socket over it
             if not is_unavailable(exc):
                 log.exception("presence_failed")
+
+
+def _written(future: Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()  # a write to a socket that closed meanwhile: nothing to do

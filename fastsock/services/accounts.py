@@ -10,7 +10,7 @@ from fastsock.errors import Conflict, InvalidRequest, NotFound, Unauthenticated
 from fastsock.services import fields
 from fastsock.services.clock import now
 from fastsock.services.events import EventSink
-from fastsock.services.limits import Throttles
+from fastsock.services.limits import Throttles, client_key
 from fastsock.services.passwords import DUMMY_HASH, PasswordHasher
 from fastsock.services.revocations import ExpiringSet
 from fastsock.services.schemas import PASSWORD_MAX, validate
@@ -56,9 +56,10 @@ class Accounts:
 
     async def register(self, data: Doc, client_ip: str) -> Doc:
         data = validate("auth.register", data)
-        self.throttles.check("register", client_ip)
-        self.throttles.check("auth", client_ip)
-        with self.throttles.concurrent("auth", client_ip):
+        client = client_key(client_ip)
+        self.throttles.check("register", client)
+        self.throttles.check("auth", client)
+        with self.throttles.concurrent("auth", client):
             password_hash = await self.hasher.hash(data["password"])
         doc = {
             "username": data["username"],
@@ -77,13 +78,14 @@ class Accounts:
     async def login(self, data: Doc, client_ip: str) -> Doc:
         data = validate("auth.login", data)
         username, password = data["username"].strip().lower(), data["password"]
-        self.throttles.check("login", (client_ip, username))
-        self.throttles.check("auth", client_ip)
+        client = client_key(client_ip)
+        self.throttles.check("login", (client, username))
+        self.throttles.check("auth", client)
         doc = await self.store.users.by_username(username)
         # Unknown users and over-long passwords still cost one hash: timing reveals nothing.
         usable = doc is not None and len(password) <= PASSWORD_MAX
         stored = doc["password_hash"] if usable and doc else DUMMY_HASH
-        with self.throttles.concurrent("auth", client_ip):
+        with self.throttles.concurrent("auth", client):
             ok = await self.hasher.verify(password[:PASSWORD_MAX], stored)
         if not usable or not ok:
             raise Unauthenticated("invalid username or password")
@@ -94,6 +96,10 @@ class Accounts:
         claims = self.tokens.decode(data["refresh_token"], REFRESH)
         record = await self.store.tokens.get(claims["jti"])
         if record is None or record["revoked"]:
+            raise Unauthenticated("refresh token revoked")
+        if record["family"] in self.revoked:
+            # Ended here while the database was down (see `_revoke`): record it now.
+            await self._revoke(claims["sub"], record["family"])
             raise Unauthenticated("refresh token revoked")
         if not await self.store.tokens.mark_used(claims["jti"], now()):
             # A rotated token came back: someone holds a copy. End the whole session.
@@ -115,16 +121,19 @@ class Accounts:
         claims = self.tokens.decode(data["refresh_token"], REFRESH)
         if claims["sub"] != user_id:
             raise Unauthenticated("refresh token belongs to another account")
-        record = await self.store.tokens.get(claims["jti"])
-        if record is not None:
-            await self._revoke(user_id, record["family"])
+        # Every refresh token carries its login, signed: no store read (the record may be gone).
+        family = claims.get("fam")
+        if not family:
+            raise Unauthenticated("invalid token")
+        await self._revoke(user_id, family)
 
     async def _revoke(self, user_id: str, family: str) -> None:
-        """End a login everywhere at once: its refresh tokens, its unexpired access tokens
-        and its open sockets (closed with 4401; their clients fail to refresh and sign out)."""
-        await self.store.tokens.revoke_family(family)
+        """End a login everywhere at once: its unexpired access tokens and its open sockets
+        (closed with 4401; their clients fail to refresh and sign out) in memory first, so that
+        happens even when the database is down, then its refresh tokens in the store."""
         self.revoked.add(family)
         self.sink.close_login(user_id, family)
+        await self.store.tokens.revoke_family(family)
 
     async def authenticate(self, access_token: Any) -> Login:
         """The login a valid access token stands for, for a request or a new socket. The
@@ -169,7 +178,7 @@ class Accounts:
         return user_view(doc, online=self.sink.is_online(str(doc["_id"])))
 
     async def get(self, user_id: Any) -> Doc:
-        fields.object_id(user_id, "user_id")
+        user_id = fields.object_id(user_id, "user_id")
         doc = await self.store.users.get(user_id)
         if doc is None:
             raise NotFound("no such user")

@@ -22,6 +22,7 @@ from fastsock.calls.turn import ice_servers
 from fastsock.config import Settings
 from fastsock.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unavailable
 from fastsock.metrics import Metrics
+from fastsock.services import fields
 from fastsock.services.call import (
     ACTIVE,
     ANSWERED_OR_DECLINED,
@@ -194,6 +195,7 @@ class Calls:
 
     async def timeline(self, user_id: str, room_id: Any, query: Doc) -> Doc:
         q = validate("calls", query)
+        room_id = fields.object_id(room_id, "room_id")  # the store compares ids as strings
         await self.rooms.require_member(user_id, room_id)
         docs, has_more = await self.store.calls.page(room_id, before=q["before"], limit=q["limit"])
         return {"calls": [call_view(d) for d in docs], "has_more": has_more}

@@ -8,7 +8,11 @@ transparency and animation control.
 
 Each reader also reports the canvas size and frame count from the headers, so the size limits
 are checked before any pixel is decoded. Runs in a worker thread; the file is memory-mapped,
-never read into memory as a whole."""
+never read into memory as a whole.
+
+The walk over a file's structures is Python, holding the GIL, so a file made of nothing but
+tiny structures (a 24 MiB JPEG of 4-byte comments is 6 million segments, 2 s of work) would
+stall the server's other threads. Counts no real image comes near are refused as malformed."""
 
 from __future__ import annotations
 
@@ -21,6 +25,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 _COPY_CHUNK = 1024 * 1024
+# Real images have tens of JPEG segments; thousands of PNG chunks (image data in 8 to 64 KiB
+# pieces) or of GIF blocks (two per animation frame); GIF image data comes in sub-blocks of 255
+# bytes, so a million of them is 255 MB. Each walks in well under 0.1 s.
+MAX_JPEG_SEGMENTS = 10_000
+MAX_PNG_CHUNKS = 100_000
+MAX_GIF_BLOCKS = 100_000
+MAX_GIF_SUB_BLOCKS = 1_000_000
+MAX_WEBP_CHUNKS = 100_000  # frames' own chunks included
 
 
 class Malformed(Exception):
@@ -52,6 +64,20 @@ def strip(source: Path, content_type: str, target: Path) -> Layout:
     return layout
 
 
+class _Tally:
+    """Counts one kind of structure as a file is walked; past `limit` the file is refused."""
+
+    __slots__ = ("left", "limit", "what")
+
+    def __init__(self, limit: int, what: str) -> None:
+        self.left, self.limit, self.what = limit, limit, what
+
+    def count(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise Malformed(f"more than {self.limit:,} {self.what}")
+
+
 def _copy(data: mmap.mmap, out: BinaryIO, start: int, end: int) -> None:
     for pos in range(start, end, _COPY_CHUNK):
         out.write(data[pos : min(end, pos + _COPY_CHUNK)])
@@ -66,6 +92,8 @@ _JPEG_KEPT_APPS = {0xE2: b"ICC_PROFILE\x00", 0xEE: b"Adobe"}
 _JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # The end of entropy-coded data: a marker other than a stuffed 0xFF00 or a restart marker.
 _JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")
+# A marker, after any number of fill bytes (matched in C: a run of them costs no Python loop).
+_JPEG_MARKER = re.compile(rb"\xff+([^\xff])")
 
 
 def _jpeg(data: mmap.mmap, out: BinaryIO) -> Layout:
@@ -73,13 +101,13 @@ def _jpeg(data: mmap.mmap, out: BinaryIO) -> Layout:
         raise Malformed("not a JPEG")
     out.write(b"\xff\xd8")
     pos, size, exif = 2, None, None
+    segments = _Tally(MAX_JPEG_SEGMENTS, "JPEG segments")
     while True:
-        if data[pos] != 0xFF:
+        found = _JPEG_MARKER.match(data, pos)
+        if found is None:
             raise Malformed("expected a JPEG marker")
-        while data[pos] == 0xFF:  # fill bytes
-            pos += 1
-        marker = data[pos]
-        pos += 1
+        segments.count()
+        marker, pos = found[1][0], found.end()
         if marker == 0xD9:  # end of image: whatever follows (MPF images, appended files) goes
             out.write(b"\xff\xd9")
             break
@@ -127,7 +155,9 @@ def _png(data: mmap.mmap, out: BinaryIO) -> Layout:
     out.write(_PNG_SIGNATURE)
     pos, size, exif = 8, None, None
     declared = controls = 0  # frames acTL announces; frame control chunks (fcTL) present
+    chunks = _Tally(MAX_PNG_CHUNKS, "PNG chunks")
     while True:
+        chunks.count()
         length, kind = struct.unpack_from(">I4s", data, pos)
         end = pos + 12 + length  # length, type, data, CRC
         if end > len(data):
@@ -157,8 +187,10 @@ _GIF_LOOPS = (b"\x0bNETSCAPE2.0", b"\x0bANIMEXTS1.0")
 _GIF_CONTROL = 0xF9  # frame delay, disposal, transparency
 
 
-def _sub_blocks_end(data: mmap.mmap, pos: int) -> int:
+def _sub_blocks_end(data: mmap.mmap, pos: int, sub_blocks: _Tally) -> int:
+    """The end of a run of sub-blocks: each a length byte and that many bytes, 0 ends it."""
     while (length := data[pos]) != 0:
+        sub_blocks.count()
         pos += 1 + length
     return pos + 1
 
@@ -170,18 +202,21 @@ def _gif(data: mmap.mmap, out: BinaryIO) -> Layout:
     pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)  # after the global colour table
     _copy(data, out, 0, pos)
     frames = 0
+    blocks = _Tally(MAX_GIF_BLOCKS, "GIF blocks")
+    sub_blocks = _Tally(MAX_GIF_SUB_BLOCKS, "GIF sub-blocks")
     while (intro := data[pos]) != 0x3B:  # trailer; anything after it goes
+        blocks.count()
         start = pos
         if intro == 0x2C:  # an image: descriptor, local colour table, LZW code size, data
             left, top, w, h, flags = struct.unpack_from("<HHHHB", data, pos + 1)
             width, height = max(width, left + w), max(height, top + h)  # decoders grow the canvas
             pos += 10 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0) + 1
-            pos = _sub_blocks_end(data, pos)
+            pos = _sub_blocks_end(data, pos, sub_blocks)
             frames += 1
             _copy(data, out, start, pos)
         elif intro == 0x21:  # an extension: comment (0xFE), plain text, application or control
             label = data[pos + 1]
-            pos = _sub_blocks_end(data, pos + 2)
+            pos = _sub_blocks_end(data, pos + 2, sub_blocks)
             if label == _GIF_CONTROL or (
                 label == 0xFF and data[start + 2 : start + 14] in _GIF_LOOPS
             ):
@@ -200,11 +235,14 @@ _VP8X_METADATA = 0x08 | 0x04  # the EXIF and XMP flags
 Piece = bytes | tuple[int, int]  # new bytes, or a range of the source to copy
 
 
-def _riff_chunks(data: mmap.mmap, start: int, end: int) -> list[tuple[bytes, int, int, int]]:
+def _riff_chunks(
+    data: mmap.mmap, start: int, end: int, tally: _Tally
+) -> list[tuple[bytes, int, int, int]]:
     """(fourcc, payload start, payload end, end with padding) of each chunk in [start, end)."""
     chunks = []
     pos = start
     while pos < end:
+        tally.count()
         kind, size = struct.unpack_from("<4sI", data, pos)
         body = pos + 8
         if body + size > end:
@@ -239,7 +277,8 @@ def _webp(data: mmap.mmap, out: BinaryIO) -> Layout:
         raise Malformed("the WebP is cut off")
     pieces: list[Piece] = []
     size, frames, exif = None, 0, None
-    for kind, body, body_end, end in _riff_chunks(data, 12, 8 + riff_size):
+    chunks = _Tally(MAX_WEBP_CHUNKS, "WebP chunks")
+    for kind, body, body_end, end in _riff_chunks(data, 12, 8 + riff_size, chunks):
         if kind == b"EXIF" and exif is None:
             exif = data[body:body_end]
         if kind not in _WEBP_KEPT:
@@ -254,7 +293,7 @@ def _webp(data: mmap.mmap, out: BinaryIO) -> Layout:
             frames += 1
             inner = [
                 (s - 8, e)
-                for k, s, _, e in _riff_chunks(data, body + 16, body_end)
+                for k, s, _, e in _riff_chunks(data, body + 16, body_end, chunks)
                 if k in _WEBP_FRAME_KEPT
             ]
             length = 16 + sum(e - s for s, e in inner)

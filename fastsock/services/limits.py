@@ -6,6 +6,7 @@ over few nodes, so the effective limit is at most a small multiple of the settin
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -15,6 +16,23 @@ from fastsock.config import Limits
 from fastsock.errors import RateLimited
 
 PRUNE_AT = 10_000  # keys; past this (and each doubling since), idle full buckets are dropped
+IPV6_CLIENT_PREFIX = 64  # an ISP hands each subscriber at least a /64
+
+
+def client_key(address: str) -> str:
+    """What every per-address limit counts a client address under: an IPv4 address as it is,
+    an IPv6 address by its /64 (one subscriber has the whole /64, so keying the /128 would give
+    each of its 2**64 addresses budgets of their own), an IPv4-mapped IPv6 address (a
+    dual-stack listener) as its IPv4 address. Anything else (no address) is its own key."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX), strict=False))
+    return str(ip)
 
 
 @dataclass(slots=True)

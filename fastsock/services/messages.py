@@ -7,6 +7,7 @@ from typing import Any
 
 from fastsock.errors import Conflict, Forbidden, InvalidRequest, NotAMember
 from fastsock.metrics import Metrics
+from fastsock.services import fields
 from fastsock.services.clock import now
 from fastsock.services.events import EventSink, Origin
 from fastsock.services.rooms import ADMIN, Rooms
@@ -196,6 +197,7 @@ class Messages:
         """A page of messages newest-first, or with `changed_after=V` every message created,
         edited, deleted or reacted to since version V, oldest change first."""
         q = validate("history", query)
+        room_id = fields.object_id(room_id, "room_id")  # the store compares ids as strings
         await self.rooms.require_member(user_id, room_id)
         if q["changed_after"] is not None:
             if q["before"] is not None or q["after"] is not None:

@@ -39,7 +39,7 @@ class Rooms:
     async def require_member(self, user_id: str, room_id: Any) -> Doc:
         """The caller's membership of the room, or 403 not_a_member. A room that does not exist
         answers the same, so non-members learn nothing about which rooms exist."""
-        fields.object_id(room_id, "room_id")
+        room_id = fields.object_id(room_id, "room_id")
         membership = await self.store.memberships.get(room_id, user_id)
         if membership is None:
             raise NotAMember("you are not a member of this room")
@@ -95,6 +95,7 @@ class Rooms:
 
     async def get(self, user_id: str, room_id: Any) -> Doc:
         """The room with every member's role and read pointer (for read ticks after a resync)."""
+        room_id = fields.object_id(room_id, "room_id")
         membership = await self.require_member(user_id, room_id)
         room = await self.view(await self._room(room_id))
         members = await self.store.memberships.of_room(room_id)
@@ -210,6 +211,7 @@ class Rooms:
     # --- changing -------------------------------------------------------------------------
 
     async def update(self, user_id: str, room_id: Any, data: Doc) -> Doc:
+        room_id = fields.object_id(room_id, "room_id")
         changes = {k: v for k, v in validate("room.update", data).items() if v is not None}
         await self.require_admin(user_id, room_id)
         room = await self._room(room_id)
@@ -223,6 +225,7 @@ class Rooms:
         return view
 
     async def add_members(self, user_id: str, room_id: Any, data: Doc) -> Doc:
+        room_id = fields.object_id(room_id, "room_id")
         user_ids = validate("room.members.add", data)["user_ids"]
         await self.require_admin(user_id, room_id)
         room = await self._room(room_id)
@@ -232,7 +235,7 @@ class Rooms:
         return await self._add(room, user_ids)
 
     async def join(self, user_id: str, room_id: Any) -> Doc:
-        fields.object_id(room_id, "room_id")
+        room_id = fields.object_id(room_id, "room_id")
         room = await self.store.rooms.get(room_id)
         if room is None or room["kind"] != "group" or room["private"]:
             # Private rooms are invite-only; answer like a missing room so they stay hidden.
@@ -252,7 +255,8 @@ class Rooms:
 
     async def remove_member(self, user_id: str, room_id: Any, target: Any) -> None:
         """Admins remove anyone; anyone may remove themselves (leave)."""
-        fields.object_id(target, "user_id")
+        room_id = fields.object_id(room_id, "room_id")
+        target = fields.object_id(target, "user_id")
         membership = await self.require_member(user_id, room_id)
         room = await self._room(room_id)
         self._require_group(room)

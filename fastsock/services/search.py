@@ -1,19 +1,20 @@
 """Message search over the rooms the user is a member of now (never rooms they left).
 
-Only letters, digits and combining marks are searched for; every other character separates
-words. The store gets the words alone, so no backend ever reads query syntax from a user
-(MongoDB's `$text` would take `-x` as "not x", `"` as a phrase, and refuses a search made of
-nothing but such syntax), and a query without a word finds nothing on either backend."""
+Only words are searched for (store/words.py: letters, digits and the marks that follow them;
+every other character separates words). The store gets the list of words alone, so no backend
+ever reads query syntax from a user (MongoDB's `$text` would take `-x` as "not x", `"` as a
+phrase, and refuses a search made of nothing but such syntax), and a query without a word
+finds nothing on either backend."""
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
 from fastsock.services.rooms import Rooms
 from fastsock.services.schemas import validate
 from fastsock.services.views import message_view
 from fastsock.store import Store
+from fastsock.store.words import search_words
 
 Doc = dict[str, Any]
 
@@ -38,9 +39,3 @@ class Search:
             room_ids, words, before=q["before"], limit=q["limit"]
         )
         return {"messages": [message_view(d) for d in docs], "has_more": has_more}
-
-
-def search_words(query: str) -> str:
-    """The query's words, separated by single spaces ("" when it has none)."""
-    kept = (c if c.isalnum() or unicodedata.category(c)[0] == "M" else " " for c in query)
-    return " ".join("".join(kept).split())

@@ -30,7 +30,7 @@ Doc = dict[str, Any]
 
 NAME_MAX = 200
 UNATTACHED_TTL = timedelta(days=1)
-IMAGE_WORKERS = 2  # images decoded at once (CPU-bound)
+IMAGE_WORKERS = 2  # images stripped or decoded at once (CPU-bound, holding the GIL)
 MIB = 1024 * 1024
 GC_BATCH = 1000  # uploads per sweep; the rest wait for the next one
 # Control and reserved characters, and bidirectional overrides (which can make
@@ -91,7 +91,8 @@ class Uploads:
         self.max_image_pixels = int(settings.max_image_megapixels * 1_000_000)
         images.return_freed_memory()
         # Decoding images is memory-hungry: however many arrive at once, the decodes together
-        # hold at most what one still at the pixel limit needs turned upright.
+        # hold at most what one still at the pixel limit needs turned upright. Its slots bound
+        # the threads all image work takes.
         self.decoding = MemoryBudget(
             self.max_image_pixels * images.MOST_BYTES_PER_PIXEL, IMAGE_WORKERS
         )
@@ -182,9 +183,12 @@ class Uploads:
         """Write the clean copy and the thumbnail; refuses images past the limits before any
         pixel is decoded."""
         try:
-            plan = await asyncio.to_thread(
-                images.prepare, spool, kind, clean, self.max_image_pixels
-            )
+            # Stripping holds no pixels but is CPU work too: it takes one of the decode slots,
+            # so images never occupy more than IMAGE_WORKERS threads however many arrive.
+            async with self.decoding.hold(0):
+                plan = await asyncio.to_thread(
+                    images.prepare, spool, kind, clean, self.max_image_pixels
+                )
             if plan.decode_bytes > self.decoding.total:
                 raise TooLarge(
                     f"the image would take {plan.decode_bytes / MIB:.1f} MiB to decode, more "
@@ -205,7 +209,7 @@ class Uploads:
         """The upload if the user may download it: its uploader, anyone for an avatar, or a
         member of a room where a (not deleted) message shares it. Otherwise 403, the same
         for uploads that do not exist."""
-        fields.object_id(upload_id, "upload_id")
+        upload_id = fields.object_id(upload_id, "upload_id")
         doc = await self.store.uploads.get(upload_id)
         if doc is not None and (str(doc["owner_id"]) == user_id or doc.get("avatar")):
             return doc

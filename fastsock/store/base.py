@@ -141,9 +141,10 @@ class MessagesRepo(Protocol):
     async def many(self, message_ids: list[str]) -> list[Doc]: ...
 
     async def search(
-        self, room_ids: list[str], query: str, *, before: str | None, limit: int
+        self, room_ids: list[str], words: list[str], *, before: str | None, limit: int
     ) -> Page:
-        """Live messages in these rooms matching `query`, newest first."""
+        """Live messages in these rooms matching `words` (as store.words.search_words gives
+        them; none match nothing), newest first. docs/api.md says how each backend matches."""
 
     async def add_reaction(
         self, message_id: str, emoji: str, user_id: str, version: int, max_kinds: int

@@ -1,5 +1,6 @@
-"""Login floods: a per-address budget across usernames (logins and registrations), and the
-bounded password-hashing pool that answers 503 instead of starving other requests."""
+"""Login floods: a per-address budget across usernames (logins and registrations), the client
+address behind a trusted proxy, and the bounded password-hashing pool that answers 503 instead
+of starving other requests."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient
+from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
 from fastsock.app import Server
+from fastsock.handlers.base import client_address
 from fastsock.services import passwords
 from tests.conftest import RELAXED, make_settings
 from tests.support import PASSWORD, Api, Response
@@ -21,7 +24,9 @@ from tests.support import PASSWORD, Api, Response
 pytestmark = pytest.mark.once  # throttling and hashing do not depend on the store
 
 WAIT_S = 30.0  # bound on every wait for a condition
-FLOOD_ADDRESS = {"X-Real-Ip": "203.0.113.7"}  # the server trusts the proxy headers here
+# The servers here trust the proxy: the last X-Forwarded-For entry is the client.
+FLOOD_ADDRESS = {"X-Forwarded-For": "203.0.113.7"}
+OTHER_ADDRESS = {"X-Forwarded-For": "198.51.100.2"}
 
 
 async def _start(db_uri: str | None, tmp_path: Path, **limits: object) -> Server:
@@ -85,12 +90,84 @@ async def test_one_address_gets_429_after_its_budget_across_usernames(
         assert r.status == 429 and r.error_code == "rate_limited", r.body
         assert (await _login(api, "sprayer", "p" * 10)).status == 401
         # Another address is not affected.
-        r = await _login(api, alice.username, PASSWORD, headers={"X-Real-Ip": "198.51.100.2"})
+        r = await _login(api, alice.username, PASSWORD, headers=OTHER_ADDRESS)
         assert r.status == 200, r.body
         metrics = (await api.get("/metrics")).body
         assert re.search(r'fastsock_rate_limited_total\{kind="auth"\} [1-9]', metrics), metrics
     finally:
         await server.stop()
+
+
+async def test_what_the_client_sends_before_the_proxy_does_not_change_its_address(
+    db_uri: str | None, tmp_path: Path
+) -> None:
+    server = await _start(db_uri, tmp_path, auth_per_ip_per_min=3)
+    try:
+        api = Api(server.port)
+        # The proxy appends the address it sees; a client forges X-Real-Ip (which proxies pass
+        # on) and earlier X-Forwarded-For entries, new ones for each attempt...
+        for i in range(4):
+            forged = {
+                "X-Real-Ip": f"192.0.2.{i}",
+                "X-Forwarded-For": f"192.0.2.{i}, 203.0.113.7",
+            }
+            r = await _login(api, f"nobody{i}", headers=forged)
+            expected = 401 if i < 3 else 429
+            assert r.status == expected, (i, r.body)
+        # ...and still draws on the one budget of the address the proxy saw.
+        assert (await _login(api, "nobody", headers=FLOOD_ADDRESS)).status == 429
+        assert (await _login(api, "nobody", headers=OTHER_ADDRESS)).status == 401
+    finally:
+        await server.stop()
+
+
+async def test_ipv6_addresses_of_one_64_share_one_budget(
+    db_uri: str | None, tmp_path: Path
+) -> None:
+    server = await _start(db_uri, tmp_path, auth_per_ip_per_min=3)
+    try:
+        api = Api(server.port)
+        # One subscriber's /64: a fresh address for every attempt does not get a fresh budget.
+        for i in range(3):
+            r = await _login(api, f"nobody{i}", headers={"X-Forwarded-For": f"2001:db8:1:2::{i}"})
+            assert r.status == 401, (i, r.body)
+        r = await _login(api, "nobody", headers={"X-Forwarded-For": "2001:db8:1:2:ffff::9"})
+        assert r.status == 429 and r.error_code == "rate_limited", r.body
+        # The next /64 is someone else.
+        r = await _login(api, "nobody", headers={"X-Forwarded-For": "2001:db8:1:3::1"})
+        assert r.status == 401, r.body
+    finally:
+        await server.stop()
+
+
+def _request(peer: str, *headers: tuple[str, str]) -> HTTPServerRequest:
+    start = RequestStartLine("POST", "/auth/login", "HTTP/1.1")
+    request = HTTPServerRequest(headers=HTTPHeaders(Host="chat.example"), start_line=start)
+    for name, value in headers:
+        request.headers.add(name, value)
+    request.remote_ip = peer
+    return request
+
+
+@pytest.mark.parametrize(
+    ("trust_proxy", "headers", "expected"),
+    [
+        (False, [("X-Forwarded-For", "203.0.113.7")], "10.0.0.1"),  # no proxy: the peer
+        (True, [("X-Forwarded-For", "192.0.2.1, 203.0.113.7")], "203.0.113.7"),
+        (
+            True,
+            [("X-Forwarded-For", "192.0.2.1"), ("X-Forwarded-For", "203.0.113.7")],
+            "203.0.113.7",
+        ),
+        (True, [("X-Real-Ip", "192.0.2.1"), ("X-Forwarded-For", "203.0.113.7")], "203.0.113.7"),
+        (True, [("X-Forwarded-For", "192.0.2.1,2001:DB8::1")], "2001:db8::1"),
+        (True, [("X-Forwarded-For", "203.0.113.7, unknown")], "10.0.0.1"),  # no address: peer
+        (True, [("X-Real-Ip", "192.0.2.1")], "10.0.0.1"),
+        (True, [], "10.0.0.1"),
+    ],
+)
+def test_client_address(trust_proxy: bool, headers: list[tuple[str, str]], expected: str) -> None:
+    assert client_address(_request("10.0.0.1", *headers), trust_proxy) == expected
 
 
 async def test_one_address_has_at_most_its_share_of_password_checks_at_once(
@@ -172,7 +249,9 @@ async def test_a_saturated_hashing_pool_answers_503_at_once_and_starves_nothing(
         # ...one more may wait for it, and every other login is refused at once, from any
         # address, while the thread is held.
         flood = [
-            asyncio.create_task(_login(api, f"user{i}", headers={"X-Real-Ip": f"192.0.2.{i}"}))
+            asyncio.create_task(
+                _login(api, f"user{i}", headers={"X-Forwarded-For": f"192.0.2.{i}"})
+            )
             for i in range(12)
         ]
         answered, queued = await _until_done(flood, len(flood) - 1)

@@ -7,6 +7,8 @@ import string
 from typing import Any
 from urllib.parse import urlencode
 
+from fastsock.app import Server
+from fastsock.store.mongo import MongoStore
 from tests.support import Api, Response, User
 
 
@@ -154,3 +156,27 @@ async def test_invalid_queries_are_refused(api: Api) -> None:
     # Search needs authentication.
     r = await api.get("/search/messages?q=words")
     assert r.status == 401
+
+
+async def test_words_joined_by_punctuation_are_found(server: Server, api: Api) -> None:
+    """Each word of `q` is searched for: `e-mail` finds "e-mail" (as `e` and `mail`), on
+    MongoDB also without text search: its regex fallback, forced here since the stand-in
+    has a text index."""
+    alice = await api.register()
+    room = await api.group(alice)
+    texts = ["send me an e-mail", "I don't know", "see you at 10:30", "call foo.bar() now"]
+    sent = [(await api.send(alice, room, text))["id"] for text in texts]
+    await api.send(alice, room, "nothing to see")
+    queries = ["e-mail", "don't", "10:30", "foo.bar"]
+
+    async def each_finds_its_message(path: str) -> None:
+        for query, hit in zip(queries, sent, strict=True):
+            assert await _ids(api, alice, q=query) == [hit], (path, query)
+
+    await each_finds_its_message("index")
+    assert server.ctx is not None
+    store = server.ctx.store
+    if isinstance(store, MongoStore):
+        assert store.messages.text_search  # the stand-in's text index
+        store.messages.text_search = False
+        await each_finds_its_message("regex fallback")

@@ -19,7 +19,7 @@ from PIL import ExifTags, Image, ImageChops, ImageCms
 from PIL.PngImagePlugin import PngInfo
 
 from fastsock.app import Server
-from fastsock.services import images
+from fastsock.services import image_metadata, images, uploads
 from tests.conftest import make_settings
 from tests.handlers.test_uploads import SECRET, fetch, upload, upload_count, wait_until
 from tests.support import Api, User
@@ -361,3 +361,63 @@ async def test_parallel_uploads_share_one_decode_budget(
     answers = await asyncio.gather(*sent)
     assert [r.status for r in answers] == [201, 201, 201], [r.body for r in answers]
     assert most == 1
+
+
+# --- the cost of stripping -----------------------------------------------------------------------
+
+
+async def test_images_of_absurdly_many_structures_are_refused(server: Server, api: Api) -> None:
+    """A JPEG of nothing but empty comments would be millions of segments to walk; past
+    image_metadata.MAX_JPEG_SEGMENTS it is refused as undecodable, and nothing is kept."""
+    alice = await api.register()
+    jpeg = encode(frames(count=1)[0], "JPEG")
+    comments = jpeg_segment(0xFE, b"") * image_metadata.MAX_JPEG_SEGMENTS
+    r = await upload(api, alice, jpeg[:2] + comments + jpeg[2:], "image/jpeg", "comments.jpg")
+    assert r.status == 415 and r.error_code == "unsupported_type", r.body
+    assert r.body["error"]["message"] == "the image cannot be decoded"
+    assert await upload_count(server) == 0
+    r = await upload(api, alice, jpeg[:2] + comments[:400] + jpeg[2:], "image/jpeg", "ok.jpg")
+    assert r.status == 201, r.body
+
+
+async def test_stripping_and_decoding_share_the_image_workers(
+    server: Server, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stripping is CPU work like decoding: however many images arrive at once, at most
+    IMAGE_WORKERS threads work on images, the others wait for a slot."""
+    active: list[str] = []
+    most = 0
+    lock = threading.Lock()
+    release = threading.Event()
+
+    def counted(step: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any) -> Any:
+            nonlocal most
+            with lock:
+                active.append(step.__name__)
+                most = max(most, len(active))
+            try:
+                assert release.wait(30)
+                return step(*args)
+            finally:
+                with lock:
+                    active.remove(step.__name__)
+
+        return run
+
+    monkeypatch.setattr(images, "prepare", counted(images.prepare))
+    monkeypatch.setattr(images, "render", counted(images.render))
+    alice = await api.register()
+    png = flat_png((40, 30))
+    assert server.ctx is not None
+    budget = server.ctx.services.uploads.decoding
+    sent = [asyncio.create_task(upload(api, alice, png, "image/png", f"{i}.png")) for i in range(3)]
+    try:
+        # Every upload has reached its image work: started, or waiting for a slot.
+        assert await wait_until(lambda: len(active) + budget.waiting == 3, timeout=30)
+        assert (active, budget.waiting) == (["prepare", "prepare"], 1)
+    finally:
+        release.set()
+    answers = await asyncio.gather(*sent)
+    assert [r.status for r in answers] == [201, 201, 201], [r.body for r in answers]
+    assert most == uploads.IMAGE_WORKERS == 2

@@ -384,6 +384,29 @@ async def test_declared_length_over_the_limit_is_refused_before_the_body(
         assert metric(metrics, "fastsock_upload_refusals_total", 'reason="too_large"') == 1
 
 
+async def test_a_content_length_int_cannot_read_is_refused_not_a_500(
+    blob_world: BlobWorld,
+) -> None:
+    """The handler reads Content-Length before tornado checks it. "²" (one byte, \\xb2, in the
+    Latin-1 tornado decodes headers with) passes str.isdigit and fails int(); so does a number
+    of more digits than int() converts. Neither may end in a 500."""
+    async with variant(blob_world, max_upload_bytes=MiB) as (server, api):
+        alice = await api.register()
+
+        def post(length: bytes) -> Exchange:
+            head = post_head(alice, {"Content-Type": "text/plain", "Content-Length": "N"})
+            head = head.replace(b"Content-Length: N", b"Content-Length: " + length)
+            return raw_post(server.port, head, [b"hello"])
+
+        ex = await asyncio.to_thread(post, b"\xb2")
+        assert ex.status == 400, ex.body  # tornado refuses what is no length
+        ex = await asyncio.to_thread(post, b"9" * 5000)
+        assert ex.status == 413 and ex.body["error"]["code"] == "too_large", ex.body
+        await assert_nothing_kept(blob_world, server)
+        ok = await upload(api, alice, b"hello\n", "text/plain", "ok.txt")
+        assert ok.status == 201, ok.body
+
+
 @pytest.mark.parametrize("form", ["raw", "multipart"])
 async def test_streamed_body_over_the_limit_is_cut_off_early(
     blob_world: BlobWorld, form: str

@@ -7,6 +7,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import jwt
+import pytest
+from pymongo.errors import ConnectionFailure
+
 from fastsock.app import Server
 from tests.conftest import make_settings
 from tests.realtime.test_socket import _raw
@@ -91,3 +95,61 @@ async def test_a_login_revoked_before_a_restart_stays_ended(
         assert (await api.get("/users/me", laptop)).status == 200
     finally:
         await server.stop()
+
+
+async def test_logout_ends_the_login_even_when_its_refresh_token_record_is_gone(
+    server: Server, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await api.register()
+    laptop = await another_login(api, alice)
+    tab, other_device = await api.ws(alice), await api.ws(laptop)
+    assert server.store is not None
+
+    async def gone(jti: str) -> None:
+        return None
+
+    # The token is still signed and unexpired; the store no longer has its record.
+    monkeypatch.setattr(server.store.tokens, "get", gone)
+    r = await api.post("/auth/logout", {"refresh_token": alice.refresh_token}, alice)
+    assert r.status == 204, r.body
+    monkeypatch.undo()
+
+    assert await tab.close_code() == 4401
+    assert (await api.get("/users/me", alice)).status == 401
+    r = await api.post("/auth/refresh", {"refresh_token": alice.refresh_token})
+    assert r.status == 401, r.body
+    await other_device.send("ping", ref="alive")
+    assert (await other_device.expect("pong"))["__ref"] == "alive"
+
+
+async def test_logout_with_the_database_down_still_ends_the_login_at_once(
+    server: Server, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await api.register()
+    laptop = await another_login(api, alice)
+    tab, other_device = await api.ws(alice), await api.ws(laptop)
+    assert server.store is not None
+    tokens = server.store.tokens
+
+    async def down(family: str) -> None:
+        raise ConnectionFailure("the database is down")  # what the store raises then
+
+    monkeypatch.setattr(tokens, "revoke_family", down)
+    r = await api.post("/auth/logout", {"refresh_token": alice.refresh_token}, alice)
+    assert r.status == 503 and r.error_code == "unavailable", r.body
+    # The store could not record it, but this process ended the login already.
+    assert await tab.close_code() == 4401
+    r = await api.get("/users/me", alice)
+    assert r.status == 401 and r.error_code == "unauthenticated", r.body
+    assert (await api.get("/users/me", laptop)).status == 200
+
+    monkeypatch.undo()  # the database is back: the refresh token does not revive the login
+    r = await api.post("/auth/refresh", {"refresh_token": alice.refresh_token})
+    assert r.status == 401, r.body
+    assert await tokens.family_revoked(_family(alice))  # and the store knows it now
+    await other_device.send("ping", ref="alive")
+    assert (await other_device.expect("pong"))["__ref"] == "alive"
+
+
+def _family(user: User) -> str:
+    return jwt.decode(user.refresh_token, options={"verify_signature": False})["fam"]

@@ -124,7 +124,7 @@ async def test_a_session_keeps_its_newest_frames_within_its_byte_bound(
 ) -> None:
     """Counted in bytes: emoji are 4 bytes each, so these frames are over 4 KB though only
     about 1,300 characters long."""
-    monkeypatch.setattr(hub_module, "KEEP", (10_000, 16 * 1024))
+    monkeypatch.setattr(hub_module, "KEEP", 16 * 1024)
     alice, bob = await api.register(), await api.register()
     room = await api.group(alice, bob)
     early, late = await api.ws(bob), await api.ws(bob)  # two tabs: two sessions, same events
@@ -145,6 +145,29 @@ async def test_a_session_keeps_its_newest_frames_within_its_byte_bound(
     assert kept.ready is not None and kept.ready["resume"] == "ok"
     replayed = [f["data"]["message"]["text"] for f in await kept.drain()]
     assert replayed == texts[3:]
+
+
+async def test_a_resume_that_finds_a_gap_frees_the_session_at_once(
+    server: Server, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its client resyncs on a new session: what the old one kept is of no use to anyone,
+    so it does not wait out its resume window."""
+    monkeypatch.setattr(hub_module, "KEEP", 8 * 1024)
+    assert server.ctx is not None
+    hub = server.ctx.hub
+    alice, bob = await api.register(), await api.register()
+    room = await api.group(alice, bob)
+    ws = await api.ws(bob)
+    for n in range(4):  # about 3.5 KB each: the first ones fall off
+        await api.send(alice, room, f"{n} {BIG}")
+    await seq_of(ws, f"3 {BIG}")
+    await until_detached(server, ws)
+    assert await gauge(api) > 0
+    assert ws.ready is not None
+    resumed = await api.ws(bob, resume={"session": ws.ready["session"], "last_seq": 0})
+    assert resumed.ready is not None and resumed.ready["resume"] == "resync"
+    assert hub.sessions_of(bob.id) == [resumed.ready["session"]]
+    assert await gauge(api) == 0
 
 
 async def test_the_budget_drops_the_longest_detached_session_first(

@@ -1,18 +1,13 @@
-"""The /ws protocol: authentication, frame validation, limits, presence, slow consumers."""
+"""The /ws protocol: authentication, frame validation, limits, presence, refused requests.
+Slow consumers: test_slow_consumers.py."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import json
-import os
-import socket
-import struct
 
 import pytest
 from tornado.websocket import websocket_connect
 
-from fastsock.app import Server
 from fastsock.realtime import socket as ws_module
 from fastsock.realtime.socket import ChatSocket
 from tests.support import Api, Socket
@@ -138,65 +133,6 @@ async def test_presence_goes_to_contacts_only_once_per_user(api: Api) -> None:
     await carol_ws.assert_none("presence")
 
 
-def _stalled_client(port: int, token: str) -> socket.socket:
-    """A WebSocket client that authenticates and then never reads again."""
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        response += sock.recv(1)
-    assert b" 101 " in response.split(b"\r\n")[0]
-    payload = json.dumps({"type": "auth", "data": {"token": token}}).encode()
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    sock.sendall(bytes([0x81, 0x80 | 126]) + struct.pack(">H", len(payload)) + mask + masked)
-    return sock
-
-
-async def test_stalled_socket_never_delays_others_and_is_dropped(
-    api: Api, server: Server, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(ws_module, "MAX_PENDING_BYTES", 256 * 1024)
-    original_open = ChatSocket.open
-
-    def open_with_small_send_buffer(self: ChatSocket) -> None:
-        # Keep kernel buffering small so a stalled reader shows up within a few messages.
-        assert self.ws_connection is not None
-        self.ws_connection.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        original_open(self)
-
-    monkeypatch.setattr(ChatSocket, "open", open_with_small_send_buffer)
-    alice, bob, slow = await api.register(), await api.register(), await api.register()
-    room = await api.group(alice, bob, slow)
-    bob_ws = await api.ws(bob)
-    stalled = await asyncio.to_thread(_stalled_client, api.port, slow.access_token)
-    try:
-        await bob_ws.expect("presence")  # the stalled user is online
-        count = 60
-
-        async def receive() -> list[dict]:
-            return [await bob_ws.expect("message.new", timeout=30) for _ in range(count)]
-
-        bob_reads = asyncio.ensure_future(receive())  # bob keeps up while alice sends
-        for i in range(count):
-            await api.send(alice, room, f"{i:03} " + "😀" * 3990)  # 16 KB frames
-        received = await bob_reads
-        assert len({m["message"]["id"] for m in received}) == count
-        assert (await bob_ws.expect("presence")) == {"user_id": slow.id, "online": False}
-        assert server.ctx is not None
-        metrics = server.ctx.metrics.render().decode()
-        assert "fastsock_ws_slow_consumer_closed_total 1.0" in metrics
-    finally:
-        stalled.close()
-
-
 async def test_integer_refs_are_echoed_as_sent(api: Api) -> None:
     alice = await api.register()
     ws = await api.ws(alice)
@@ -204,3 +140,22 @@ async def test_integer_refs_are_echoed_as_sent(api: Api) -> None:
     assert (await ws.expect("pong"))["__ref"] == 42
     await ws.send_raw('{"type": "ping", "ref": true}')
     assert (await ws.expect("error"))["code"] == "invalid_request"
+
+
+async def test_a_method_other_than_get_gets_the_json_error_shape(api: Api) -> None:
+    r = await api.post("/ws", {})
+    assert r.status == 405
+    assert r.body == {"error": {"code": "method_not_allowed", "message": "Method Not Allowed"}}
+
+
+async def test_a_failure_before_the_upgrade_is_an_internal_error(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: ChatSocket, origin: str) -> bool:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(ChatSocket, "check_origin", broken)
+    upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Origin": "https://elsewhere"}
+    r = await api.get("/ws", headers=upgrade)
+    assert r.status == 500
+    assert r.body == {"error": {"code": "internal_error", "message": "Internal Server Error"}}

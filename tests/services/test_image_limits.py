@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import struct
+from collections.abc import Callable
+from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import pytest
+from PIL import Image
 
 from fastsock.config import ConfigError, load_settings
 from fastsock.services import image_metadata
@@ -104,3 +109,77 @@ def test_broken_structure_is_malformed(tmp_path: Path, kind: str, data: bytes) -
     source.write_bytes(data)
     with pytest.raises(image_metadata.Malformed):
         image_metadata.strip(source, kind, tmp_path / "out")
+
+
+def _image(fmt: str, **options: Any) -> bytes:
+    buf = BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(buf, fmt, **options)
+    return buf.getvalue()
+
+
+def _jpeg_comments(count: int) -> bytes:
+    jpeg = _image("JPEG")
+    return jpeg[:2] + b"\xff\xfe\x00\x02" * count + jpeg[2:]  # empty COM segments
+
+
+def _png_chunks(count: int) -> bytes:
+    png = _image("PNG")
+    after_header = 8 + 25  # the signature and IHDR
+    return png[:after_header] + b"\x00\x00\x00\x00ziLc\x00\x00\x00\x00" * count + png[after_header:]
+
+
+def _gif_after_header(extra: bytes) -> bytes:
+    gif = _image("GIF")
+    flags = gif[10]
+    start = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    return gif[:start] + extra + gif[start:]
+
+
+def _gif_comments(count: int) -> bytes:
+    return _gif_after_header(b"\x21\xfe\x00" * count)  # empty comment extensions
+
+
+def _gif_sub_blocks(count: int) -> bytes:
+    return _gif_after_header(b"\x21\xfe" + b"\x01x" * count + b"\x00")  # one-byte sub-blocks
+
+
+def _webp_chunks(count: int) -> bytes:
+    body = _image("WEBP", lossless=True)[12:] + b"ziLc\x00\x00\x00\x00" * count
+    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body
+
+
+@pytest.mark.parametrize(
+    ("kind", "build", "limit", "what"),
+    [
+        ("image/jpeg", _jpeg_comments, image_metadata.MAX_JPEG_SEGMENTS, "JPEG segments"),
+        ("image/png", _png_chunks, image_metadata.MAX_PNG_CHUNKS, "PNG chunks"),
+        ("image/gif", _gif_comments, image_metadata.MAX_GIF_BLOCKS, "GIF blocks"),
+        ("image/gif", _gif_sub_blocks, image_metadata.MAX_GIF_SUB_BLOCKS, "GIF sub-blocks"),
+        ("image/webp", _webp_chunks, image_metadata.MAX_WEBP_CHUNKS, "WebP chunks"),
+    ],
+)
+def test_absurd_structure_counts_are_malformed(
+    tmp_path: Path, kind: str, build: Callable[[int], bytes], limit: int, what: str
+) -> None:
+    """A file of nothing but tiny structures would keep a worker (and the GIL) busy for
+    seconds: past a count no real image comes near, it is refused before its walk is done."""
+    source, clean = tmp_path / "in", tmp_path / "out"
+    source.write_bytes(build(100))  # the same structures, a plausible number of them: fine
+    assert image_metadata.strip(source, kind, clean).width == 8
+    source.write_bytes(build(limit))
+    with pytest.raises(image_metadata.Malformed, match=f"more than {limit:,} {what}"):
+        image_metadata.strip(source, kind, clean)
+
+
+def test_jpeg_fill_bytes_before_a_marker_are_skipped(tmp_path: Path) -> None:
+    jpeg = _image("JPEG")
+    source, clean = tmp_path / "in", tmp_path / "out"
+    source.write_bytes(jpeg)
+    image_metadata.strip(source, "image/jpeg", clean)
+    expected = clean.read_bytes()
+    source.write_bytes(jpeg[:2] + b"\xff" * 1000 + jpeg[2:])
+    image_metadata.strip(source, "image/jpeg", clean)
+    assert clean.read_bytes() == expected
+    source.write_bytes(jpeg[:2] + b"\xff" * 1000)  # fill bytes, then the file ends
+    with pytest.raises(image_metadata.Malformed):
+        image_metadata.strip(source, "image/jpeg", clean)

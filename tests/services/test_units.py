@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ import pytest
 from fastsock.config import (
     LIMIT_VARS,
     ConfigError,
+    Limits,
     Settings,
     ensure_jwt_secret,
     load_settings,
@@ -22,7 +24,7 @@ from fastsock.config import (
 from fastsock.errors import InvalidRequest, Unauthenticated
 from fastsock.services import fields
 from fastsock.services.emoji import is_single_emoji
-from fastsock.services.limits import RateLimiter
+from fastsock.services.limits import RateLimiter, client_key
 from fastsock.services.passwords import ScryptParams, hash_password, verify_password
 from fastsock.services.sniff import detect
 from fastsock.services.tokens import ACCESS, REFRESH, TokenCodec
@@ -322,6 +324,19 @@ def test_load_settings_defaults() -> None:
     assert s.log_level == "INFO" and s.metrics_token is None
 
 
+def test_hash_workers_default_to_half_the_cpus_this_process_may_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A container pinned to 4 of the host's 64 CPUs: size for the 4.
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "process_cpu_count", lambda: 4)
+    assert Limits().hash_workers == 2
+    monkeypatch.setattr(os, "process_cpu_count", lambda: 1)
+    assert Limits().hash_workers == 1
+    monkeypatch.setattr(os, "process_cpu_count", lambda: None)  # unknown
+    assert Limits().hash_workers == 1
+
+
 def test_load_settings_reads_values() -> None:
     s = load_settings(
         {
@@ -541,6 +556,21 @@ def test_rate_limiter_refills_at_its_rate() -> None:
     now[0] = 0.5
     assert limiter.retry_after("u") == 0.0
     assert limiter.retry_after("u") > 0
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),  # one subscriber's /64
+        ("2001:DB8:1:2::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),  # IPv4 on a dual-stack listener: not one /64
+        ("", ""),
+    ],
+)
+def test_client_key_keys_ipv6_by_64(address: str, key: str) -> None:
+    assert client_key(address) == key
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from fastsock.store import Duplicate, Store
 from fastsock.store.ids import new_id
 from fastsock.store.mongo import MongoStore
 from fastsock.store.sqlite import SqliteStore
+from fastsock.store.words import search_words
 from tests.mongo_standin import EmbeddedMongo
 from tests.store.documents import T0, new_group, new_user, send, tombstone
 
@@ -180,6 +181,22 @@ async def test_concurrent_writers(store: Store) -> None:
     assert sorted((await store.messages.get(mid))["reactions"]["🔥"]) == sorted(users)
 
 
+def _search_paths(store: Store) -> Iterator[str]:
+    """Each way the backend searches: MongoDB also as on a server without text search. The
+    stand-in has text search, so its regex fallback is forced here (the store is the test's
+    own)."""
+    yield "index"
+    if isinstance(store, MongoStore):
+        assert store.messages.text_search, "the stand-in lost text search: test the fallback as is"
+        store.messages.text_search = False
+        yield "regex fallback"
+
+
+async def _found(store: Store, rooms: list[str], query: str) -> set[str]:
+    found, _ = await store.messages.search(rooms, search_words(query), before=None, limit=50)
+    return {m["_id"] for m in found}
+
+
 async def test_search_whole_words_member_scoped(store: Store) -> None:
     alice = await new_user(store, "alice")
     mine, other = await new_group(store, alice), await new_group(store, alice)
@@ -187,10 +204,44 @@ async def test_search_whole_words_member_scoped(store: Store) -> None:
     await _send(store, other, alice, "needle elsewhere")
     dead = await _send(store, mine, alice, "needle deleted")
     await store.messages.update(dead, {"deleted": False}, {"deleted": True, "text": ""})
-    found, more = await store.messages.search([mine], "needle", before=None, limit=10)
-    assert [m["_id"] for m in found] == [hit] and not more
-    found, _ = await store.messages.search([mine, other], "NEEDLE", before=None, limit=1)
-    assert len(found) == 1 and found[0]["room_id"] == other
+    for path in _search_paths(store):
+        found, more = await store.messages.search([mine], ["needle"], before=None, limit=10)
+        assert [m["_id"] for m in found] == [hit] and not more, path
+        found, _ = await store.messages.search([mine, other], ["NEEDLE"], before=None, limit=1)
+        assert len(found) == 1 and found[0]["room_id"] == other, path
+        assert await store.messages.search([mine], [], before=None, limit=10) == ([], False)
+        assert await store.messages.search([], ["needle"], before=None, limit=10) == ([], False)
+
+
+async def test_search_finds_words_joined_by_punctuation(store: Store) -> None:
+    """A query's words are searched for one by one: "e-mail" is `e` and `mail`, and finds
+    "e-mail" on every path (the regex fallback once looked for the substring "e mail")."""
+    alice = await new_user(store, "alice")
+    room = await new_group(store, alice)
+    texts = ["send me an E-Mail", "I don't know", "see you at 10:30", "call foo.bar()", "Việt"]
+    ids = [await _send(store, room, alice, text) for text in texts]
+    await _send(store, room, alice, "nothing to find here")
+    for path in _search_paths(store):
+        for query, hit in zip(texts, ids, strict=True):
+            assert await _found(store, [room], query) == {hit}, (path, query)
+        assert await _found(store, [room], "e-mail?") == {ids[0]}, path
+        assert await _found(store, [room], "foo.bar") == {ids[3]}, path
+        # Typed with decomposed accents, found composed (words are NFC).
+        assert await _found(store, [room], "Vie\u0323\u0302t") == {ids[4]}, path
+
+
+async def test_search_needs_every_word_except_with_mongodb_text_search(store: Store) -> None:
+    """SQLite and MongoDB's regex fallback need every word; MongoDB's $text any of them
+    (docs/api.md, "Search semantics")."""
+    alice = await new_user(store, "alice")
+    room = await new_group(store, alice)
+    both = await _send(store, room, alice, "a needle in a haystack")
+    needle = await _send(store, room, alice, "just a needle")
+    hay = await _send(store, room, alice, "a haystack, no more")
+    for path in _search_paths(store):
+        anyword = isinstance(store, MongoStore) and path == "index"
+        expected = {both, needle, hay} if anyword else {both}
+        assert await _found(store, [room], "needle haystack") == expected, path
 
 
 async def test_memberships_read_pointer_and_log(store: Store) -> None:

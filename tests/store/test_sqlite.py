@@ -22,6 +22,7 @@ from fastsock.store.ids import new_id
 from fastsock.store.sqlite import SqliteStore, is_unavailable, schema, search
 from fastsock.store.sqlite.engine import Database, InUse
 from fastsock.store.sqlite.errors import Closed
+from fastsock.store.words import search_words
 from tests.store.documents import T0, message_doc, new_group, new_user, send, tombstone
 
 pytestmark = pytest.mark.once  # the SQLite backend itself, whatever the suite's backend
@@ -627,7 +628,7 @@ async def test_search_prefix_words_and_diacritics(store: SqliteStore) -> None:
     emoji = await send(store, room, alice, "party 🎉 time")
 
     async def find(query: str) -> list[str]:
-        docs, _ = await store.messages.search([room], query, before=None, limit=10)
+        docs, _ = await store.messages.search([room], search_words(query), before=None, limit=10)
         return ids(docs)
 
     assert await find("need") == [both["_id"], needle["_id"]]  # prefix, newest first
@@ -674,7 +675,7 @@ async def test_search_never_parses_user_syntax(store: SqliteStore, query: str) -
     await send(store, room, alice, "needle haystack")
     plain = await send(store, room, alice, "near a b text plus")
     # No error, and the words are plain words: "OR", "NEAR", "text" are searched for.
-    docs, more = await store.messages.search([room], query, before=None, limit=10)
+    docs, more = await store.messages.search([room], search_words(query), before=None, limit=10)
     assert more is False
     if query == "NEAR(":
         assert ids(docs) == [plain["_id"]]
@@ -690,16 +691,16 @@ async def test_search_scoped_to_rooms_and_live_messages(store: SqliteStore) -> N
     await send(store, theirs, bob, "secret elsewhere")
     gone = await send(store, mine, alice, "secret deleted")
     await store.messages.update(gone["_id"], {"deleted": False}, tombstone(9))
-    docs, _ = await store.messages.search([mine], "secret", before=None, limit=10)
+    docs, _ = await store.messages.search([mine], ["secret"], before=None, limit=10)
     assert ids(docs) == [visible["_id"]]
-    docs, _ = await store.messages.search([mine, theirs], "secret", before=None, limit=10)
+    docs, _ = await store.messages.search([mine, theirs], ["secret"], before=None, limit=10)
     assert len(docs) == 2
-    assert await store.messages.search([], "secret", before=None, limit=10) == ([], False)
+    assert await store.messages.search([], ["secret"], before=None, limit=10) == ([], False)
 
     # Edits are searchable at once, and the old words are gone.
     await store.messages.update(visible["_id"], {}, {"text": "public roadmap"})
-    assert (await store.messages.search([mine], "secret", before=None, limit=10))[0] == []
-    docs, _ = await store.messages.search([mine], "road", before=None, limit=10)
+    assert (await store.messages.search([mine], ["secret"], before=None, limit=10))[0] == []
+    docs, _ = await store.messages.search([mine], ["road"], before=None, limit=10)
     assert ids(docs) == [visible["_id"]]
 
 
@@ -714,12 +715,12 @@ async def test_search_scoping_with_few_and_many_rooms(store: SqliteStore, rooms:
     ]
     for i in range(30):  # matches elsewhere, newer than all of mine
         await send(store, outside, alice, f"common word outside {i}")
-    docs, more = await store.messages.search(mine, "common", before=None, limit=rooms)
+    docs, more = await store.messages.search(mine, ["common"], before=None, limit=rooms)
     assert ids(docs) == expected[::-1] and more is False
-    docs, more = await store.messages.search(mine, "comm wor", before=None, limit=1)
+    docs, more = await store.messages.search(mine, ["comm", "wor"], before=None, limit=1)
     assert ids(docs) == [expected[-1]] and more is (rooms > 1)
     # A room id is only ever a room filter, never a searchable word.
-    assert (await store.messages.search(mine, mine[0][:6], before=None, limit=5))[0] == []
+    assert (await store.messages.search(mine, [mine[0][:6]], before=None, limit=5))[0] == []
 
 
 async def test_search_paging_with_before(store: SqliteStore) -> None:
@@ -733,7 +734,7 @@ async def test_search_paging_with_before(store: SqliteStore) -> None:
     newest_first = list(reversed(ids(hits)))
 
     async def search(before: str | None, limit: int) -> tuple[list[str], bool]:
-        docs, more = await store.messages.search([room], "match", before=before, limit=limit)
+        docs, more = await store.messages.search([room], ["match"], before=before, limit=limit)
         return ids(docs), more
 
     assert await search(None, 2) == (newest_first[:2], True)
@@ -1267,7 +1268,7 @@ async def test_transfer_round_trip_and_idempotence(store: SqliteStore, tmp_path:
         ]
         assert reacted["reaction_kinds"] == 2
         room = msgs[0]["room_id"]
-        found, _ = await target.messages.search([room], "hello", before=None, limit=10)
+        found, _ = await target.messages.search([room], ["hello"], before=None, limit=10)
         assert len(found) == 4  # the tombstone is not found
         upload = next(m for m in msgs if m["attachments"])["attachments"][0]["id"]
         assert await target.messages.shares_upload(upload, [room]) is True
@@ -1294,12 +1295,12 @@ async def test_import_replaces_by_key(store: SqliteStore) -> None:
     got = await store.messages.get(msg["_id"])
     assert got is not None and got["text"] == "replacement text"
     assert got["reactions"] == {FAMILY: [alice, bob]} and got["reaction_kinds"] == 1
-    assert (await store.messages.search([room], "original", before=None, limit=5))[0] == []
-    found, _ = await store.messages.search([room], "replace", before=None, limit=5)
+    assert (await store.messages.search([room], ["original"], before=None, limit=5))[0] == []
+    found, _ = await store.messages.search([room], ["replace"], before=None, limit=5)
     assert ids(found) == [msg["_id"]]
     assert await store.transfer.count("messages") == 1
     await store.transfer.finish()  # compacting after an import changes no result
-    assert ids((await store.messages.search([room], "replace", before=None, limit=5))[0]) == [
+    assert ids((await store.messages.search([room], ["replace"], before=None, limit=5))[0]) == [
         msg["_id"]
     ]
     assert got["attachments"] == odd

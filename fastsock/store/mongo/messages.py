@@ -147,15 +147,18 @@ class Messages:
         return messages_out(docs)
 
     async def search(
-        self, room_ids: list[str], query: str, *, before: str | None, limit: int
+        self, room_ids: list[str], words: list[str], *, before: str | None, limit: int
     ) -> tuple[list[Doc], bool]:
-        """With a text index MongoDB's text search (whole words); otherwise a case-insensitive
-        substring match, for servers without text search."""
+        """With a text index MongoDB's text search (whole words, any of them). Otherwise (a
+        server without text search) each word is a case-insensitive substring and all must
+        match: "e-mail", searched as `e` and `mail`, still finds "e-mail"."""
+        if not room_ids or not words:
+            return [], False
         filt: Doc = {"room_id": {"$in": [oid(r) for r in room_ids]}, "deleted": False}
         if self.text_search:
-            filt["$text"] = {"$search": query}
+            filt["$text"] = {"$search": " ".join(words)}
         else:
-            filt["text"] = {"$regex": re.escape(query), "$options": "i"}
+            filt["$and"] = [{"text": {"$regex": re.escape(w), "$options": "i"}} for w in words]
         if before is not None:
             filt["_id"] = {"$lt": oid(before)}
         docs = await self.coll.find(filt).sort("_id", DESCENDING).limit(limit + 1).to_list()

@@ -194,11 +194,11 @@ def _remove_reaction(
 
 
 def _search(
-    conn: sqlite3.Connection, room_ids: list[str], query: str, before: str | None, limit: int
+    conn: sqlite3.Connection, room_ids: list[str], words: list[str], before: str | None, limit: int
 ) -> Page:
     if not room_ids:
         return [], False
-    expression = search.match_expression(query, room_ids)
+    expression = search.match_expression(words, room_ids)
     if expression is None:
         return [], False
     params = (expression, search.bound(conn, before), id_array(room_ids), limit + 1)
@@ -267,10 +267,10 @@ class Messages:
         return await self.db.read("messages.many", _many, id_array(message_ids))
 
     async def search(
-        self, room_ids: list[str], query: str, *, before: str | None, limit: int
+        self, room_ids: list[str], words: list[str], *, before: str | None, limit: int
     ) -> Page:
         rooms = [str(r) for r in room_ids]
-        return await self.db.read("messages.search", _search, rooms, query, before, limit)
+        return await self.db.read("messages.search", _search, rooms, words, before, limit)
 
     async def add_reaction(
         self, message_id: str, emoji: str, user_id: str, version: int, max_kinds: int

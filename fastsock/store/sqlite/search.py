@@ -1,8 +1,9 @@
 """Full-text search over messages (FTS5, table messages_fts; see schema.py).
 
-The user's words never reach FTS5 as syntax: each run of word characters becomes a quoted
-prefix term (`"need"*`) on the text column, the terms are ANDed, and a query without word
-characters matches nothing.
+The user's words (store/words.py) never reach FTS5 as syntax: each becomes a quoted prefix
+term (`"need"*`) on the text column, the terms are ANDed, and no words match nothing. Within
+the quotes FTS5 tokenizes a word as it tokenized the text, so a mark `unicode61` splits at
+(a Devanagari vowel sign) makes the word a phrase of adjacent tokens, still found.
 
 FTS5 walks the matches newest-first (ORDER BY rowid DESC, the `before` cursor as a rowid bound)
 and stops after one page: no sort over every match. Each hit is joined to its message, which
@@ -14,15 +15,8 @@ the OR over them costs more than the join filter, so the join alone filters."""
 
 from __future__ import annotations
 
-import re
 import sqlite3
-import unicodedata
 
-# Letters and digits (\w without "_", which the unicode61 tokenizer splits on too), with the
-# combining marks that follow them: unicode61 keeps marks inside a token (and folds them away),
-# so "e" + U+0323 + U+0302 must not split a word in two.
-_MARKS = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
-_WORD = re.compile(rf"[^\W_](?:[^\W_]|[{_MARKS}])*")
 NO_BOUND = 2**63 - 1
 ROOMS_IN_MATCH = 50  # up to this many rooms, the rooms are part of the FTS5 match
 
@@ -44,11 +38,9 @@ def _quoted(value: str) -> str:
     return '"' + value.replace('"', '""') + '"'
 
 
-def match_expression(query: str, room_ids: list[str]) -> str | None:
+def match_expression(words: list[str], room_ids: list[str]) -> str | None:
     """`text : ("w1"* AND "w2"*)`, with `AND room_id : ("r1" OR ...)` for a few rooms; None
-    when the query has no words. The words hold no double quote (not a word character), and
-    anything quoted is a string to FTS5, never syntax."""
-    words = _WORD.findall(unicodedata.normalize("NFC", query))
+    without words. Anything quoted is a string to FTS5, never syntax."""
     if not words:
         return None
     expression = "text : (" + " AND ".join(f"{_quoted(w)}*" for w in words) + ")"
