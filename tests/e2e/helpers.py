@@ -1,11 +1,15 @@
 """Shared helpers for the browser tests: sign a page in as a user created over REST, find
-rooms and messages by their stable selectors, save screenshots."""
+rooms and messages by their stable selectors, control the page's clock, save screenshots."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Locator, Page, Route, WebSocketRoute, expect
 
 from tests.e2e.conftest import SCREENSHOTS
 from tests.support import PASSWORD, Api, User
@@ -22,11 +26,25 @@ LOGIN = """async ([username, password]) => {
 TIMEOUT = 10_000
 
 
-async def signed_in(new_page, user: User, **context_options: object) -> Page:
+async def signed_in(
+    new_page,
+    user: User,
+    *,
+    ws_route: Callable[[WebSocketRoute], object] | None = None,
+    fake_clock: bool = False,
+    **context_options: object,
+) -> Page:
     """A page in a fresh context, logged in as `user` (a login session of its own, stored the
-    way the app stores it; the reload then restores it like any reload), showing the app."""
+    way the app stores it; the reload then restores it like any reload), showing the app.
+    `ws_route` handles its WebSockets (`page.route_web_socket`) from the first one on;
+    `fake_clock`: its timers are Playwright's from the start (running in real time until
+    `freeze_time`, which then holds every one of them, the app's first ones too)."""
     page = await new_page(**context_options)
     page.set_default_timeout(TIMEOUT)
+    if ws_route is not None:
+        await page.route_web_socket("**/ws", ws_route)
+    if fake_clock:
+        await page.clock.install()
     await page.goto("/")
     await page.evaluate(LOGIN, [user.username, PASSWORD])
     await page.reload()
@@ -77,6 +95,47 @@ async def send(page: Page, text: str) -> None:
     box = page.get_by_test_id("composer-input")
     await box.fill(text)
     await box.press("Enter")
+
+
+async def until(page: Page, condition: str) -> None:
+    """Wait (bounded) until a JavaScript condition on the page holds."""
+    await page.wait_for_function(f"() => {condition}", polling=50, timeout=TIMEOUT)
+
+
+async def freeze_time(page: Page) -> None:
+    """From now on the page's clock (Date, timers) moves only by `page.clock.run_for`: no
+    backoff, probe, ping, retry or periodic refresh fires unless the test says so."""
+    await page.clock.install()
+    await page.clock.pause_at(time.time() + 1)
+
+
+async def set_visibility(page: Page, state: str) -> None:
+    """The tab hidden or shown, as the browser reports it (`visibilitychange`)."""
+    await page.evaluate(
+        """state => {
+            const define = (name, value) =>
+                Object.defineProperty(document, name, {value, configurable: true});
+            define('visibilityState', state);
+            define('hidden', state === 'hidden');
+            document.dispatchEvent(new Event('visibilitychange'));
+        }""",
+        state,
+    )
+
+
+async def hold_first(page: Page, url: str | re.Pattern[str]) -> Callable[[], Awaitable[Route]]:
+    """The first request of the page to `url` waits until the test answers it; later ones go
+    through. Returns a function that waits (bounded) for that request's route."""
+    held: asyncio.Future[Route] = asyncio.get_running_loop().create_future()
+
+    async def handle(route: Route) -> None:
+        if held.done():
+            await route.continue_()
+        else:
+            held.set_result(route)
+
+    await page.route(url, handle)
+    return lambda: asyncio.wait_for(asyncio.shield(held), TIMEOUT / 1000)
 
 
 async def shot(page: Page, name: str, **options: object) -> None:

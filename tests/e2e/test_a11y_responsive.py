@@ -199,3 +199,31 @@ async def test_emoji_in_message_text_in_colour(new_page, api) -> None:
     image = Image.open(io.BytesIO(await text.screenshot(animations="disabled"))).convert("RGB")
     colourful = [p for p in image.get_flattened_data() if max(p) - min(p) > 100]
     assert len(colourful) > 50, len(colourful)
+
+
+def _colourful_pixels(png: bytes) -> int:
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    return len([p for p in image.get_flattened_data() if max(p) - min(p) > 100])
+
+
+async def test_symbols_that_default_to_text_stay_text(new_page, api) -> None:
+    """Review of issue 10, finding 16: only code points shown as emoji by default come from the
+    colour font. ✔ ⚠ ♥ ☺ ✏ in running text stay black-and-white text; with U+FE0F they ask
+    for the emoji and get it in colour; ☕ is an emoji by default, and U+FE0E makes it text."""
+    alice = await api.register(display_name="Alice")
+    bob = await api.register(display_name="Bob")
+    dm = (await api.post("/rooms/direct", {"user_id": bob.id}, alice)).body["id"]
+    texts = {
+        "text": "done ✔ careful ⚠ love ♥ hi ☺ edit ✏ coffee ☕\ufe0e",
+        "emoji": "✔\ufe0f⚠\ufe0f♥\ufe0f☺\ufe0f✏\ufe0f☕",
+    }
+    for text in texts.values():
+        await api.send(bob, dm, text)
+    page = await signed_in(new_page, alice)
+    await open_room(page, "Bob")
+    colourful = {}
+    for kind, text in texts.items():
+        row = message(page, text).get_by_test_id("message-text")
+        await expect(row).to_be_visible()
+        colourful[kind] = _colourful_pixels(await row.screenshot(animations="disabled"))
+    assert colourful["text"] == 0 and colourful["emoji"] > 300, colourful

@@ -1,5 +1,6 @@
 """Issue 5, item 6: edit and delete from a context menu (hover button, right click), optimistic
-and propagated; rolled back with a visible error when the server refuses; tombstones."""
+and propagated; rolled back with a visible error when the server refuses; tombstones.
+Review 2, item 13: the editor's length counter from the start."""
 
 from playwright.async_api import expect
 
@@ -69,3 +70,17 @@ async def test_keyboard_menu_and_cancel(new_page, api) -> None:
     await expect(page.get_by_role("menuitem", name="Add reaction")).to_be_focused()
     await page.keyboard.press("Escape")
     await expect(menu).to_have_count(0)
+
+
+async def test_editing_a_long_message_shows_its_count_at_once(new_page, api) -> None:
+    """Review 2, item 13: the editor's length counter is there when it opens, not only after
+    the first key."""
+    alice, _, dm, page, _ = await dm_pair(new_page, api)
+    await api.send(alice, dm, "x" * 3900)
+    row = page.get_by_test_id("message").filter(has_text="x" * 3900)
+    await row.hover()
+    await row.get_by_test_id("message-actions").click()
+    await page.get_by_role("menuitem", name="Edit").click()
+    await expect(page.get_by_test_id("edit-input")).to_be_focused()
+    await expect(page.get_by_test_id("edit-count")).to_have_text("3,900 / 4,000")
+    await expect(page.get_by_test_id("edit-save")).to_be_enabled()

@@ -1,6 +1,7 @@
 """Issue 5, item 3: the group modal (name, private/public, member picker with search as you
-type, chips, keyboard only). Issue 10, item 7: removing a member asks first; public groups and
-New chat are reachable from the sidebar and from the welcome pane."""
+type, chips, keyboard only). Issue 10, item 7: removing a member asks first (the focus on
+Cancel: a second Enter removes nobody); public groups and New chat are reachable from the
+sidebar and from the welcome pane."""
 
 from playwright.async_api import expect
 
@@ -135,7 +136,8 @@ async def test_removing_a_member_asks_first_and_cancel_changes_nothing(new_page,
     remove_bob = details.get_by_role("button", name="Remove Bob")
     confirm = page.get_by_role("dialog", name="Remove Bob from Design?")
 
-    # Cancel, then Escape: the confirmation closes, the group details stay, nobody is removed.
+    # Cancel, then Escape, then Enter twice (the focus starts on Cancel, not on the
+    # destructive button): the confirmation closes, the group details stay, nobody is removed.
     await remove_bob.click()
     await expect(confirm).to_be_visible()
     await expect(confirm.get_by_role("button", name="Remove")).to_have_class("btn btn-danger")
@@ -146,6 +148,11 @@ async def test_removing_a_member_asks_first_and_cancel_changes_nothing(new_page,
     await expect(confirm).to_be_visible()
     await page.keyboard.press("Escape")
     await expect(confirm).to_be_hidden()
+    await remove_bob.press("Enter")
+    await expect(confirm.get_by_role("button", name="Cancel")).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(confirm).to_be_hidden()
+    await expect(remove_bob).to_be_focused()
     await expect(details).to_be_visible()
     await expect(rows).to_have_count(3)
     assert await _members(api, room, alice) == {alice.id, bob.id, carol.id}

@@ -2,55 +2,60 @@
 queued and sent exactly once after reconnect, resume and resync without gaps or doubles.
 Issue 10, item 3: the backoff is capped at 10 s, the server coming back is noticed by a probe
 (and a tab coming back into view, or the network, retries at once), and other people's
-presence and typing are not shown as they were while the connection is down."""
+presence and typing are not shown as they were while the connection is down.
+Review of issue 10 (findings 6, 8): at most one probe per wait, none after a few answers while
+the socket still fails; after a resync everyone's presence is fetched again, not only the first
+50 people on screen."""
 
+import asyncio
 import json
 import re
-import time
 from dataclasses import replace
 
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, WebSocketRoute, expect
 
 from fastsock.app import Server
 from tests.e2e.helpers import (
     LOGIN,
     TIMEOUT,
     dm_pair,
+    freeze_time,
     message,
     open_room,
     room_item,
     send,
+    set_visibility,
     signed_in,
+    until,
 )
-from tests.support import PASSWORD
+from tests.support import PASSWORD, Api
 
 SOCKET = "window.__fs.store.socket"
 COUNTDOWN = re.compile(r"Disconnected — reconnecting in (\d+)s")
+# Counts the page's GET /healthz probes, sent and answered (or failed).
+COUNT_PROBES = """() => {
+  window.__probes = { sent: 0, settled: 0 };
+  const fetch0 = window.fetch;
+  window.fetch = (url, options) => {
+    if (!String(url).endsWith('/healthz')) return fetch0(url, options);
+    window.__probes.sent += 1;
+    return fetch0(url, options).finally(() => { window.__probes.settled += 1; });
+  };
+}"""
 
 
-async def until(page: Page, condition: str) -> None:
-    """Wait (bounded) until a JavaScript condition on the page holds."""
-    await page.wait_for_function(f"() => {condition}", polling=50, timeout=TIMEOUT)
-
-
-async def freeze_time(page: Page) -> None:
-    """From now on the page's clock (Date, timers) moves only by `page.clock.run_for`: no
-    backoff, probe or expiry timer fires unless the test says so."""
-    await page.clock.install()
-    await page.clock.pause_at(time.time() + 1)
-
-
-async def set_visibility(page: Page, state: str) -> None:
-    await page.evaluate(
-        """state => {
-            const define = (name, value) =>
-                Object.defineProperty(document, name, {value, configurable: true});
-            define('visibilityState', state);
-            define('hidden', state === 'hidden');
-            document.dispatchEvent(new Event('visibilitychange'));
-        }""",
-        state,
-    )
+async def wait_out(page: Page) -> None:
+    """Move the page's clock on, a quarter of a second at a time, each probe settled before
+    the next step, until this wait is over (a probe or the backoff reconnected; a refused
+    attempt may already be waiting again)."""
+    attempt = await page.evaluate(f"{SOCKET}.attempt")
+    over = f"{SOCKET}.state !== 'waiting' || {SOCKET}.attempt !== {attempt}"
+    for _ in range(60):  # more than the longest wait, 10 s
+        await page.clock.run_for(250)
+        await until(page, "window.__probes.sent === window.__probes.settled")
+        if await page.evaluate(f"() => {over}"):
+            return
+    raise AssertionError("still waiting to reconnect after 15 s")
 
 
 async def test_offline_messages_arrive_exactly_once_after_reconnect(new_page, api) -> None:
@@ -183,6 +188,7 @@ async def test_the_backoff_is_capped_and_a_probe_reconnects_once_the_server_is_b
     # Connected: a socket still on its way in would outlive the server's stop.
     await until(page, f"{SOCKET}.state === 'open'")
     await freeze_time(page)
+    await page.evaluate(COUNT_PROBES)
     text = page.get_by_test_id("banner-text")
     await web_server.stop()
     # Attempt after refused attempt: enough of them for an uncapped backoff to pass 10 s.
@@ -190,19 +196,43 @@ async def test_the_backoff_is_capped_and_a_probe_reconnects_once_the_server_is_b
         await until(page, f"{SOCKET}.state === 'waiting' && {SOCKET}.attempt === {attempt}")
         countdown = COUNTDOWN.fullmatch(await text.text_content() or "")
         assert countdown and int(countdown.group(1)) <= 10, await text.text_content()
-        await page.clock.run_for(10_000)  # the whole backoff: the next attempt starts
+        await wait_out(page)  # the next attempt starts
+    # One probe per wait at most (none in the first two, under 2 s): not one every 1-3 s.
+    assert await page.evaluate("window.__probes.sent") <= 5
 
     await until(page, f"{SOCKET}.state === 'waiting' && {SOCKET}.attempt === 8")
+    retry_at = await page.evaluate(f"{SOCKET}.retryAt")
     back = Server(replace(web_server.settings, port=web_server.port))
     await back.start()
     try:
-        # The next probe is at most 3 s away; the backoff at the cap waits at least 5 s. So
-        # only the probe can have reconnected.
-        await page.clock.run_for(3_000)
+        await wait_out(page)
+        # Before the backoff ran out: the probe noticed the server and reconnected.
+        assert await page.evaluate("Date.now()") < retry_at
         await expect(text).to_have_text("Back online")
         assert await page.evaluate(f"{SOCKET}.state") == "open"
     finally:
         await back.stop()
+
+
+async def test_no_probing_on_and_on_while_the_server_answers_but_the_socket_fails(
+    new_page, api
+) -> None:
+    """A proxy that refuses WebSockets: /healthz answers, every socket closes at once. Three
+    answers say a probe cannot help; from then on only the backoff's attempts go out."""
+    page = await signed_in(new_page, await api.register())
+    await until(page, f"{SOCKET}.state === 'open'")
+    await freeze_time(page)
+    await page.evaluate(COUNT_PROBES)
+
+    async def refuse(ws: WebSocketRoute) -> None:
+        await ws.close(code=1011, reason="WebSockets are not allowed here")
+
+    await page.route_web_socket("**/ws", refuse)
+    await page.evaluate(f"{SOCKET}.simulateDrop()")
+    for attempt in range(1, 11):  # about a minute and a half of attempts
+        await until(page, f"{SOCKET}.state === 'waiting' && {SOCKET}.attempt === {attempt}")
+        await wait_out(page)
+    assert await page.evaluate("window.__probes") == {"sent": 3, "settled": 3}
 
 
 async def test_a_tab_coming_back_into_view_reconnects_at_once(new_page, api) -> None:
@@ -251,3 +281,28 @@ async def test_presence_and_typing_are_unknown_while_disconnected(new_page, api)
         for dot in dots:
             await expect(dot).to_have_class(re.compile(r"\bonline\b"))
         await expect(subtitle).to_have_text("Online")
+
+
+async def test_after_a_resync_presence_is_fetched_for_everyone_on_screen(
+    new_page, api: Api
+) -> None:
+    """Bob is Alice's 56th conversation: past the 50 people refreshed at a time."""
+    alice = await api.register(display_name="Alice")
+    bob = await api.register(display_name="Bob")
+    await api.post("/rooms/direct", {"user_id": bob.id}, alice)  # the oldest: last in the list
+    others = await asyncio.gather(*(api.register(display_name=f"Pat {i}") for i in range(55)))
+    for other in others:
+        await api.post("/rooms/direct", {"user_id": other.id}, alice)
+    bob_socket = await api.ws(bob)  # Bob is online all along
+    page = await signed_in(new_page, alice)
+    await until(page, f"{SOCKET}.state === 'open'")
+    await freeze_time(page)  # nothing periodic refreshes anyone meanwhile
+    dot = room_item(page, "Bob").locator(".presence")
+    await expect(dot).to_have_class(re.compile(r"\bonline\b"))
+
+    await page.context.set_offline(True)
+    await expect(dot).to_have_class(re.compile(r"\bunknown\b"))
+    await page.evaluate(f"{SOCKET}.session = 'gone'")  # the server answers "resync"
+    await page.context.set_offline(False)
+    await expect(dot).to_have_class(re.compile(r"\bonline\b"))
+    bob_socket.close()

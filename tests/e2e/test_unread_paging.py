@@ -1,12 +1,14 @@
 """Issue 10, item 1: a room opens at the first unread message whatever the number of unread
 messages (older history above, newer below, both loaded by scrolling), and the list never
-stays short with a spinner nothing can trigger."""
+stays short with a spinner nothing can trigger. Review 2: a live message during the last
+newer page (item 3), unread until the end was shown (4), paging per room and Retry (9)."""
 
+import asyncio
 import re
 
 from playwright.async_api import Page, Route, expect
 
-from tests.e2e.helpers import message, open_room, room_item, send, signed_in
+from tests.e2e.helpers import hold_first, message, open_room, room_item, send, signed_in
 from tests.support import Api, User
 
 # The rows in order, "NEW" for the unread divider.
@@ -217,3 +219,96 @@ async def test_short_room(new_page, api) -> None:
     await expect(message(page, "message 004")).to_be_visible()
     assert (await _order(page)) == [f"message {i:03d}" for i in range(5)]
     await expect(page.get_by_test_id("history-loader")).to_have_count(0)
+
+
+async def test_live_message_during_the_last_newer_page(new_page, api) -> None:
+    """Review 2, item 3: a message arriving while the last page of newer messages is in
+    flight, with the page read on the server before it was stored: it is in neither the page
+    nor the window (which did not reach the newest message yet) unless the window keeps it."""
+    alice, bob, dm = await _dm(api)
+    await _seed(api, bob, dm, 0, 45)
+    page = await signed_in(new_page, alice)
+    await open_room(page, "Bob")
+    await expect(message(page, "message 000")).to_be_in_viewport()
+    await _settled(page)
+
+    held = await hold_first(page, re.compile(r"/history/room/\w+\?after="))
+    await page.get_by_test_id("message-list").evaluate("el => { el.scrollTop = 1e9; }")
+    route = await held()
+    newer = await route.fetch()  # the server reads the last page now...
+    await api.send(bob, dm, "live while paging")  # ...then the message is stored
+    # Its frame is in (the room list shows it) before the page.
+    await expect(room_item(page, "Bob").get_by_test_id("room-preview")).to_have_text(
+        re.compile("live while paging")
+    )
+    await route.fulfill(response=newer)
+
+    await _scroll(page, "bottom", until="live while paging")
+    assert (await _order(page))[-2:] == ["message 044", "live while paging"]
+    await _settled(page)
+    await expect(room_item(page, "Bob").get_by_test_id("unread-badge")).to_have_count(0)
+
+
+async def test_read_only_once_the_end_was_shown(new_page, api) -> None:
+    """Review 2, item 4: every unread message fits in the first page, but not on screen (the
+    room opens at the first of them): the room stays unread until scrolled to its end."""
+    alice, bob, dm = await _dm(api)
+    last_read = await _seed(api, bob, dm, 0, 60)
+    await api.post(f"/rooms/{dm}/read", {"message_id": last_read["id"]}, alice)
+    for i in range(35):
+        await api.send(bob, dm, f"unread {i:03d}\nsecond line\nthird line")
+    page = await signed_in(new_page, alice)
+    badge = room_item(page, "Bob").get_by_test_id("unread-badge")
+    await expect(badge).to_have_text("35")
+    await open_room(page, "Bob")
+
+    await expect(page.get_by_test_id("unread-divider")).to_be_in_viewport()
+    last = page.get_by_test_id("message").filter(has_text="unread 034")
+    await expect(last).to_be_attached()  # the whole tail is loaded, below the fold
+    await expect(last).not_to_be_in_viewport()
+    await expect(badge).to_have_text("35")  # the render that placed the divider read nothing
+    assert (await api.get("/rooms", alice)).body["rooms"][0]["unread_count"] == 35
+
+    await page.get_by_test_id("message-list").evaluate("el => { el.scrollTop = 1e9; }")
+    await expect(last).to_be_in_viewport()
+    await expect(badge).to_have_count(0)
+    for _ in range(200):  # the server has it too (bounded: 10 s)
+        if (await api.get("/rooms", alice)).body["rooms"][0]["unread_count"] == 0:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the room is still unread on the server")
+
+
+async def test_a_slow_page_elsewhere_holds_nothing_up(new_page, api) -> None:
+    """Review 2, item 9: an older page of one room in flight does not keep another room from
+    paging; a page that failed offers "Retry" instead of a spinner nothing restarts."""
+    alice, bob, dm = await _dm(api)
+    carol = await api.register(display_name="Carol")
+    dm_carol = (await api.post("/rooms/direct", {"user_id": carol.id}, alice)).body["id"]
+    for sender, room in ((bob, dm), (carol, dm_carol)):
+        last = await _seed(api, sender, room, 0, 120)
+        await api.post(f"/rooms/{room}/read", {"message_id": last["id"]}, alice)
+    page = await signed_in(new_page, alice)
+    rows = page.get_by_test_id("message")
+
+    held = await hold_first(page, re.compile(rf"/history/room/{dm}\?before="))
+    await open_room(page, "Bob")
+    await expect(message(page, "message 119")).to_be_in_viewport()
+    await page.get_by_test_id("message-list").evaluate("el => { el.scrollTop = 0; }")
+    bobs_page = await held()  # Bob's older page hangs
+
+    refused = await hold_first(page, re.compile(rf"/history/room/{dm_carol}\?before="))
+    await open_room(page, "Carol")
+    await expect(message(page, "message 119")).to_be_in_viewport()
+    await page.get_by_test_id("message-list").evaluate("el => { el.scrollTop = 0; }")
+    await (await refused()).fulfill(
+        status=503, json={"error": {"code": "unavailable", "message": "try later"}}
+    )
+    retry = page.get_by_test_id("history-retry")
+    await expect(retry).to_be_visible()
+    await expect(page.get_by_text("Couldn't load older messages: try later")).to_be_visible()
+    await retry.click()
+    await expect(rows).to_have_count(80)
+    await expect(retry).to_have_count(0)
+    await bobs_page.continue_()

@@ -6,6 +6,10 @@
 const REFRESH_KEY = 'fs.refresh';
 let accessToken = null;
 let refreshing = null;
+// The login this tab is signed in with: its refresh tokens' family (`fam`). Tabs of one
+// browser share it, and rotate its token in turn; a token of another family in storage
+// means this tab's login was replaced (logged out, then in again, maybe as someone else).
+let family = null;
 const listeners = new Set();
 
 export class ApiError extends Error {
@@ -21,23 +25,42 @@ export function onAuthLost(fn) { listeners.add(fn); }
 export function hasSession() { return Boolean(localStorage.getItem(REFRESH_KEY)); }
 export function getAccessToken() { return accessToken; }
 
+// A refresh token's family, read from its payload (the server checks the signature).
+function familyOf(token) {
+  try {
+    return JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))).fam || null;
+  } catch {
+    return null;
+  }
+}
+
 function setTokens(body) {
   accessToken = body.access_token;
+  family = familyOf(body.refresh_token);
   localStorage.setItem(REFRESH_KEY, body.refresh_token);
 }
 
+// Forget this tab's login, and its token in storage unless that is another login's by now.
 export function clearSession() {
+  const stored = localStorage.getItem(REFRESH_KEY);
+  if (stored && family && familyOf(stored) === family) localStorage.removeItem(REFRESH_KEY);
   accessToken = null;
-  localStorage.removeItem(REFRESH_KEY);
+  family = null;
 }
 
-// Another tab of this browser logged out (or its refresh failed): the login is over here too.
-// The `storage` event fires in every other tab the moment the refresh token goes.
+function loginLost() {
+  accessToken = null;
+  listeners.forEach((fn) => fn());
+}
+
+// Another tab of this browser logged out (or its refresh failed), maybe logging in again at
+// once: the login is over here too. Each change of the token is an event of its own, with its
+// new value (what storage holds by the time it is handled may already be the next login's).
 window.addEventListener('storage', (ev) => {
-  if ((ev.key === REFRESH_KEY || ev.key === null) && !localStorage.getItem(REFRESH_KEY)) {
-    accessToken = null;
-    listeners.forEach((fn) => fn());
-  }
+  if (ev.key !== REFRESH_KEY && ev.key !== null) return; // null: storage was cleared
+  const token = ev.key === null ? null : ev.newValue;
+  if (family && token && familyOf(token) === family) return; // another tab rotated it
+  loginLost();
 });
 
 async function doRefresh(staleAccess) {
@@ -45,7 +68,11 @@ async function doRefresh(staleAccess) {
     // Another tab (or caller) may have rotated already: only refresh if still stale.
     if (accessToken && accessToken !== staleAccess) return accessToken;
     const token = localStorage.getItem(REFRESH_KEY);
-    if (!token) throw new ApiError(401, 'unauthenticated', 'Not logged in');
+    // Never carry on as whoever logged in since in another tab.
+    if (!token || (family && familyOf(token) !== family)) {
+      if (token) loginLost();
+      throw new ApiError(401, 'unauthenticated', 'Not logged in');
+    }
     const resp = await fetch('/auth/refresh', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
@@ -53,8 +80,9 @@ async function doRefresh(staleAccess) {
     });
     if (!resp.ok) {
       if (resp.status === 401 || resp.status === 400) {
+        if (localStorage.getItem(REFRESH_KEY) === token) localStorage.removeItem(REFRESH_KEY);
         clearSession();
-        listeners.forEach((fn) => fn());
+        loginLost();
       }
       throw new ApiError(resp.status, 'unauthenticated', 'Your session has expired');
     }

@@ -10,6 +10,9 @@ const TYPE_NAMES = {
   'audio/ogg': 'Ogg', 'video/mp4': 'MP4', 'video/webm': 'WebM',
 };
 
+// Types that say nothing of the content (fastsock/services/sniff.py, GENERIC): like no type.
+const GENERIC = new Set(['application/octet-stream', 'binary/octet-stream']);
+
 let config = null;
 
 export async function loadLimits() {
@@ -23,15 +26,18 @@ function allowedTypes(imagesOnly) {
   return imagesOnly ? config.upload_types.filter((t) => t.startsWith('image/')) : config.upload_types;
 }
 
-// The type the server will take a file's declared type for ('image/jpg' is 'image/jpeg').
+// The type the server will take a file's declared type for ('image/jpg' is 'image/jpeg'),
+// or '' when it declares nothing the server goes by.
 function canonicalType(type) {
   const base = (type || '').split(';')[0].trim().toLowerCase();
+  if (GENERIC.has(base)) return '';
   return config.upload_type_aliases[base] || base;
 }
 
-// A file input's `accept`: the allowed types and the other names browsers give them.
-export function acceptList({ imagesOnly = false } = {}) {
-  const types = allowedTypes(imagesOnly);
+// The avatar picker's `accept`: the allowed image types and the other names browsers give
+// them. (The composer's takes any file: one without a type is left to the server's check.)
+export function imageAcceptList() {
+  const types = allowedTypes(true);
   const aliases = Object.keys(config.upload_type_aliases).filter((a) => types.includes(config.upload_type_aliases[a]));
   return [...types, ...aliases].join(',');
 }
@@ -43,7 +49,7 @@ function typeNames(imagesOnly) {
 }
 
 // Why the server would refuse `file`, or null. `imagesOnly`: for an avatar. A file without a
-// declared type is left to the server, which decides by the content.
+// declared type (or a generic one) is left to the server, which decides by the content.
 export function uploadRefusal(file, { imagesOnly = false } = {}) {
   if (file.size > config.max_upload_bytes) {
     return `Too large: ${fmtSize(file.size)} (the limit is ${fmtSize(config.max_upload_bytes)})`;

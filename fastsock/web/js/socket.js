@@ -1,6 +1,6 @@
 // The WebSocket: auth (+ resume), seq tracking, an outbox of requests awaiting a reply that is
 // re-sent after every reconnect (the server deduplicates by client_msg_id), exponential
-// backoff with full jitter (capped), a keep-alive ping, and status events for the banner.
+// backoff with equal jitter (capped), a keep-alive ping, and status events for the banner.
 // While waiting to reconnect, a cheap probe (GET /healthz) notices the server coming back, so
 // the client connects then rather than when its backoff runs out. Mirrors tests/sync_client.py.
 
@@ -8,12 +8,18 @@ import { ensureAccess, refreshAccess } from './api.js';
 
 const BASE_DELAY = 1000;
 const MAX_DELAY = 10000;
-// Probes while waiting, each a random 1-3 s after the last: thousands of clients that lost
-// one server spread their reconnections over seconds instead of arriving together.
-const PROBE_EVERY = 2000;
+// One probe per wait of at least PROBE_MIN_WAIT (a shorter one ends before a probe could
+// help), at a random moment of its middle half, given up after PROBE_TIMEOUT. After
+// PROBE_ANSWERS answers while the socket still fails (a proxy refusing WebSockets), no more.
+const PROBE_MIN_WAIT = 2000;
+const PROBE_TIMEOUT = 2000;
+const PROBE_ANSWERS = 3;
 const CONNECT_TIMEOUT = 10000; // from opening the socket to `ready`
 const PING_EVERY = 25000;
 const PONG_TIMEOUT = 10000;
+// A tab coming into view pings, unless a ping went out this recently: the server allows a
+// burst of 10, then 1 a second.
+const PING_MIN_GAP = 5000;
 
 export class Socket extends EventTarget {
   constructor() {
@@ -28,9 +34,13 @@ export class Socket extends EventTarget {
     this.timer = null;
     this.probeTimer = null;
     this.serverDown = false; // the last probe got no answer
+    this.probeAnswers = 0; // probes answered since the socket last got to `ready`
     this.connectTimer = null;
+    this.connects = 0; // numbers each connect(): a newer one (or stop) makes an older one give up
     this.pingTimer = null;
     this.pongTimer = null;
+    this.pingRef = null; // the ref of the ping awaiting its reply
+    this.pingAt = 0;
     this.stopped = true;
     this.everConnected = false;
     this.refCounter = 0;
@@ -40,8 +50,8 @@ export class Socket extends EventTarget {
     // sure an open socket still answers. Hidden tabs do not probe.
     document.addEventListener('visibilitychange', () => {
       if (this.stopped || document.hidden) return;
-      if (this.state === 'open') this.ping(this.ws);
-      else this.connectNow();
+      if (this.state !== 'open') this.connectNow();
+      else if (Date.now() - this.pingAt >= PING_MIN_GAP) this.ping(this.ws);
     });
   }
 
@@ -58,6 +68,7 @@ export class Socket extends EventTarget {
 
   stop() {
     this.stopped = true;
+    this.connects += 1;
     clearTimeout(this.timer);
     clearTimeout(this.connectTimer);
     this.stopPing();
@@ -77,17 +88,20 @@ export class Socket extends EventTarget {
 
   async connect() {
     if (this.stopped) return;
+    const mine = ++this.connects;
     clearTimeout(this.timer);
     this.setState('connecting');
     let token;
     try {
       token = await ensureAccess();
     } catch (err) {
+      if (mine !== this.connects) return;
       if (err.status === 401) { this.dispatchEvent(new Event('authlost')); return; }
       this.scheduleReconnect();
       return;
     }
-    if (this.stopped) return;
+    // Stopped, or stopped and started again, meanwhile: that connect() opens the socket.
+    if (mine !== this.connects) return;
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const ws = new WebSocket(`${proto}//${location.host}/ws`);
     this.ws = ws;
@@ -130,20 +144,19 @@ export class Socket extends EventTarget {
   }
 
   scheduleReconnect() {
-    // Full jitter: a random delay in [cap/2, cap], cap = min(MAX, BASE * 2^attempt).
+    // Equal jitter: a random delay in [cap/2, cap], cap = min(MAX, BASE * 2^attempt).
     const cap = Math.min(MAX_DELAY, BASE_DELAY * 2 ** this.attempt);
     const delay = cap / 2 + Math.random() * (cap / 2);
     this.attempt += 1;
     this.retryAt = Date.now() + delay;
     this.setState('waiting');
     this.timer = setTimeout(() => this.connect(), delay);
-    this.scheduleProbe();
-  }
-
-  scheduleProbe() {
+    // The probe's moment is as random as the backoff: the clients of a restarted server
+    // still come back spread over seconds, not in the same instant.
     clearTimeout(this.probeTimer);
-    if (this.state !== 'waiting' || document.hidden) return;
-    this.probeTimer = setTimeout(() => this.probe(), PROBE_EVERY * (0.5 + Math.random()));
+    if (delay >= PROBE_MIN_WAIT && this.probeAnswers < PROBE_ANSWERS && !document.hidden) {
+      this.probeTimer = setTimeout(() => this.probe(), delay * (0.25 + Math.random() / 2));
+    }
   }
 
   // Connect at once when the server answers again after not answering. A server that answers
@@ -151,16 +164,16 @@ export class Socket extends EventTarget {
   async probe() {
     let up = false;
     try {
-      up = (await fetch('/healthz', { cache: 'no-store' })).ok;
-    } catch { /* no answer */ }
+      up = (await fetch('/healthz', { cache: 'no-store', signal: AbortSignal.timeout(PROBE_TIMEOUT) })).ok;
+    } catch { /* no answer in time */ }
+    if (up) this.probeAnswers += 1;
     const cameBack = up && this.serverDown;
     this.serverDown = !up;
-    if (this.state !== 'waiting') return;
-    if (cameBack) this.connectNow();
-    else this.scheduleProbe();
+    if (cameBack && this.state === 'waiting') this.connectNow();
   }
 
   onFrame(ws, raw) {
+    if (ws !== this.ws) return; // a socket already given up on
     let frame;
     try { frame = JSON.parse(raw); } catch { return; }
     if (frame.type === 'ready') {
@@ -173,7 +186,8 @@ export class Socket extends EventTarget {
     if (ref !== undefined && ref !== null) {
       // Any frame carrying the ref of a request is its reply: usually `ack`, `message.ack` or
       // `error`, but `call.invite` is answered by `call.created` (or busy / unavailable).
-      if (type === 'pong') clearTimeout(this.pongTimer);
+      // A ping's reply proves the socket alive, be it `pong` or a refusal (rate_limited).
+      if (ref === this.pingRef) { clearTimeout(this.pongTimer); this.pingRef = null; }
       const out = this.outbox.get(ref);
       if (out) {
         if (type === 'error' && data.code === 'rate_limited' && !out.once) {
@@ -205,6 +219,7 @@ export class Socket extends EventTarget {
     this.everConnected = true;
     clearTimeout(this.connectTimer);
     this.serverDown = false;
+    this.probeAnswers = 0;
     this.attempt = 0;
     this.authFailures = 0;
     this.setState('open');
@@ -232,7 +247,9 @@ export class Socket extends EventTarget {
   // No pong within PONG_TIMEOUT: the socket is dead, whatever the browser thinks.
   ping(ws) {
     if (!ws || ws.readyState !== WebSocket.OPEN) return;
-    ws.send(JSON.stringify({ type: 'ping', ref: `p${++this.refCounter}` }));
+    this.pingRef = `p${++this.refCounter}`;
+    this.pingAt = Date.now();
+    ws.send(JSON.stringify({ type: 'ping', ref: this.pingRef }));
     clearTimeout(this.pongTimer);
     this.pongTimer = setTimeout(() => { if (ws === this.ws) this.drop(); }, PONG_TIMEOUT);
   }

@@ -33,13 +33,14 @@ class Store extends EventTarget {
   }
 
   reset() {
+    this.run = null; // the current start(): a stop() meanwhile makes it start nothing more
     this.me = null;
     this.users = new Map(); // id -> user
     this.userFetchedAt = new Map();
     this.userPending = new Map();
     this.rooms = new Map(); // id -> room (from GET /rooms, kept up to date)
     this.details = new Map(); // id -> GET /rooms/{id}
-    this.windows = new Map(); // room id -> {byId, hasOlder, hasNewer, loaded}
+    this.windows = new Map(); // room id -> message window (state/history.js: win())
     this.pending = new Map(); // client_msg_id -> local message (sending/failed)
     this.readPointers = new Map(); // room id -> Map(user id -> message id)
     this.deliveredTo = new Map(); // message id -> Set(user ids)
@@ -61,16 +62,25 @@ class Store extends EventTarget {
 
   // --- session ------------------------------------------------------------------------------
 
+  // Resolves true once started, false if stop() came first.
   async start(me) {
+    const run = Symbol('run');
+    this.run = run;
     this.me = me;
     this.users.set(me.id, me);
     this.userFetchedAt.set(me.id, Date.now());
-    await this.loadRooms();
+    try {
+      await this.loadRooms();
+    } catch (err) {
+      if (this.run === run) throw err; // else it failed for want of the session that ended
+    }
+    if (this.run !== run) return false; // no socket for a session that ended meanwhile
     this.restoreOutbox();
     this.socket.start();
     clearInterval(this.refreshTimer);
     // The server has no `user.updated` event: refresh the people on screen periodically.
     this.refreshTimer = setInterval(() => this.refreshVisibleUsers(), 30000);
+    return true;
   }
 
   stop() {

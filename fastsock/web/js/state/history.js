@@ -28,7 +28,7 @@ export const history = {
 
   upsert(msg, { fromLive = false } = {}) {
     const w = this.windows.get(msg.room_id);
-    if (fromLive && w?.arrived) w.arrived.push(msg);
+    if (fromLive && w?.catching) for (const list of w.catching) list.push(msg);
     if (!w || !w.loaded) return false;
     const known = w.byId.get(msg.id);
     if (known) {
@@ -46,25 +46,37 @@ export const history = {
     return true;
   },
 
+  // Live messages that arrive while a page of `w` is in flight, to be merged once it is in:
+  // the server may have read the page before they were stored. `done()` stops collecting.
+  catchLive(w) {
+    const list = [];
+    w.catching ??= new Set();
+    w.catching.add(list);
+    return { list, done: () => w.catching.delete(list) };
+  },
+
   // Replace a room's window with a freshly loaded slice (newest page, first unread, search
   // jump): `fetch` returns [messages, {hasOlder, hasNewer, focus?}]. Live messages arriving
-  // meanwhile are merged in, since the pages may have been read before they were stored (a
-  // reply sent right before "jump to latest"). Pages still in flight for the old window land
-  // in the old object and are dropped.
+  // meanwhile are merged in (a reply sent right before "jump to latest"). Only the latest
+  // reset of a room lands: an earlier one still in flight (the room opened, left and opened
+  // again) is dropped, as are pages still in flight for the old window.
   async resetWindow(roomId, fetch) {
     const old = this.win(roomId);
-    old.arrived = [];
+    const run = {};
+    old.latestReset = run;
+    const live = this.catchLive(old);
     try {
       const [messages, { hasOlder, hasNewer, focus }] = await fetch();
+      if (old.latestReset !== run || this.windows.get(roomId) !== old) return;
       const w = { byId: new Map(), hasOlder, hasNewer, loaded: true };
       for (const m of messages) w.byId.set(m.id, m);
       this.windows.set(roomId, w);
-      for (const m of old.arrived) this.upsert(m); // where they fall inside the new window
+      for (const m of live.list) this.upsert(m); // where they fall inside the new window
       this.confirmDelivery(messages);
       this.loadReceipts(roomId);
       this.emit('messages', { roomId, reset: true, focus });
     } finally {
-      old.arrived = null;
+      live.done();
     }
   },
 
@@ -92,41 +104,43 @@ export const history = {
     });
   },
 
-  async loadOlder(roomId) {
-    const w = this.win(roomId);
-    if (!w.hasOlder || w.loadingOlder) return false;
-    const ids = [...w.byId.keys()].sort(cmpId);
-    if (!ids.length) return false;
-    w.loadingOlder = true;
-    try {
-      const page = await api.get(`/history/room/${roomId}?before=${ids[0]}&limit=${PAGE}`);
-      if (this.windows.get(roomId) !== w) return false; // reset meanwhile
-      w.hasOlder = page.has_more;
-      for (const m of page.messages) w.byId.set(m.id, m);
-      this.confirmDelivery(page.messages);
-      this.emit('messages', { roomId, prepended: true });
-      return page.messages.length > 0;
-    } finally {
-      w.loadingOlder = false;
-    }
+  loadOlder(roomId) {
+    return this.extend(roomId, 'older');
   },
 
-  async loadNewer(roomId) {
+  loadNewer(roomId) {
+    return this.extend(roomId, 'newer');
+  },
+
+  // Load the next page at one end of the window; resolves true if it brought messages.
+  async extend(roomId, end) {
     const w = this.win(roomId);
-    if (!w.hasNewer || w.loadingNewer) return false;
+    const older = end === 'older';
+    const flag = older ? 'loadingOlder' : 'loadingNewer';
+    if (!(older ? w.hasOlder : w.hasNewer) || w[flag]) return false;
     const ids = [...w.byId.keys()].sort(cmpId);
     if (!ids.length) return false;
-    w.loadingNewer = true;
+    w[flag] = true;
+    const live = this.catchLive(w);
     try {
-      const page = await api.get(`/history/room/${roomId}?after=${ids[ids.length - 1]}&limit=${PAGE}`);
-      if (this.windows.get(roomId) !== w) return false;
-      w.hasNewer = page.has_more;
+      const cursor = older ? `before=${ids[0]}` : `after=${ids[ids.length - 1]}`;
+      const page = await api.get(`/history/room/${roomId}?${cursor}&limit=${PAGE}`);
+      if (this.windows.get(roomId) !== w) return false; // reset meanwhile
+      if (older) w.hasOlder = page.has_more; else w.hasNewer = page.has_more;
       for (const m of page.messages) w.byId.set(m.id, m);
+      // What the window left out while the page was in flight may belong to it now (a live
+      // message after its newest one, when this was the last newer page), or be newer than
+      // the page (read before the message was stored or changed).
+      for (const m of live.list) {
+        const known = w.byId.get(m.id);
+        if (!known || m.version > known.version) this.upsert(m);
+      }
       this.confirmDelivery(page.messages);
-      this.emit('messages', { roomId, appended: true });
+      this.emit('messages', { roomId, [older ? 'prepended' : 'appended']: true });
       return page.messages.length > 0;
     } finally {
-      w.loadingNewer = false;
+      w[flag] = false;
+      live.done();
     }
   },
 

@@ -15,7 +15,7 @@ export const live = {
     }
     if (wasDown) {
       this.presenceBefore = null;
-      this.refreshVisibleUsers({ maxAge: 0 }); // their profiles say who is online
+      this.refetchUnknownPresence(); // their profiles say who is online
     }
     await this.resync();
   },

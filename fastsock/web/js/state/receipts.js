@@ -64,14 +64,19 @@ export const receipts = {
     }
   },
 
+  // Read up to the newest message of the room. The conversation calls it once that message
+  // has been shown (views/conversation.js), often: on every scroll, so it costs little when
+  // there is nothing new. Never while the window stops short of the newest message.
   markRead(roomId) {
-    const list = this.messagesOf(roomId).filter((m) => m.id);
     const w = this.windows.get(roomId);
-    if (!list.length || (w && w.hasNewer)) return;
-    const newest = list[list.length - 1].id;
+    if (!w || w.hasNewer) return;
+    let newest = null;
+    for (const id of w.byId.keys()) if (!newest || id > newest) newest = id;
+    if (!newest || w.readSent === newest) return; // asked already: its answer sets the count
     const room = this.rooms.get(roomId);
     const mine = this.readPointers.get(roomId)?.get(this.me.id);
     if (mine && mine >= newest && !(room && room.unread_count)) return;
+    w.readSent = newest;
     this.setReadPointer(roomId, this.me.id, newest);
     if (room) { room.unread_count = 0; room.last_read_message_id = newest; }
     this.emit('rooms');

@@ -6,7 +6,9 @@ import { cmpId } from './util.js';
 
 export const rooms = {
   async loadRooms() {
+    const me = this.me?.id;
     const { rooms } = await api.get('/rooms');
+    if (this.me?.id !== me) return; // signed out (or in as someone else) meanwhile: not ours
     const seen = new Set();
     for (const r of rooms) {
       seen.add(r.id);

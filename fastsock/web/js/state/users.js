@@ -3,6 +3,9 @@
 
 import * as api from '../api.js';
 
+const REFRESH_AGE = 20000; // a profile fetched this recently is not refreshed
+const PRESENCE_BATCH = 10; // profiles fetched at once after a resync
+
 export const users = {
   user(id) { return this.users.get(id); },
 
@@ -29,13 +32,33 @@ export const users = {
   },
 
   // The people on screen: the open room's members and every DM partner.
-  refreshVisibleUsers({ maxAge = 20000 } = {}) {
+  visibleUserIds() {
     const ids = new Set();
     const room = this.rooms.get(this.currentRoom);
     if (room) room.member_ids.forEach((id) => ids.add(id));
     for (const r of this.rooms.values()) if (r.kind === 'direct') r.member_ids.forEach((id) => ids.add(id));
     ids.delete(this.me?.id);
-    [...ids].slice(0, 50).forEach((id) => this.fetchUser(id, { maxAge }));
+    return ids;
+  },
+
+  // Every 30 s (store.js): at most 50 of the people on screen not fetched in the last 20 s,
+  // the least recently fetched first, so that a longer list is refreshed in turns.
+  refreshVisibleUsers() {
+    const age = (id) => Date.now() - (this.userFetchedAt.get(id) || 0);
+    const stale = [...this.visibleUserIds()].filter((id) => age(id) >= REFRESH_AGE);
+    stale.sort((a, b) => age(b) - age(a)).slice(0, 50).forEach((id) => this.fetchUser(id, { maxAge: REFRESH_AGE }));
+  },
+
+  // After a resync nothing says who is online: refetch everyone whose presence is unknown,
+  // the people on screen first, a few at a time; not while the socket is down again.
+  async refetchUnknownPresence() {
+    const unknown = (id) => id !== this.me?.id && this.users.get(id)?.online === null;
+    const ids = new Set([...this.visibleUserIds()].filter(unknown));
+    for (const id of this.users.keys()) if (unknown(id)) ids.add(id);
+    const todo = [...ids];
+    for (let i = 0; i < todo.length && !this.peersUnknown; i += PRESENCE_BATCH) {
+      await Promise.all(todo.slice(i, i + PRESENCE_BATCH).map((id) => this.fetchUser(id, { maxAge: 0 })));
+    }
   },
 
   // The socket is down: other people's presence is unknown (`online: null`) until it is back,

@@ -3,7 +3,7 @@
 import { h, icon, fmtSize } from '../dom.js';
 import { store } from '../store.js';
 import * as api from '../api.js';
-import { acceptList, messageLimits, uploadRefusal } from '../limits.js';
+import { messageLimits, uploadRefusal } from '../limits.js';
 import { TextLimit } from './textlimit.js';
 
 const TYPING_EVERY = 2000;
@@ -17,7 +17,9 @@ export class Composer {
     this.typingSentAt = 0;
     this.idleTimer = null;
     this.input = h('textarea', { class: 'composer-input', rows: '1', placeholder: 'Write a message…', 'aria-label': 'Message', 'data-testid': 'composer-input' });
-    this.fileInput = h('input', { type: 'file', multiple: true, accept: acceptList(), hidden: true, 'data-testid': 'file-input', onchange: () => { this.addFiles([...this.fileInput.files]); this.fileInput.value = ''; } });
+    // No `accept`: a file the browser has no type for would be greyed out, though the server
+    // may take it (it decides by the content); uploadRefusal() explains other refusals at once.
+    this.fileInput = h('input', { type: 'file', multiple: true, hidden: true, 'data-testid': 'file-input', onchange: () => { this.addFiles([...this.fileInput.files]); this.fileInput.value = ''; } });
     this.attachBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Attach files', 'data-testid': 'attach-button', onclick: () => this.fileInput.click() }, icon('clip'));
     this.sendBtn = h('button', { type: 'button', class: 'send-btn', 'aria-label': 'Send message', 'data-testid': 'send-button', onclick: () => this.send() }, icon('send'));
     this.tray = h('ul', { class: 'upload-tray', 'aria-label': 'Attachments', 'data-testid': 'upload-tray', hidden: true });
@@ -39,6 +41,7 @@ export class Composer {
       if (files.length) { ev.preventDefault(); this.addFiles(files); }
     });
     this.input.addEventListener('blur', () => this.stopTyping());
+    this.watchWidth();
     // Drag and drop anywhere on the conversation.
     queueMicrotask(() => {
       const host = this.el.parentElement || this.el;
@@ -56,15 +59,13 @@ export class Composer {
     this.updateSend();
   }
 
-  draftKey(roomId) { return `fs.draft.${store.me.id}.${roomId}`; }
-
   setRoom(roomId) {
     this.stopTyping();
     for (const f of this.files) f.handle?.abort();
     this.files = [];
     this.renderTray();
     this.roomId = roomId;
-    this.input.value = localStorage.getItem(this.draftKey(roomId)) || '';
+    this.input.value = localStorage.getItem(store.draftKey(roomId)) || '';
     this.autosize();
     this.updateSend();
   }
@@ -73,14 +74,26 @@ export class Composer {
 
   saveDraft() {
     if (!this.roomId) return;
-    if (this.input.value) localStorage.setItem(this.draftKey(this.roomId), this.input.value);
-    else localStorage.removeItem(this.draftKey(this.roomId));
+    if (this.input.value) localStorage.setItem(store.draftKey(this.roomId), this.input.value);
+    else localStorage.removeItem(store.draftKey(this.roomId));
   }
 
   autosize() {
     this.input.style.height = 'auto';
-    // Not laid out (a phone showing the room list) it measures 0: `rows` sizes it meanwhile.
+    // Not laid out (a phone showing the room list) it measures 0: `rows` sizes it meanwhile,
+    // and it is sized again once shown (watchWidth).
     if (this.input.scrollHeight) this.input.style.height = `${Math.min(this.input.scrollHeight, 200)}px`;
+  }
+
+  // A change of width (0 to laid out when a phone shows the conversation, a resized window)
+  // wraps the text differently: size the box again. Its own height changes are not news.
+  watchWidth() {
+    let width = 0;
+    new ResizeObserver(([entry]) => {
+      if (entry.contentRect.width === width) return;
+      width = entry.contentRect.width;
+      this.autosize();
+    }).observe(this.input);
   }
 
   // Typing: "start" at most every 2 s while typing; "stop" after 3 s idle, on send or blur.

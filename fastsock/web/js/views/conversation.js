@@ -12,6 +12,7 @@ import { callButtons } from '../calls/buttons.js';
 
 const GROUP_GAP_MS = 5 * 60 * 1000;
 const EDGE_PX = 300; // load the next page when this close to either end of the list
+const SEEN_PX = 24; // the newest message counts as shown with the list this close to its end
 
 export class Conversation {
   constructor({ onBack, empty }) {
@@ -31,8 +32,12 @@ export class Conversation {
       h('div', { class: 'conv-heading' }, this.title, this.subtitle),
       ...this.callBtns.elements, this.muteBtn, this.infoBtn);
     this.list = h('div', { class: 'messages', role: 'log', 'aria-label': 'Messages', 'aria-live': 'polite', tabindex: '0', 'data-testid': 'message-list' });
-    this.loader = h('div', { class: 'history-loader', 'aria-hidden': 'true', 'data-testid': 'history-loader' });
-    this.loaderBelow = h('div', { class: 'history-loader', 'aria-hidden': 'true', 'data-testid': 'history-loader' });
+    this.loaders = { older: this.makeLoader(), newer: this.makeLoader() };
+    this.loaderShows = { older: null, newer: null }; // the failure each loader shows, if any
+    this.fills = new Map(); // window -> its paging loop ({again}), one per window
+    this.failures = new WeakMap(); // window -> {end, message}: a page that failed, until "Retry"
+    this.stuckToBottom = true; // at the end of the list when last laid out
+    this.deferred = null; // a reset's position, when it came while the list was not laid out
     this.jumpBtn = h('button', { type: 'button', class: 'jump-latest', hidden: true, 'data-testid': 'jump-latest', onclick: () => this.jumpToLatest() }, icon('down'), h('span', { text: 'Jump to latest' }));
     this.typingLine = h('div', { class: 'typing-line', 'aria-live': 'polite', 'data-testid': 'typing-indicator' });
     this.composer = new Composer({ onSent: () => this.showSent() });
@@ -42,6 +47,7 @@ export class Conversation {
     this.el = h('div', { class: 'conversation-host' }, this.empty, this.view);
 
     this.list.addEventListener('scroll', () => this.onScroll());
+    new ResizeObserver(() => this.onResize()).observe(this.list);
     store.on('messages', (d) => { if (d.roomId === this.roomId) this.render(d); });
     store.on('typing', (d) => { if (d.roomId === this.roomId) this.renderTyping(); });
     store.on('users', () => { if (this.roomId) { this.renderHeader(); this.render({}); this.renderTyping(); } });
@@ -71,6 +77,8 @@ export class Conversation {
       this.list.replaceChildren();
       this.editing = null;
       this.newBelow = 0;
+      this.stuckToBottom = true;
+      this.deferred = null;
       // The unread divider goes after my read pointer as it was when the room opened.
       this.dividerAfter = room.unread_count ? (room.last_read_message_id || '0') : null;
       this.composer.setRoom(roomId);
@@ -86,7 +94,12 @@ export class Conversation {
     } catch (err) {
       toast(`Couldn't load messages: ${err.message}`, 'error');
     }
-    if (!focusMessage) this.composer.focus();
+    // The composer once shown (a phone shows the pane after this starts), unless another
+    // room was opened or the focus went to another field or a dialog while the messages
+    // loaded (Ctrl+K to search).
+    const el = document.activeElement;
+    const elsewhere = el !== this.composer.input && el?.closest('input, textarea, select, [role=dialog], [role=alertdialog], [role=menu]');
+    if (!focusMessage && this.roomId === roomId && !elsewhere) this.composer.focus();
   }
 
   toggleMute() {
@@ -130,6 +143,28 @@ export class Conversation {
     this.typingLine.classList.toggle('active', Boolean(text));
   }
 
+  // Laid out and so measurable: the conversation is open and, on a phone, not behind the
+  // room list (a pane hidden by CSS measures 0 and looks scrolled to both ends at once).
+  laidOut() {
+    return !this.view.hidden && this.list.clientHeight > 0;
+  }
+
+  // Shown again (a phone back from the room list) or resized (a window, the composer
+  // growing): a list that was at its end stays there, a reset that came while hidden gets its
+  // position now, and the pages and the read marking skipped while hidden are done.
+  onResize() {
+    if (!this.laidOut()) return;
+    if (this.deferred) {
+      this.position(this.deferred);
+    } else if (this.stuckToBottom) {
+      this.scrollToBottom();
+    }
+    this.stuckToBottom = this.atBottom();
+    this.updateJump();
+    this.fill();
+    this.maybeMarkRead();
+  }
+
   atBottom(slack = 80) {
     const l = this.list;
     return l.scrollHeight - l.scrollTop - l.clientHeight <= slack;
@@ -167,40 +202,90 @@ export class Conversation {
   }
 
   onScroll() {
+    if (!this.laidOut()) return;
+    this.stuckToBottom = this.atBottom();
     this.updateJump();
     this.fill();
-    if (this.atBottom()) { this.newBelow = 0; this.updateJump(); }
+    if (this.stuckToBottom) { this.newBelow = 0; this.updateJump(); }
+    this.maybeMarkRead();
   }
 
   // Load pages while an end of the loaded window that has more is within reach: after every
   // scroll and every render, since a list at scrollTop 0, or one that does not fill the
-  // viewport, gets no scroll event to ask for them. One loop at a time; a render while a page
-  // is in flight makes it look again once the page is in.
+  // viewport, gets no scroll event to ask for them. One loop per window, so that a slow page
+  // of a room left behind holds up nothing here; a render while a page is in flight makes
+  // it look again once the page is in. A page that fails is not asked for again until
+  // "Retry" (its spinner becomes the error and the button).
   async fill() {
-    if (this.filling) { this.refill = true; return; }
-    this.filling = true;
+    const roomId = this.roomId;
+    const w = store.windows.get(roomId);
+    if (!w) return;
+    const running = this.fills.get(w);
+    if (running) { running.again = true; return; }
+    const run = { again: true };
+    this.fills.set(w, run);
+    let end = null;
     try {
-      do {
-        this.refill = false;
-        if (await this.loadEdge()) this.refill = true;
-      } while (this.refill);
+      while (run.again) {
+        run.again = false;
+        end = this.endToLoad(w);
+        if (end && await (end === 'older' ? store.loadOlder(roomId) : store.loadNewer(roomId))) run.again = true;
+      }
     } catch (err) {
-      toast(`Couldn't load messages: ${err.message}`, 'error');
+      this.failures.set(w, { end, message: err.message });
+      this.renderLoaders();
     } finally {
-      this.filling = false;
+      this.fills.delete(w);
     }
   }
 
-  loadEdge() {
-    const w = store.windows.get(this.roomId);
-    if (!w || !w.loaded || this.view.hidden) return false;
-    if (w.hasOlder && this.list.scrollTop < EDGE_PX) return store.loadOlder(this.roomId);
-    if (w.hasNewer && this.atBottom(EDGE_PX)) return store.loadNewer(this.roomId);
-    return false;
+  // The end of the open room's window `w` to load a page at now, if any.
+  endToLoad(w) {
+    if (w !== store.windows.get(this.roomId) || !w.loaded || !this.laidOut()) return null;
+    const failed = this.failures.get(w)?.end;
+    if (w.hasOlder && failed !== 'older' && this.list.scrollTop < EDGE_PX) return 'older';
+    if (w.hasNewer && failed !== 'newer' && this.atBottom(EDGE_PX)) return 'newer';
+    return null;
   }
 
+  makeLoader() {
+    return h('div', { class: 'history-loader', 'aria-hidden': 'true', 'data-testid': 'history-loader' });
+  }
+
+  // Each end's marker: a spinner, or the failed page's error with "Retry".
+  renderLoaders() {
+    const w = store.windows.get(this.roomId);
+    const failure = w ? this.failures.get(w) : null;
+    for (const [end, el] of Object.entries(this.loaders)) {
+      const failed = failure?.end === end ? failure : null;
+      if (this.loaderShows[end] === failed) continue;
+      this.loaderShows[end] = failed;
+      el.classList.toggle('failed', Boolean(failed));
+      if (failed) {
+        el.removeAttribute('aria-hidden');
+        el.replaceChildren(
+          h('span', { text: `Couldn't load ${end} messages: ${failed.message}` }),
+          h('button', { type: 'button', class: 'link-btn', 'data-testid': 'history-retry', onclick: () => this.retryPage() }, 'Retry'));
+      } else {
+        el.setAttribute('aria-hidden', 'true');
+        el.replaceChildren();
+      }
+    }
+  }
+
+  retryPage() {
+    const w = store.windows.get(this.roomId);
+    if (w) this.failures.delete(w);
+    this.renderLoaders();
+    this.list.focus({ preventScroll: true }); // the button goes: keep the focus in the list
+    this.fill();
+  }
+
+  // Read up to the newest message once it has been shown: the room is on screen, the tab
+  // visible and focused, the window reaches the newest message and the list is scrolled to
+  // its end (a room opened at its first unread message stays unread until then).
   maybeMarkRead() {
-    if (!this.roomId || this.view.hidden) return;
+    if (!this.roomId || !this.laidOut() || !this.atBottom(SEEN_PX)) return;
     if (document.visibilityState !== 'visible' || !document.hasFocus()) return;
     store.markRead(this.roomId);
   }
@@ -215,7 +300,8 @@ export class Conversation {
 
   render(detail) {
     const list = this.list;
-    const wasAtBottom = this.atBottom();
+    const shown = this.laidOut();
+    const wasAtBottom = shown ? this.atBottom() : this.stuckToBottom;
     const fromBottom = list.scrollHeight - list.scrollTop;
     const messages = store.messagesOf(this.roomId);
     const nodes = [];
@@ -231,7 +317,7 @@ export class Conversation {
         h('h3', { text: store.roomName(room) }),
         h('p', { text: room?.kind === 'direct' ? 'This is the beginning of your direct message history.' : 'This is the very beginning of the group.' })));
     } else if (w && w.hasOlder) {
-      nodes.push(this.loader);
+      nodes.push(this.loaders.older);
     }
     for (const msg of messages) {
       const day = new Date(msg.created_at).toDateString();
@@ -269,7 +355,7 @@ export class Conversation {
       nodes.push(entry.el);
       prev = msg;
     }
-    if (w && w.hasNewer) nodes.push(this.loaderBelow);
+    if (w && w.hasNewer) nodes.push(this.loaders.newer);
     for (const key of [...this.rows.keys()]) if (!used.has(key) && !key.startsWith('day:') && key !== 'unread-divider') this.rows.delete(key);
     // Minimal DOM moves: rows that stay in place keep focus and hover state. Outgoing nodes
     // go first, so a replaced node (say the room header) does not shift every row after it
@@ -282,23 +368,14 @@ export class Conversation {
       list.insertBefore(node, cursor);
     }
 
-    if (detail.reset) {
-      const target = detail.focus
-        ? list.querySelector(`[data-id="${detail.focus}"]`)
-        : list.querySelector('[data-testid=unread-divider]');
-      if (target && detail.focus) {
-        target.scrollIntoView({ block: 'center' });
-        target.classList.add('highlight');
-        target.tabIndex = -1;
-        target.focus({ preventScroll: true });
-        setTimeout(() => target.classList.remove('highlight'), 2500);
-      } else if (target) {
-        // The unread divider a quarter down: some context above, the unread messages below.
-        const offset = target.getBoundingClientRect().top - list.getBoundingClientRect().top;
-        list.scrollTop += offset - list.clientHeight / 4;
-      } else {
-        this.scrollToBottom();
-      }
+    this.renderLoaders();
+
+    if (!shown) {
+      // Measured later, when laid out again (onResize).
+      if (detail.reset) this.deferred = detail;
+      else if (detail.incoming && detail.added && !wasAtBottom) this.newBelow += 1;
+    } else if (detail.reset) {
+      this.position(detail);
     } else if (detail.prepended) {
       list.scrollTop = list.scrollHeight - fromBottom;
     } else if (detail.appended) {
@@ -309,9 +386,32 @@ export class Conversation {
     } else if (detail.incoming && detail.added) {
       this.newBelow += 1;
     }
+    if (shown) this.stuckToBottom = this.atBottom();
     this.updateJump();
     this.fill();
     this.maybeMarkRead();
+  }
+
+  // A reset window's first position: the searched message, the unread divider, or the end.
+  position(detail) {
+    const list = this.list;
+    this.deferred = null;
+    const target = detail.focus
+      ? list.querySelector(`[data-id="${detail.focus}"]`)
+      : list.querySelector('[data-testid=unread-divider]');
+    if (target && detail.focus) {
+      target.scrollIntoView({ block: 'center' });
+      target.classList.add('highlight');
+      target.tabIndex = -1;
+      target.focus({ preventScroll: true });
+      setTimeout(() => target.classList.remove('highlight'), 2500);
+    } else if (target) {
+      // The unread divider a quarter down: some context above, the unread messages below.
+      const offset = target.getBoundingClientRect().top - list.getBoundingClientRect().top;
+      list.scrollTop += offset - list.clientHeight / 4;
+    } else {
+      this.scrollToBottom();
+    }
   }
 
   keyed(key, make) {

@@ -11,11 +11,16 @@ import { TextLimit } from './textlimit.js';
 import { isCall, renderCallEntry, callSignature } from '../calls/timeline.js';
 
 const TICK_TEXT = { sending: 'Sending…', sent: 'Sent', delivered: 'Delivered', read: 'Read', failed: 'Not sent' };
-const TICK_GLYPH = { sending: '🕓', failed: '!' }; // the other states are drawn (tickIcon)
+const TICK_GLYPH = { sending: '🕓', failed: '!' }; // the other states are drawn (TICKS)
 const CHECK = 'M1.5 6 4.5 9 10.5 2';
 const CHECK_AFTER = 'M7.6 8.6 8 9 14 2'; // the second tick of a pair: its short arm hides behind the first
+const TICKS = {
+  one: { paths: [CHECK], viewBox: '0 0 12 11' },
+  two: { paths: [CHECK, CHECK_AFTER], viewBox: '0 0 15.5 11' },
+};
 const LONG_PRESS_MS = 500;
 const PRESS_SLOP_PX = 10; // a finger moving further is scrolling, not pressing
+const pressMenus = new WeakMap(); // row -> opens its actions menu from a long press
 
 export function signature(msg, grouped) {
   if (isCall(msg)) return callSignature(msg);
@@ -89,7 +94,7 @@ export function renderMessage(msg, { grouped, onEdit }) {
     const tick = store.tickOf(msg);
     const title = tickTitle(msg, tick);
     const tickEl = h('span', { class: `tick tick-${tick.state}`, 'data-testid': 'tick', 'data-state': tick.state, title, 'aria-label': title, role: 'img' },
-      TICK_GLYPH[tick.state] || tickIcon(tick.state === 'sent' ? [CHECK] : [CHECK, CHECK_AFTER]));
+      TICK_GLYPH[tick.state] || icon(null, null, tick.state === 'sent' ? TICKS.one : TICKS.two));
     // Inline after the text (like a chat bubble's corner); on its own line after attachments.
     if (textEl) textEl.append(tickEl); else body.append(h('div', { class: 'msg-status' }, tickEl));
     if (msg.state === 'failed') {
@@ -105,57 +110,58 @@ export function renderMessage(msg, { grouped, onEdit }) {
   if (msg.id && !msg.deleted) {
     const room = store.rooms.get(msg.room_id);
     const canDelete = mine || room?.role === 'admin';
-    const items = [
-      { label: 'Add reaction', icon: icon('smile'), testid: 'menu-react', action: () => openReactionPicker(anchor(), (e) => store.toggleReaction(msg, e)) },
-      { label: 'Copy text', icon: icon('file'), testid: 'menu-copy', action: () => navigator.clipboard?.writeText(msg.text).catch(() => {}) },
-    ];
-    if (mine) items.push({ label: 'Edit', icon: icon('edit'), testid: 'menu-edit', action: () => onEdit(msg) });
-    if (canDelete) {
-      items.push({
-        label: 'Delete', icon: icon('trash'), danger: true, testid: 'menu-delete',
-        action: async () => {
-          const ok = await confirmDialog({ title: 'Delete message?', text: 'Everyone in the conversation will see that a message was deleted.', confirmLabel: 'Delete', danger: true });
-          if (ok) store.deleteMessage(msg);
-        },
-      });
-    }
+    // The menu's items; the reaction picker hangs from `from`, the toolbar's button or, on a
+    // touch screen (no hover toolbar), the row itself.
+    const items = (from) => {
+      const list = [
+        { label: 'Add reaction', icon: icon('smile'), testid: 'menu-react', action: () => openReactionPicker(from, (e) => store.toggleReaction(msg, e)) },
+        { label: 'Copy text', icon: icon('file'), testid: 'menu-copy', action: () => navigator.clipboard?.writeText(msg.text).catch(() => {}) },
+      ];
+      if (mine) list.push({ label: 'Edit', icon: icon('edit'), testid: 'menu-edit', action: () => onEdit(msg) });
+      if (canDelete) {
+        list.push({
+          label: 'Delete', icon: icon('trash'), danger: true, testid: 'menu-delete',
+          action: async () => {
+            const ok = await confirmDialog({ title: 'Delete message?', text: 'Everyone in the conversation will see that a message was deleted.', confirmLabel: 'Delete', danger: true });
+            if (ok) store.deleteMessage(msg);
+          },
+        });
+      }
+      return list;
+    };
     const reactBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Add reaction', 'data-testid': 'react-button', onclick: () => openReactionPicker(reactBtn, (e) => store.toggleReaction(msg, e)) }, icon('smile'));
-    const moreBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Message actions', 'aria-haspopup': 'menu', 'data-testid': 'message-actions', onclick: () => openMenu(anchor(), items) }, icon('more'));
-    // Touch screens have no hover toolbar (CSS): popovers then hang from the row itself.
-    const anchor = () => (moreBtn.getClientRects().length ? moreBtn : row);
+    const moreBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Message actions', 'aria-haspopup': 'menu', 'data-testid': 'message-actions', onclick: () => openMenu(moreBtn, items(moreBtn)) }, icon('more'));
     row.append(h('div', { class: 'msg-actions' }, reactBtn, moreBtn));
-    const press = longPress(row, () => openMenu(row, items, 'Message actions', { onClose: () => row.classList.remove('pressed') }));
+    pressMenus.set(row, () => {
+      row.classList.add('pressed');
+      openMenu(row, items(row), 'Message actions', { onClose: () => row.classList.remove('pressed') });
+    });
+    const press = longPress(row);
     row.addEventListener('contextmenu', (ev) => {
       if (ev.target.closest('a, .msg-edit')) return;
       ev.preventDefault();
       // A long press on a phone fires contextmenu too: one menu, from the long press.
       if (press.active()) press.fire();
-      else openMenu(ev.pointerType === 'touch' ? row : { x: ev.clientX, y: ev.clientY }, items);
+      else if (ev.pointerType === 'touch') openMenu(row, items(row));
+      else openMenu({ x: ev.clientX, y: ev.clientY }, items(moreBtn));
     });
   }
   return row;
 }
 
-function tickIcon(paths) {
-  const ns = 'http://www.w3.org/2000/svg';
-  const svg = document.createElementNS(ns, 'svg');
-  svg.setAttribute('viewBox', paths.length > 1 ? '0 0 15.5 11' : '0 0 12 11');
-  svg.setAttribute('aria-hidden', 'true');
-  for (const d of paths) {
-    const path = document.createElementNS(ns, 'path');
-    path.setAttribute('d', d);
-    svg.append(path);
-  }
-  return svg;
-}
-
-// Long press on a touch screen: `open` after LONG_PRESS_MS without moving (scrolling or a
-// second finger cancels). The finger lifting afterwards must not click what opened under it.
-function longPress(row, open) {
+// Long press on a touch screen: the row's menu after LONG_PRESS_MS without moving (scrolling
+// or a second finger cancels). The finger lifting afterwards must not click what opened under
+// it. A row redrawn during the press (a reaction, a tick) is replaced: the menu then opens
+// from the row that shows the message now.
+function longPress(row) {
   let press = null; // {x, y, timer, fired}
   const cancel = () => { if (press) clearTimeout(press.timer); press = null; };
   const fire = () => {
-    if (press?.fired === false) { press.fired = true; clearTimeout(press.timer); row.classList.add('pressed'); open(); }
+    if (press?.fired !== false) return;
+    press.fired = true;
+    clearTimeout(press.timer);
+    const current = row.isConnected ? row : document.querySelector(`[data-testid=message][data-id="${row.dataset.id}"]`);
+    pressMenus.get(current)?.();
   };
   row.addEventListener('touchstart', (ev) => {
     cancel();
@@ -182,7 +188,8 @@ export function startEdit(row, msg, onDone) {
   const input = h('textarea', { class: 'msg-edit-input', 'aria-label': 'Edit message', 'data-testid': 'edit-input', rows: '2' });
   input.value = msg.text;
   const limit = new TextLimit(input, 'edit');
-  input.addEventListener('input', () => { saveBtn.disabled = limit.update() > 0; });
+  const check = () => { saveBtn.disabled = limit.update() > 0; };
+  input.addEventListener('input', check);
   const save = () => {
     if (limit.update() > 0) return; // the over-limit message says why
     const text = input.value.trim();
@@ -207,6 +214,7 @@ export function startEdit(row, msg, onDone) {
       h('button', { type: 'button', class: 'btn btn-small', onclick: cancel }, 'Cancel'),
       saveBtn));
   if (textEl) { textEl.hidden = true; textEl.after(editor); } else body.append(editor);
+  check(); // a long message shows its count at once, not at the first key
   input.focus();
   input.setSelectionRange(input.value.length, input.value.length);
 }

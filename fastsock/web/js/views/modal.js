@@ -49,13 +49,15 @@ export function openModal({ title, body, footer, testid, onClose, wide = false }
   return { close, dialog };
 }
 
-// A confirmation dialog in the page (never the browser one). Resolves true/false.
+// A confirmation dialog in the page (never the browser one). Resolves true/false. The focus
+// starts on the confirm button, or for a destructive action (`danger`) on Cancel: a second
+// Enter (a key repeat, a double press) must not remove or delete anything.
 export function confirmDialog({ title, text, confirmLabel = 'OK', danger = false }) {
   return new Promise((resolve) => {
     let result = false;
-    const ok = h('button', { class: `btn ${danger ? 'btn-danger' : 'btn-primary'}`, type: 'button', autofocus: true, onclick: () => { result = true; m.close(); } }, confirmLabel);
+    const ok = h('button', { class: `btn ${danger ? 'btn-danger' : 'btn-primary'}`, type: 'button', onclick: () => { result = true; m.close(); } }, confirmLabel);
     const cancel = h('button', { class: 'btn', type: 'button', onclick: () => m.close() }, 'Cancel');
     const m = openModal({ title, body: h('p', { text }), footer: [cancel, ok], testid: 'confirm-dialog', onClose: () => resolve(result) });
-    ok.focus();
+    (danger ? cancel : ok).focus();
   });
 }

@@ -1,7 +1,7 @@
 // Profile: display name, status message, avatar upload with a preview; log out.
 import { h, icon } from '../dom.js';
 import * as api from '../api.js';
-import { acceptList, uploadRefusal } from '../limits.js';
+import { imageAcceptList, uploadRefusal } from '../limits.js';
 import { store } from '../store.js';
 import { openModal } from './modal.js';
 import { avatar } from './avatar.js';
@@ -11,7 +11,7 @@ export function openProfile({ onLogout }) {
   const me = store.me;
   let avatarFile = null;
   const preview = h('div', { class: 'avatar-preview', 'data-testid': 'avatar-preview' }, avatar(me, 'xl'));
-  const accept = acceptList({ imagesOnly: true }); // empty when the server takes no images
+  const accept = imageAcceptList(); // empty when the server takes no images
   const fileInput = h('input', { type: 'file', accept, hidden: true, 'data-testid': 'avatar-input' });
   const avatarError = h('p', { class: 'form-error', role: 'alert' });
   fileInput.addEventListener('change', () => {
