@@ -8,9 +8,9 @@ a small text file, and GET /rooms. Printed: each probe's latency (p50 / p95 / ma
 before and during the flood, and the flood's answers (401 checked, 429 over the address budget,
 503 hashing queue full).
 
-The started server trusts X-Real-Ip (FASTSOCK_TRUST_PROXY=true), which is how the addresses
-are given; its login limits are the defaults, the ones under test. With --url the running
-server must trust the header too, or every request comes from 127.0.0.1.
+The started server trusts X-Forwarded-For (FASTSOCK_TRUST_PROXY=true), which is how the
+addresses are given; its login limits are the defaults, the ones under test. With --url the
+running server must trust the header too, or every request comes from 127.0.0.1.
 
     .venv/bin/python bench/logins.py                      # one address, 64 in flight, 15 s
     .venv/bin/python bench/logins.py --addresses 1000     # a flood spread over 1000 addresses
@@ -112,7 +112,7 @@ async def probe_round(client: Client, user: Doc, number: int, phase: dict[str, F
     """One correct login from a fresh address, one upload, one GET /rooms, in turn."""
     address = f"10.{number // 65536 % 256}.{number // 256 % 256}.{number % 256}"
     body = login_body(user["user"]["username"], PASSWORD)
-    json_headers = {"Content-Type": "application/json", "X-Real-Ip": address}
+    json_headers = {"Content-Type": "application/json", "X-Forwarded-For": address}
     started = time.perf_counter()
     phase["login"].add(started, await client.status("POST", "/auth/login", body, json_headers))
     auth = {"Authorization": f"Bearer {user['access_token']}"}
@@ -152,7 +152,7 @@ async def flood(client: Client, args: argparse.Namespace, until: float) -> Figur
         index = n * 7919 % args.addresses  # spread over the addresses
         headers = {
             "Content-Type": "application/json",
-            "X-Real-Ip": f"172.{16 + index // 65536 % 16}.{index // 256 % 256}.{index % 256}",
+            "X-Forwarded-For": f"172.{16 + index // 65536 % 16}.{index // 256 % 256}.{index % 256}",
         }
         body = login_body("sp" + secrets.token_hex(6), "not the password")
         sent = time.perf_counter()
