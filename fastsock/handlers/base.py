@@ -17,6 +17,7 @@ from fastsock import logs
 from fastsock.context import AppContext
 from fastsock.errors import ApiError, InvalidRequest, RateLimited, TooLarge, Unauthenticated
 from fastsock.services import fields
+from fastsock.services.accounts import Login
 from fastsock.store import is_unavailable
 
 log = logging.getLogger("fastsock.http")
@@ -72,6 +73,7 @@ class BaseHandler(RequestHandler):
     def initialize(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.user_id: str | None = None
+        self.login: Login | None = None  # the login the access token stands for
 
     @property
     def services(self):  # type: ignore[no-untyped-def]
@@ -90,7 +92,8 @@ class BaseHandler(RequestHandler):
             token = bearer_token(self.request.headers.get("Authorization"))
             if token is None:
                 raise Unauthenticated("an access token is required")
-            self.user_id = (await self.services.accounts.authenticate(token)).user_id
+            self.login = await self.services.accounts.authenticate(token)
+            self.user_id = self.login.user_id
             logs.user_id.set(self.user_id)
 
     def set_default_headers(self) -> None:

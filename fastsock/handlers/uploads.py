@@ -79,8 +79,10 @@ class UploadHandler(BaseHandler):
     async def post(self) -> None:
         if self.multipart is not None:
             self.multipart.finish()
-        assert self.file is not None and self.spool is not None
+        assert self.file is not None and self.spool is not None and self.login is not None
         self.file.close()
+        # A body may take minutes: the login may have ended since the request began.
+        self.services.accounts.require_live(self.login)
         view = await self.services.uploads.accept(
             self.me, self.spool, self.size, self.declared, self.filename
         )

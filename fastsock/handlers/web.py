@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tornado.web import RequestHandler, StaticFileHandler
+from tornado.web import HTTPError, RequestHandler, StaticFileHandler
 
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 
@@ -35,6 +35,13 @@ class AppShellHandler(RequestHandler):
 
 class AssetHandler(StaticFileHandler):
     route = "/static/(.*)"
+
+    @classmethod
+    def get_absolute_path(cls, root: str, path: str) -> str:
+        # No file name holds a NUL; os.path would raise on it (a 500 with a traceback).
+        if "\x00" in path:
+            raise HTTPError(404)
+        return super().get_absolute_path(root, path)
 
     def set_extra_headers(self, path: str) -> None:
         _security_headers(self)

@@ -182,6 +182,10 @@ class ChatSocket(WebSocketHandler):
     # --- incoming -------------------------------------------------------------------------
 
     async def on_message(self, message: str | bytes) -> None:
+        # Closing (signed out, expired, too slow...): tornado keeps delivering frames until the
+        # client answers the close or a timeout ends it; none of them may act any more.
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
         logs.request_id.set(self.request_id)
         logs.user_id.set(self.user_id or None)
         size = len(message) if isinstance(message, bytes) else len(message.encode())

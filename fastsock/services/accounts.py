@@ -150,14 +150,19 @@ class Accounts:
         self.confirmed.add(family)
         return login
 
+    def require_live(self, login: Login) -> None:
+        """401 if this process ended the login since its token was checked (a long upload
+        outliving a logout)."""
+        if login.family is not None and login.family in self.revoked:
+            raise Unauthenticated("signed out")
+
     def check_access(self, access_token: Any) -> Login:
         """As `authenticate`, from memory only (no await): 401 once this process revoked the
         login."""
         claims = self.tokens.decode(access_token, ACCESS)
-        family = claims.get("fam") or None
-        if family is not None and family in self.revoked:
-            raise Unauthenticated("signed out")
-        return Login(claims["sub"], family, float(claims["exp"]))
+        login = Login(claims["sub"], claims.get("fam") or None, float(claims["exp"]))
+        self.require_live(login)
+        return login
 
     async def _session(self, user: Doc, family: str | None) -> Doc:
         user_id = str(user["_id"])

@@ -162,6 +162,8 @@ def _png(data: mmap.mmap, out: BinaryIO) -> Layout:
         end = pos + 12 + length  # length, type, data, CRC
         if end > len(data):
             raise Malformed("a PNG chunk runs past the end")
+        if (kind == b"IHDR") != (pos == 8):  # decoders read the first IHDR, we must too
+            raise Malformed("a PNG must begin with its one header chunk")
         if kind == b"IHDR":
             size = struct.unpack_from(">II", data, pos + 8)
         elif kind == b"acTL":

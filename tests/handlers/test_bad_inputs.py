@@ -5,6 +5,7 @@ test_bad_frames.py."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from typing import Any
@@ -245,3 +246,13 @@ async def test_ws_requests_that_cannot_be_upgraded_get_the_json_error_shape(
     r = await api.get("/ws", headers=headers)
     assert_error(r, status, code)
     assert r.headers["Content-Type"] == "application/json; charset=utf-8"
+
+
+@pytest.mark.once
+@pytest.mark.parametrize("path", ["/static/%00", "/static/favicon.svg%00", "/static/js%00/main.js"])
+async def test_a_nul_in_a_static_path_is_not_found(
+    api: Api, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    r = await api.request("GET", path)
+    assert r.status == 404
+    assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR]

@@ -282,6 +282,13 @@ async def test_images_past_the_pixel_limit_are_refused(one_megapixel: Server) ->
         assert im.size == (10, 10) and im.n_frames == 2
     message = await assert_refused(one_megapixel, api, alice, spliced, "image/gif")
     assert "2000x600" in message
+    # A decoy second header after the pixels: decoders read the first one (2000x600).
+    big = flat_png((2000, 600))
+    decoy = flat_png((1, 1))
+    header = decoy[8 : 8 + 25]  # length, "IHDR", 13 bytes, CRC
+    r = await upload(api, alice, big[:-12] + header + big[-12:], "image/png", "decoy.png")
+    assert r.status == 415 and r.error_code == "unsupported_type", r.body
+    assert await upload_count(one_megapixel) == 0
     r = await upload(api, alice, flat_png((1000, 1000)), "image/png", "fits.png")
     assert r.status == 201, r.body
 

@@ -4,6 +4,8 @@ and on the socket. The user's other logins (other devices) carry on."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +14,9 @@ import pytest
 from pymongo.errors import ConnectionFailure
 
 from fastsock.app import Server
+from fastsock.realtime.socket import ChatSocket
 from tests.conftest import make_settings
+from tests.realtime.test_slow_consumers import _stalled_client, masked_frame
 from tests.realtime.test_socket import _raw
 from tests.support import PASSWORD, Api, User
 
@@ -153,3 +157,72 @@ async def test_logout_with_the_database_down_still_ends_the_login_at_once(
 
 def _family(user: User) -> str:
     return jwt.decode(user.refresh_token, options={"verify_signature": False})["fam"]
+
+
+async def test_a_socket_that_ignores_the_close_can_do_nothing_after_logout(
+    api: Api, server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server closes a signed-out login's socket, but tornado goes on delivering its
+    frames until the client answers the close (or 5 s pass): none of them may act."""
+    alice, bob = await api.register(), await api.register()
+    room = await api.group(alice, bob)
+    bob_ws = await api.ws(bob)
+    read = asyncio.Event()
+    original = ChatSocket.on_message
+
+    async def noting(self: ChatSocket, message: str | bytes) -> None:
+        await original(self, message)
+        if "after logout" in str(message):
+            read.set()
+
+    monkeypatch.setattr(ChatSocket, "on_message", noting)
+    sock = await asyncio.to_thread(_stalled_client, api.port, alice.access_token)
+    try:
+        await bob_ws.expect(
+            "presence", lambda f: f["data"] == {"user_id": alice.id, "online": True}
+        )
+        r = await api.post("/auth/logout", {"refresh_token": alice.refresh_token}, alice)
+        assert r.status == 204, r.body
+        frame = {
+            "type": "message.send",
+            "data": {"room_id": room, "client_msg_id": "c" * 32, "text": "after logout"},
+        }
+        await asyncio.to_thread(sock.sendall, masked_frame(json.dumps(frame).encode()))
+        await asyncio.wait_for(read.wait(), 10)
+        assert server.ctx is not None
+        await server.ctx.hub.wait_tasks(timeout=5)
+        history = (await api.get(f"/history/room/{room}", bob)).body["messages"]
+        assert [m["text"] for m in history] == []
+    finally:
+        sock.close()
+
+
+async def test_an_upload_that_outlives_its_login_is_refused(api: Api, server: Server) -> None:
+    """The token is checked when the request begins; a body may take minutes: the upload is
+    refused if its login ended meanwhile."""
+    alice = await api.register()
+    body = b"x" * 100
+    reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+    writer.write(
+        (
+            "POST /uploads?filename=n.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {alice.access_token}\r\nContent-Type: text/plain\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body[:50]
+    )
+    await writer.drain()
+    spool = server.settings.uploads_path / ".spool"
+    for _ in range(500):  # the request was authenticated once its spool file exists
+        if spool.is_dir() and any(spool.iterdir()):
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the upload never started")
+    r = await api.post("/auth/logout", {"refresh_token": alice.refresh_token}, alice)
+    assert r.status == 204, r.body
+    writer.write(body[50:])
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 10)
+    writer.close()
+    assert b" 401 " in status_line, status_line

@@ -40,6 +40,13 @@ def small_send_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ChatSocket, "open", open_with_small_send_buffer)
 
 
+def masked_frame(payload: bytes) -> bytes:
+    """A client's text frame (clients mask theirs), for payloads of 126 to 65535 bytes."""
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x81, 0x80 | 126]) + struct.pack(">H", len(payload)) + mask + masked
+
+
 def _stalled_client(port: int, token: str, resume: dict[str, Any] | None = None) -> socket.socket:
     """A WebSocket client that authenticates (and resumes) and then never reads again."""
     sock = socket.create_connection(("127.0.0.1", port))
@@ -56,10 +63,7 @@ def _stalled_client(port: int, token: str, resume: dict[str, Any] | None = None)
         response += sock.recv(1)
     assert b" 101 " in response.split(b"\r\n")[0]
     auth: dict[str, Any] = {"token": token} | ({"resume": resume} if resume else {})
-    payload = json.dumps({"type": "auth", "data": auth}).encode()
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    sock.sendall(bytes([0x81, 0x80 | 126]) + struct.pack(">H", len(payload)) + mask + masked)
+    sock.sendall(masked_frame(json.dumps({"type": "auth", "data": auth}).encode()))
     return sock
 
 
