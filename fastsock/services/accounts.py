@@ -79,8 +79,9 @@ class Accounts:
         data = validate("auth.login", data)
         username, password = data["username"].strip().lower(), data["password"]
         client = client_key(client_ip)
-        self.throttles.check("login", (client, username))
+        # The address's budget first: once it is spent, new usernames add no limiter state.
         self.throttles.check("auth", client)
+        self.throttles.check("login", (client, username))
         doc = await self.store.users.by_username(username)
         # Unknown users and over-long passwords still cost one hash: timing reveals nothing.
         usable = doc is not None and len(password) <= PASSWORD_MAX
