@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import JWT_SECRET
 from tests.handlers.test_auth import assert_error
+from tests.handlers.test_uploads import upload
 from tests.support import PASSWORD, Api
 
 LONE = "\\ud800"  # a lone surrogate, spelt as JSON spells it
@@ -151,13 +152,7 @@ async def test_search_syntax_is_read_as_plain_words_on_every_backend(api: Api) -
 async def test_a_range_with_a_number_thousands_of_digits_long_is_past_the_end(api: Api) -> None:
     """Also: 416 has the error shape of every other refusal, and `bytes=-` is no range."""
     alice = await api.register()
-    up = await api.request(
-        "POST",
-        "/uploads?filename=a.txt",
-        raw=b"hello",
-        token=alice.access_token,
-        headers={"Content-Type": "text/plain"},
-    )
+    up = await upload(api, alice, b"hello", "text/plain", "a.txt")
     assert up.status == 201, up.body
     huge = "9" * 5000  # Python refuses to convert more than 4300 digits
 

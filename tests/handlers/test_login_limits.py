@@ -19,6 +19,7 @@ from fastsock.app import Server
 from fastsock.handlers.base import client_address
 from fastsock.services import passwords
 from tests.conftest import RELAXED, make_settings
+from tests.handlers.test_uploads import upload
 from tests.support import PASSWORD, Api, Response
 
 pytestmark = pytest.mark.once  # throttling and hashing do not depend on the store
@@ -263,13 +264,7 @@ async def test_a_saturated_hashing_pool_answers_503_at_once_and_starves_nothing(
         # Everything else still answers: no thread pool or queue is shared with hashing.
         assert (await api.get("/healthz")).status == 200
         assert (await api.get("/rooms", alice)).status == 200
-        r = await api.request(
-            "POST",
-            "/uploads?filename=note.txt",
-            raw=b"uploaded while logins wait\n",
-            token=alice.access_token,
-            headers={"Content-Type": "text/plain"},
-        )
+        r = await upload(api, alice, b"uploaded while logins wait\n", "text/plain", "note.txt")
         assert r.status == 201, r.body
         assert not first.done() and not queued.pop().done()
 

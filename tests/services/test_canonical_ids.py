@@ -8,6 +8,7 @@ import pytest
 from fastsock.app import Server
 from fastsock.errors import InvalidRequest
 from fastsock.services import Services
+from tests.handlers.test_uploads import upload
 from tests.support import Api
 
 
@@ -47,16 +48,10 @@ async def test_users_and_uploads_by_upper_case_ids(server: Server, api: Api) -> 
     alice = await api.register()
     services = _services(server)
     assert (await services.accounts.get(alice.id.upper()))["id"] == alice.id
-    r = await api.request(
-        "POST",
-        "/uploads?filename=note.txt",
-        raw=b"a note\n",
-        token=alice.access_token,
-        headers={"Content-Type": "text/plain"},
-    )
+    r = await upload(api, alice, b"a note\n", "text/plain", "note.txt")
     assert r.status == 201, r.body
-    upload = await services.uploads.readable(alice.id, r.body["id"].upper())
-    assert str(upload["_id"]) == r.body["id"]
+    readable = await services.uploads.readable(alice.id, r.body["id"].upper())
+    assert str(readable["_id"]) == r.body["id"]
 
 
 @pytest.mark.parametrize("bad", ["", "0" * 23, "g" * 24, 24])
