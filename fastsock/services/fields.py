@@ -16,8 +16,9 @@ BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u206
 # A lone UTF-16 surrogate: JSON escapes can spell one ("\\ud800"), but it is not text. It can be
 # neither stored nor sent on as UTF-8, so relaying one would break the recipient's event stream.
 SURROGATE = re.compile("[\ud800-\udfff]")
-# Client documents nest three levels at most; deeper ones are refused before anything walks
-# them (Python's own parser gives up with RecursionError somewhere past a thousand).
+# Client documents nest three levels at most; deeper ones are refused as soon as the parsed
+# document is checked, before any service sees it (Python's own parser gives up with
+# RecursionError somewhere past a thousand levels, which is refused the same way).
 MAX_DEPTH = 16
 # Ids are MongoDB ObjectIds in hex. Either case is accepted; the server uses lower case only.
 _ID = re.compile(r"[0-9a-fA-F]{24}")
