@@ -7,25 +7,20 @@ that one line and exits.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-PREFIX = "FASTSOCK_"
+from fastsock.config_calls import TURN_MAX_PORT, TURN_MIN_PORT, turn_settings
+from fastsock.config_values import PREFIX, ConfigError, choice, flag, port_number, positive
 
 
 def _half_the_cores() -> int:
     # The CPUs this process may run on (affinity, cpusets), not the host's; a cgroup CPU quota
     # (docker --cpus) is not seen: set FASTSOCK_LIMIT_HASH_WORKERS there (operations.md).
     return max(1, (os.process_cpu_count() or 2) // 2)
-
-
-class ConfigError(Exception):
-    """A setting has a bad value; the message names the variable."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +95,6 @@ DEFAULT_UPLOAD_TYPES = (
 
 # Pillow refuses to decode more (its decompression-bomb limit, about 89.5 million pixels).
 MAX_IMAGE_MEGAPIXELS = 89
-
-# coturn's defaults (RFC 5766): relay ports are picked from this range.
-TURN_MIN_PORT = 49152
-TURN_MAX_PORT = 65535
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,32 +184,6 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, str]:
     return values
 
 
-def _port(name: str, raw: str) -> int:
-    try:
-        port = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a port number, got {raw!r}") from None
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"{name} must be between 0 and 65535, got {port}")
-    return port
-
-
-def _positive(name: str, raw: str, parse: type[int] | type[float]) -> int | float:
-    try:
-        value = parse(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a positive number, got {raw!r}") from None
-    if not value > 0:
-        raise ConfigError(f"{name} must be a positive number, got {raw!r}")
-    return value
-
-
-def _choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
-    if raw not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
-    return raw
-
-
 def _mongo_uri(name: str, raw: str) -> str:
     if not raw.startswith(("mongodb://", "mongodb+srv://")):
         raise ConfigError(f"{name} must start with mongodb:// or mongodb+srv://")
@@ -250,15 +215,15 @@ def load_settings(
     if (v := get("HOST")) is not None:
         kwargs["host"] = v
     if (v := get("PORT")) is not None:
-        kwargs["port"] = _port(PREFIX + "PORT", v)
+        kwargs["port"] = port_number(PREFIX + "PORT", v)
     if (v := get("ENV")) is not None:
-        kwargs["env"] = _choice(PREFIX + "ENV", v, ("development", "production"))
+        kwargs["env"] = choice(PREFIX + "ENV", v, ("development", "production"))
     if (v := get("DATA_DIR")) is not None:
         kwargs["data_dir"] = Path(v)
     if (v := get("MONGO_URI")) is not None:
         kwargs["mongo_uri"] = _mongo_uri(PREFIX + "MONGO_URI", v)
     if (v := get("SQLITE_SYNCHRONOUS")) is not None:
-        kwargs["sqlite_synchronous"] = _choice(
+        kwargs["sqlite_synchronous"] = choice(
             PREFIX + "SQLITE_SYNCHRONOUS", v.lower(), ("full", "normal")
         )
     if (v := get("JWT_SECRET")) is not None:
@@ -266,23 +231,23 @@ def load_settings(
     if (v := get("METRICS_TOKEN")) is not None:
         kwargs["metrics_token"] = v
     if (v := get("METRICS_PORT")) is not None:
-        kwargs["metrics_port"] = _port(PREFIX + "METRICS_PORT", v)
+        kwargs["metrics_port"] = port_number(PREFIX + "METRICS_PORT", v)
     if (v := get("LOG_LEVEL")) is not None:
-        kwargs["log_level"] = _choice(
+        kwargs["log_level"] = choice(
             PREFIX + "LOG_LEVEL", v.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")
         )
     if (v := get("TRUST_PROXY")) is not None:
-        kwargs["trust_proxy"] = _flag(PREFIX + "TRUST_PROXY", v)
+        kwargs["trust_proxy"] = flag(PREFIX + "TRUST_PROXY", v)
     for key, parse in (("HEADER_TIMEOUT_S", float), ("BODY_TIMEOUT_S", float)):
         if (v := get(key)) is not None:
-            kwargs[key.lower()] = _positive(PREFIX + key, v, parse)
+            kwargs[key.lower()] = positive(PREFIX + key, v, parse)
     for key in ("MAX_CONNECTIONS", "MAX_CONNECTIONS_PER_IP"):
         if (v := get(key)) is not None:
-            kwargs[key.lower()] = _positive(PREFIX + key, v, int)
+            kwargs[key.lower()] = positive(PREFIX + key, v, int)
     if (v := get("UPLOAD_DIR")) is not None:
         kwargs["upload_dir"] = Path(v)
     if (v := get("BLOB_BACKEND")) is not None:
-        kwargs["blob_backend"] = _choice(PREFIX + "BLOB_BACKEND", v, ("local", "s3"))
+        kwargs["blob_backend"] = choice(PREFIX + "BLOB_BACKEND", v, ("local", "s3"))
     if (v := get("S3_BUCKET")) is not None:
         kwargs["s3_bucket"] = v
     if (v := get("S3_ENDPOINT_URL")) is not None:
@@ -290,7 +255,7 @@ def load_settings(
             raise ConfigError(f"{PREFIX}S3_ENDPOINT_URL must be an http(s) URL")
         kwargs["s3_endpoint_url"] = v
     if (v := get("MAX_UPLOAD_BYTES")) is not None:
-        kwargs["max_upload_bytes"] = _positive(PREFIX + "MAX_UPLOAD_BYTES", v, int)
+        kwargs["max_upload_bytes"] = positive(PREFIX + "MAX_UPLOAD_BYTES", v, int)
     if (v := get("UPLOAD_TYPES")) is not None:
         types = tuple(t.strip().lower() for t in v.split(",") if t.strip())
         unknown = [t for t in types if t not in DEFAULT_UPLOAD_TYPES]
@@ -300,17 +265,17 @@ def load_settings(
             )
         kwargs["upload_types"] = types
     if (v := get("MAX_IMAGE_MEGAPIXELS")) is not None:
-        megapixels = _positive(PREFIX + "MAX_IMAGE_MEGAPIXELS", v, float)
+        megapixels = positive(PREFIX + "MAX_IMAGE_MEGAPIXELS", v, float)
         if megapixels > MAX_IMAGE_MEGAPIXELS:  # Pillow's own decompression-bomb guard
             raise ConfigError(
                 f"{PREFIX}MAX_IMAGE_MEGAPIXELS must be at most {MAX_IMAGE_MEGAPIXELS}"
             )
         kwargs["max_image_megapixels"] = megapixels
-    kwargs.update(_turn_settings(get))
+    kwargs.update(turn_settings(get))
     limits: dict[str, object] = {}
     for suffix, (attr, parse) in LIMIT_VARS.items():
         if (v := get("LIMIT_" + suffix)) is not None:
-            limits[attr] = _positive(PREFIX + "LIMIT_" + suffix, v, parse)
+            limits[attr] = positive(PREFIX + "LIMIT_" + suffix, v, parse)
     if limits:
         kwargs["limits"] = Limits(**limits)  # type: ignore[arg-type]
     settings = Settings(**kwargs)  # type: ignore[arg-type]
@@ -326,96 +291,6 @@ def load_settings(
     if settings.blob_backend == "s3" and not settings.s3_bucket:
         raise ConfigError(f"{PREFIX}S3_BUCKET must be set when {PREFIX}BLOB_BACKEND=s3")
     return settings
-
-
-TURN_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
-
-
-def _flag(name: str, raw: str) -> bool:
-    return _choice(name, raw.lower(), ("true", "false")) == "true"
-
-
-def _ip(name: str, raw: str) -> str:
-    try:
-        return str(ipaddress.ip_address(raw))
-    except ValueError:
-        raise ConfigError(f"{name} must be an IP address, got {raw!r}") from None
-
-
-def _turn_port(name: str, raw: str, lowest: int) -> int:
-    port = _port(name, raw)
-    if port < lowest:
-        raise ConfigError(f"{name} must be between {lowest} and 65535, got {port}")
-    return port
-
-
-def _no_controls(name: str, raw: str) -> str:
-    # Values are written into coturn's line-based config: a newline would add a directive.
-    if any(ord(c) < 32 or ord(c) == 127 for c in raw):
-        raise ConfigError(f"{name} must not contain control characters")
-    return raw
-
-
-def _turn_settings(get: Callable[[str], str | None]) -> dict[str, object]:
-    kwargs: dict[str, object] = {}
-    if (v := get("TURN_SECRET")) is not None:
-        if len(v) < 16:
-            raise ConfigError(f"{PREFIX}TURN_SECRET must be at least 16 characters")
-        # coturn's config file strips these, and would then check a different secret.
-        if v != v.strip() or v.startswith('"') or v.endswith('"'):
-            raise ConfigError(f"{PREFIX}TURN_SECRET must not begin or end with spaces or quotes")
-        kwargs["turn_secret"] = _no_controls(PREFIX + "TURN_SECRET", v)
-    if (v := get("TURN_URIS")) is not None:
-        uris = tuple(u.strip() for u in v.split(",") if u.strip())
-        if not uris or any(not u.startswith(TURN_SCHEMES) for u in uris):
-            raise ConfigError(
-                f"{PREFIX}TURN_URIS must be a comma-separated list of stun:, stuns:, turn: "
-                "or turns: URIs"
-            )
-        kwargs["turn_uris"] = uris
-    if (v := get("TURN_TTL")) is not None:
-        ttl = _positive(PREFIX + "TURN_TTL", v, int)
-        if not 60 <= ttl <= 86400:
-            raise ConfigError(f"{PREFIX}TURN_TTL must be between 60 and 86400 seconds")
-        kwargs["turn_ttl"] = ttl
-    if (v := get("TURN_RELAY_ONLY")) is not None:
-        kwargs["turn_relay_only"] = _flag(PREFIX + "TURN_RELAY_ONLY", v)
-    if (v := get("TURN_ALLOW_LOOPBACK")) is not None:
-        kwargs["turn_allow_loopback"] = _flag(PREFIX + "TURN_ALLOW_LOOPBACK", v)
-    for key in ("LISTEN_IP", "RELAY_IP"):
-        if (v := get("TURN_" + key)) is not None:
-            kwargs["turn_" + key.lower()] = _ip(PREFIX + "TURN_" + key, v)
-    if (v := get("TURN_EXTERNAL_IP")) is not None:
-        for part in v.split("/", 1):
-            _ip(PREFIX + "TURN_EXTERNAL_IP", part)
-        kwargs["turn_external_ip"] = v
-    if (v := get("TURN_LISTEN_PORT")) is not None:
-        kwargs["turn_listen_port"] = _turn_port(PREFIX + "TURN_LISTEN_PORT", v, 1)
-    if (v := get("TURN_REALM")) is not None:
-        if not re.fullmatch(r"[A-Za-z0-9.-]{1,128}", v):
-            raise ConfigError(f"{PREFIX}TURN_REALM must be a domain-like name ([A-Za-z0-9.-])")
-        kwargs["turn_realm"] = v
-    if (v := get("TURN_MIN_PORT")) is not None:
-        kwargs["turn_min_port"] = _turn_port(PREFIX + "TURN_MIN_PORT", v, 1024)
-    if (v := get("TURN_MAX_PORT")) is not None:
-        kwargs["turn_max_port"] = _turn_port(PREFIX + "TURN_MAX_PORT", v, 1024)
-    if kwargs.get("turn_min_port", TURN_MIN_PORT) > kwargs.get("turn_max_port", TURN_MAX_PORT):
-        raise ConfigError(f"{PREFIX}TURN_MIN_PORT must not be above {PREFIX}TURN_MAX_PORT")
-    cert, pkey = get("TURN_CERT"), get("TURN_PKEY")
-    if (cert is None) != (pkey is None):
-        missing = "TURN_PKEY" if pkey is None else "TURN_CERT"
-        raise ConfigError(f"{PREFIX}{missing} must be set too: TLS needs a certificate and its key")
-    if cert is not None and pkey is not None:
-        kwargs["turn_cert"] = Path(_no_controls(PREFIX + "TURN_CERT", cert))
-        kwargs["turn_pkey"] = Path(_no_controls(PREFIX + "TURN_PKEY", pkey))
-    for key in ("USER_QUOTA", "TOTAL_QUOTA", "MAX_BPS"):
-        if (v := get("TURN_" + key)) is not None:
-            kwargs["turn_" + key.lower()] = _positive(PREFIX + "TURN_" + key, v, int)
-    if (v := get("CALL_RING_S")) is not None:
-        kwargs["call_ring_s"] = _positive(PREFIX + "CALL_RING_S", v, float)
-    if (v := get("CALL_GRACE_S")) is not None:
-        kwargs["call_grace_s"] = _positive(PREFIX + "CALL_GRACE_S", v, float)
-    return kwargs
 
 
 def check_metrics_access(settings: Settings) -> None:

@@ -1,0 +1,83 @@
+"""Call settings: TURN (coturn and the credentials handed to clients) and 1:1 call timers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from fastsock.config_values import PREFIX, ConfigError, flag, ip, no_controls, port_number, positive
+
+# coturn's defaults (RFC 5766): relay ports are picked from this range.
+TURN_MIN_PORT = 49152
+TURN_MAX_PORT = 65535
+TURN_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
+
+
+def _turn_port(name: str, raw: str, lowest: int) -> int:
+    port = port_number(name, raw)
+    if port < lowest:
+        raise ConfigError(f"{name} must be between {lowest} and 65535, got {port}")
+    return port
+
+
+def turn_settings(get: Callable[[str], str | None]) -> dict[str, object]:
+    kwargs: dict[str, object] = {}
+    if (v := get("TURN_SECRET")) is not None:
+        if len(v) < 16:
+            raise ConfigError(f"{PREFIX}TURN_SECRET must be at least 16 characters")
+        # coturn's config file strips these, and would then check a different secret.
+        if v != v.strip() or v.startswith('"') or v.endswith('"'):
+            raise ConfigError(f"{PREFIX}TURN_SECRET must not begin or end with spaces or quotes")
+        kwargs["turn_secret"] = no_controls(PREFIX + "TURN_SECRET", v)
+    if (v := get("TURN_URIS")) is not None:
+        uris = tuple(u.strip() for u in v.split(",") if u.strip())
+        if not uris or any(not u.startswith(TURN_SCHEMES) for u in uris):
+            raise ConfigError(
+                f"{PREFIX}TURN_URIS must be a comma-separated list of stun:, stuns:, turn: "
+                "or turns: URIs"
+            )
+        kwargs["turn_uris"] = uris
+    if (v := get("TURN_TTL")) is not None:
+        ttl = positive(PREFIX + "TURN_TTL", v, int)
+        if not 60 <= ttl <= 86400:
+            raise ConfigError(f"{PREFIX}TURN_TTL must be between 60 and 86400 seconds")
+        kwargs["turn_ttl"] = ttl
+    if (v := get("TURN_RELAY_ONLY")) is not None:
+        kwargs["turn_relay_only"] = flag(PREFIX + "TURN_RELAY_ONLY", v)
+    if (v := get("TURN_ALLOW_LOOPBACK")) is not None:
+        kwargs["turn_allow_loopback"] = flag(PREFIX + "TURN_ALLOW_LOOPBACK", v)
+    for key in ("LISTEN_IP", "RELAY_IP"):
+        if (v := get("TURN_" + key)) is not None:
+            kwargs["turn_" + key.lower()] = ip(PREFIX + "TURN_" + key, v)
+    if (v := get("TURN_EXTERNAL_IP")) is not None:
+        for part in v.split("/", 1):
+            ip(PREFIX + "TURN_EXTERNAL_IP", part)
+        kwargs["turn_external_ip"] = v
+    if (v := get("TURN_LISTEN_PORT")) is not None:
+        kwargs["turn_listen_port"] = _turn_port(PREFIX + "TURN_LISTEN_PORT", v, 1)
+    if (v := get("TURN_REALM")) is not None:
+        if not re.fullmatch(r"[A-Za-z0-9.-]{1,128}", v):
+            raise ConfigError(f"{PREFIX}TURN_REALM must be a domain-like name ([A-Za-z0-9.-])")
+        kwargs["turn_realm"] = v
+    if (v := get("TURN_MIN_PORT")) is not None:
+        kwargs["turn_min_port"] = _turn_port(PREFIX + "TURN_MIN_PORT", v, 1024)
+    if (v := get("TURN_MAX_PORT")) is not None:
+        kwargs["turn_max_port"] = _turn_port(PREFIX + "TURN_MAX_PORT", v, 1024)
+    if kwargs.get("turn_min_port", TURN_MIN_PORT) > kwargs.get("turn_max_port", TURN_MAX_PORT):
+        raise ConfigError(f"{PREFIX}TURN_MIN_PORT must not be above {PREFIX}TURN_MAX_PORT")
+    cert, pkey = get("TURN_CERT"), get("TURN_PKEY")
+    if (cert is None) != (pkey is None):
+        missing = "TURN_PKEY" if pkey is None else "TURN_CERT"
+        raise ConfigError(f"{PREFIX}{missing} must be set too: TLS needs a certificate and its key")
+    if cert is not None and pkey is not None:
+        kwargs["turn_cert"] = Path(no_controls(PREFIX + "TURN_CERT", cert))
+        kwargs["turn_pkey"] = Path(no_controls(PREFIX + "TURN_PKEY", pkey))
+    for key in ("USER_QUOTA", "TOTAL_QUOTA", "MAX_BPS"):
+        if (v := get("TURN_" + key)) is not None:
+            kwargs["turn_" + key.lower()] = positive(PREFIX + "TURN_" + key, v, int)
+    if (v := get("CALL_RING_S")) is not None:
+        kwargs["call_ring_s"] = positive(PREFIX + "CALL_RING_S", v, float)
+    if (v := get("CALL_GRACE_S")) is not None:
+        kwargs["call_grace_s"] = positive(PREFIX + "CALL_GRACE_S", v, float)
+    return kwargs
