@@ -188,9 +188,94 @@ class CallsRepo(Protocol):
     async def page(self, room_id: str, *, before: str | None, limit: int) -> Page:
         """Newest first."""
 
+    # Group calls (`kind: "group"`, `callee_id: None`): `worker_id` is the SFU worker hosting
+    # the call, `participant_ids` everyone who took part (join order), `present_ids` who is
+    # in it now (lists of id strings), `moved_at` when it last moved to another worker. A room
+    # has at most one live (`state: "active"`) group call; every change below is conditional,
+    # so of two nodes racing for the same change exactly one wins.
+
+    async def start_group(self, doc: Doc) -> Doc:
+        """Insert a live group call (`_id` included); Duplicate("room_id") when the room has
+        one already."""
+
+    async def live_group(self, room_id: str) -> Doc | None: ...
+
+    async def live_groups_in(self, room_ids: list[str]) -> dict[str, Doc]:
+        """The live group call of each of these rooms that has one (rooms without are not
+        keys); no rooms, no database call."""
+
+    async def live_on_worker(self, worker_id: str) -> list[Doc]:
+        """Live group calls on this worker, oldest first."""
+
+    async def live_groups(self) -> list[Doc]:
+        """Every live group call, oldest first (reconciled at start-up)."""
+
+    async def add_participant(self, call_id: str, user_id: str) -> tuple[Doc | None, bool]:
+        """While the call is live, add the user to `participant_ids` (if new) and to
+        `present_ids`; returns the call as it now is (None when it is not live) and whether
+        the user was not present before."""
+
+    async def remove_participant(self, call_id: str, user_id: str) -> tuple[Doc | None, bool]:
+        """Take the user out of `present_ids` if present in the live call; returns the call as
+        it now is (None when it is not live) and whether the user was removed."""
+
+    async def move(self, call_id: str, from_worker: str, to_worker: str, at: datetime) -> bool:
+        """Move the live call to `to_worker` (setting `moved_at`) if it is still on
+        `from_worker`; True if it moved."""
+
+    async def end_group(
+        self, call_id: str, ended_at: datetime, duration_s: int, reason: str
+    ) -> Doc | None:
+        """End the live call (`state: "ended"`, `outcome: "completed"`, `end_reason`, nobody
+        present); returns the ended call, or None when it was not live (someone else ended
+        it)."""
+
+
+# The load figures a worker's heartbeat may set (SfuWorkersRepo.heartbeat).
+WORKER_LOAD_FIELDS = ("capacity", "peers", "tracks", "rooms", "cpu", "draining")
+
+
+def worker_load(fields: Doc) -> Doc:
+    """`fields` if a heartbeat may set them all, else ValueError (the same on every backend)."""
+    if unknown := set(fields) - set(WORKER_LOAD_FIELDS):
+        raise ValueError(f"a heartbeat cannot set {sorted(unknown)}")
+    return fields
+
+
+class SfuWorkersRepo(Protocol):
+    """The SFU worker registry, `{_id: worker id, url, health_url, version, capacity, state:
+    "up"|"lost", peers, tracks, rooms, cpu, draining, pending, registered_at, heartbeat_at}`.
+    Ephemeral: `fastsock migrate` does not copy it (workers register again)."""
+
+    async def upsert(self, doc: Doc) -> Doc:
+        """Insert the worker, or replace the whole entry of the same `_id`."""
+
+    async def get(self, worker_id: str) -> Doc | None: ...
+
+    async def heartbeat(self, worker_id: str, fields: Doc, at: datetime) -> Doc | None:
+        """Set `fields` (WORKER_LOAD_FIELDS only, else ValueError), `heartbeat_at` and
+        `pending = 0` on a worker that is up; returns it, or None when it is not (lost or
+        unknown)."""
+
+    async def live(self) -> list[Doc]:
+        """Workers that are up, by id."""
+
+    async def reserve(self, worker_id: str) -> None:
+        """Count one admission sent to the worker (`pending += 1`) until its next heartbeat."""
+
+    async def mark_lost(self, worker_id: str, heartbeat_before: datetime) -> bool:
+        """Mark the worker lost if it is up and its last heartbeat is older than
+        `heartbeat_before`; True for the one caller that did."""
+
+    async def remove(self, worker_id: str) -> bool: ...
+
+    async def prune(self, before: datetime) -> int:
+        """Delete lost workers whose last heartbeat is older than `before`; returns how many."""
+
 
 # What `fastsock migrate` copies, by collection name, and the fields that key each document
 # (documents are exported in this key order, so a copy can resume after the target's last key).
+# Not `sfu_workers`: the registry is rebuilt by the workers' next registration.
 COLLECTIONS: dict[str, tuple[str, ...]] = {
     "users": ("_id",),
     "refresh_tokens": ("_id",),
@@ -236,6 +321,7 @@ class Store(Protocol):
     deliveries: DeliveriesRepo
     uploads: UploadsRepo
     calls: CallsRepo
+    sfu_workers: SfuWorkersRepo
     transfer: Transfer
 
     description: str  # for the start-up line, e.g. "embedded database: var/fastsock.db"

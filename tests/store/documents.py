@@ -89,3 +89,68 @@ def tombstone(version: int) -> Doc:
         "deleted_at": T0,
         "version": version,
     }
+
+
+def direct_call_doc(call_id: str, room_id: str, caller: str, callee: str, **extra: Any) -> Doc:
+    """A 1:1 call record as services/call.py writes it."""
+    return {
+        "_id": call_id,
+        "room_id": room_id,
+        "kind": "direct",
+        "media": "audio",
+        "caller_id": caller,
+        "callee_id": callee,
+        "state": "ringing",
+        "outcome": None,
+        "end_reason": None,
+        "created_at": T0,
+        "answered_at": None,
+        "ended_at": None,
+        "duration_s": 0,
+        **extra,
+    }
+
+
+def group_call_doc(call_id: str, room_id: str, starter: str, worker_id: str, **extra: Any) -> Doc:
+    """A live group call as services/group_calls.py starts one (nobody present yet)."""
+    return {
+        "_id": call_id,
+        "room_id": room_id,
+        "kind": "group",
+        "media": "video",
+        "caller_id": starter,
+        "callee_id": None,
+        "state": "active",
+        "outcome": None,
+        "end_reason": None,
+        "created_at": T0,
+        "answered_at": T0,
+        "ended_at": None,
+        "duration_s": 0,
+        "worker_id": worker_id,
+        "participant_ids": [],
+        "present_ids": [],
+        "moved_at": None,
+        **extra,
+    }
+
+
+def worker_doc(worker_id: str, *, at: datetime = T0, **extra: Any) -> Doc:
+    """An SFU worker as it registers (store/base.py SfuWorkersRepo)."""
+    return {
+        "_id": worker_id,
+        "url": f"ws://127.0.0.1:8890/ws?{worker_id}",
+        "health_url": "http://127.0.0.1:8890/healthz",
+        "version": "1",
+        "capacity": 48,
+        "state": "up",
+        "peers": 0,
+        "tracks": 0,
+        "rooms": 0,
+        "cpu": 0.0,
+        "draining": False,
+        "pending": 0,
+        "registered_at": at,
+        "heartbeat_at": at,
+        **extra,
+    }

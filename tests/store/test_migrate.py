@@ -25,11 +25,13 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from fastsock.app import Server
 from fastsock.migrate import CountMismatch, check_counts, migrate
-from fastsock.store import SQLITE_FILE
+from fastsock.store import SQLITE_FILE, Duplicate
 from fastsock.store.base import COLLECTIONS, Doc, key_of
+from fastsock.store.ids import new_id
 from fastsock.store.mongo import MongoStore
 from tests.conftest import make_settings
 from tests.mongo_standin import EmbeddedMongo
+from tests.store.documents import T0, group_call_doc, worker_doc
 from tests.support import PASSWORD, Api, Socket, User
 
 pytestmark = pytest.mark.once  # copies between both backends itself
@@ -535,6 +537,46 @@ async def test_expired_refresh_tokens_are_not_copied(world: World, mongo_uri: st
     finally:
         await source.close()
         await target.close()
+
+
+async def test_group_calls_copy_both_ways_and_the_worker_registry_does_not(
+    world: World, mongo_uri: str, tmp_path: Path
+) -> None:
+    source = await _opened(sqlite_store(world.copy_db(tmp_path / "src" / SQLITE_FILE)))
+    middle = await _opened(MongoStore(mongo_uri))
+    back = await _opened(sqlite_store(tmp_path / "back" / SQLITE_FILE))
+    group, (alice, bob, carol) = world.rooms[0], (u.id for u in world.users)
+    worker = new_id()
+    try:
+        done, live = sorted(new_id() for _ in range(2))
+        await source.calls.start_group(group_call_doc(done, group, alice, worker))
+        for user in (alice, bob, carol):
+            await source.calls.add_participant(done, user)
+        await source.calls.remove_participant(done, carol)
+        await source.calls.move(done, worker, new_id(), T0)
+        await source.calls.end_group(done, T0, 300, "empty")
+        await source.calls.start_group(group_call_doc(live, group, bob, worker))
+        await source.calls.add_participant(live, bob)
+        await source.sfu_workers.upsert(worker_doc(worker))
+
+        for origin, copy in ((source, middle), (middle, back)):
+            counts = await migrate(origin, copy, batch=3, progress=False, report=False)
+            assert [c.collection for c in counts] == list(COLLECTIONS)
+            assert all(c.ok for c in counts)
+            assert await _everything(copy) == await _everything(source)
+            # The copy serves the live call (its indexes and all), and has no worker registry.
+            assert await copy.calls.live_group(group) == await source.calls.live_group(group)
+            assert await copy.calls.live_on_worker(worker) == [await copy.calls.live_group(group)]
+            assert await copy.sfu_workers.live() == []
+            with pytest.raises(Duplicate):
+                await copy.calls.start_group(group_call_doc(new_id(), group, carol, worker))
+        [ended] = [c for c in (await _everything(back))["calls"] if c["_id"] == done]
+        assert ended["participant_ids"] == [alice, bob, carol] and ended["present_ids"] == []
+        assert ended["callee_id"] is None and ended["moved_at"] == T0
+        assert await middle.db.sfu_workers.count_documents({}) == 0
+    finally:
+        for store in (source, middle, back):
+            await store.close()
 
 
 # --- (e) the command ---------------------------------------------------------------------------

@@ -1,14 +1,13 @@
 """Store parity: the same calls give the same results on both backends (store/base.py).
 
 Each test runs against SQLite (a temporary file, as `make run` uses it) and MongoDB (the wire
-stand-in) with the same expectations, so a behaviour one backend has and the other lacks fails
-here before any service sees it."""
+stand-in), the `store` fixture of conftest.py, with the same expectations, so a behaviour one
+backend has and the other lacks fails here before any service sees it."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,27 +18,9 @@ from fastsock.store.ids import new_id
 from fastsock.store.mongo import MongoStore
 from fastsock.store.sqlite import SqliteStore
 from fastsock.store.words import search_words
-from tests.mongo_standin import EmbeddedMongo
 from tests.store.documents import T0, new_group, new_user, send, tombstone
 
 pytestmark = pytest.mark.once  # covers both backends itself
-
-
-@pytest.fixture(params=["sqlite", "mongo"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
-    """A SQLite file, or a fresh database on the MongoDB stand-in."""
-    if request.param == "sqlite":
-        return tmp_path / "fastsock.db"
-    mongo: EmbeddedMongo = request.getfixturevalue("mongo")
-    return mongo.uri_for("p" + uuid.uuid4().hex[:12])
-
-
-@pytest.fixture
-async def store(target: Path | str) -> AsyncIterator[Store]:
-    opened: Store = SqliteStore(target) if isinstance(target, Path) else MongoStore(target)
-    await opened.prepare(30)
-    yield opened
-    await opened.close()
 
 
 async def _send(store: Store, room: str, sender: str, text: str, cid: str | None = None) -> str:

@@ -15,6 +15,7 @@ from fastsock.store.mongo.deliveries import Deliveries
 from fastsock.store.mongo.memberships import Memberships
 from fastsock.store.mongo.messages import Messages
 from fastsock.store.mongo.rooms import Rooms
+from fastsock.store.mongo.sfu_workers import SfuWorkers
 from fastsock.store.mongo.tokens import RefreshTokens
 from fastsock.store.mongo.transfer import MongoTransfer
 from fastsock.store.mongo.uploads import Uploads
@@ -65,6 +66,7 @@ class MongoStore:
         self.deliveries = Deliveries(db.deliveries)
         self.uploads = Uploads(db.uploads)
         self.calls = Calls(db.calls)
+        self.sfu_workers = SfuWorkers(db.sfu_workers)
         self.transfer = MongoTransfer(db)
         # For the start-up line: never the credentials or the options.
         self.description = "MongoDB at " + re.sub(r"//[^@/]*@", "//", uri).split("?")[0]
@@ -77,7 +79,7 @@ class MongoStore:
             if time.monotonic() > deadline:
                 raise ConnectionFailure("database did not answer in time")
         repos = (self.users, self.tokens, self.rooms, self.memberships, self.messages)
-        for repo in (*repos, self.deliveries, self.uploads, self.calls):
+        for repo in (*repos, self.deliveries, self.uploads, self.calls, self.sfu_workers):
             await repo.create_indexes()
         if removed := await self.rooms.repair():
             log.warning("orphan_memberships_removed", extra={"fields": {"count": removed}})

@@ -33,7 +33,7 @@ ID_FIELDS: dict[str, tuple[str, ...]] = {
     "messages": ("_id", "room_id", "sender_id"),
     "deliveries": ("message_id", "user_id"),
     "uploads": ("_id", "owner_id"),
-    "calls": ("_id", "room_id", "caller_id", "callee_id"),
+    "calls": ("_id", "room_id", "caller_id", "callee_id", "worker_id"),
 }
 # Collections whose `_id` is only MongoDB's row id, outside the contract.
 ROW_ID_ONLY = ("memberships", "deliveries")

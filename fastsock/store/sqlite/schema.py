@@ -225,7 +225,72 @@ _V1 = (
     "CREATE INDEX calls_room ON calls (room_id, id)",  # page
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+# Group calls: `callee_id` becomes nullable (a group call has none), which SQLite can only do
+# by rebuilding the table (create, copy, drop, rename); plus the worker registry.
+_V2 = (
+    """
+    CREATE TABLE calls_v2 (
+        id TEXT PRIMARY KEY,
+        room_id TEXT NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'direct',      -- 'direct' (1:1) or 'group'
+        media TEXT NOT NULL,
+        caller_id TEXT NOT NULL,                  -- a group call's starter
+        callee_id TEXT,                           -- NULL for group calls
+        state TEXT NOT NULL,
+        outcome TEXT,
+        end_reason TEXT,
+        created_at INTEGER,
+        answered_at INTEGER,
+        ended_at INTEGER,
+        duration_s INTEGER NOT NULL DEFAULT 0,
+        worker_id TEXT,                           -- group calls: the SFU worker hosting it
+        participant_ids TEXT NOT NULL DEFAULT '[]',  -- JSON ids, everyone who joined
+        present_ids TEXT NOT NULL DEFAULT '[]',   -- JSON ids, in the call now
+        moved_at INTEGER
+    )
+    """,
+    """
+    INSERT INTO calls_v2 (id, room_id, kind, media, caller_id, callee_id, state, outcome,
+        end_reason, created_at, answered_at, ended_at, duration_s)
+    SELECT id, room_id, kind, media, caller_id, callee_id, state, outcome,
+        end_reason, created_at, answered_at, ended_at, duration_s FROM calls
+    """,
+    "DROP TABLE calls",  # and its index
+    "ALTER TABLE calls_v2 RENAME TO calls",
+    "CREATE INDEX calls_room ON calls (room_id, id)",  # page
+    # start_group (one live group call per room: Duplicate("room_id")), live_group(s)(_in).
+    """
+    CREATE UNIQUE INDEX calls_live_group ON calls (room_id)
+    WHERE kind = 'group' AND state = 'active'
+    """,
+    # live_on_worker
+    """
+    CREATE INDEX calls_live_worker ON calls (worker_id, id)
+    WHERE kind = 'group' AND state = 'active'
+    """,
+    # Ephemeral: not copied by `fastsock migrate` (workers register again).
+    """
+    CREATE TABLE sfu_workers (
+        id TEXT PRIMARY KEY,                      -- the worker's id, new at each start
+        url TEXT NOT NULL,
+        health_url TEXT,
+        version TEXT NOT NULL,
+        capacity INTEGER NOT NULL,
+        state TEXT NOT NULL,                      -- 'up' or 'lost'
+        peers INTEGER NOT NULL DEFAULT 0,
+        tracks INTEGER NOT NULL DEFAULT 0,
+        rooms INTEGER NOT NULL DEFAULT 0,
+        cpu REAL NOT NULL DEFAULT 0,
+        draining INTEGER NOT NULL DEFAULT 0,
+        pending INTEGER NOT NULL DEFAULT 0,       -- admissions sent since the last heartbeat
+        registered_at INTEGER NOT NULL,
+        heartbeat_at INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX sfu_workers_state ON sfu_workers (state, heartbeat_at)",  # live, prune
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 VERSION = len(MIGRATIONS)
 
 _PURGE_BATCH = 1000

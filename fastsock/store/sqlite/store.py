@@ -16,6 +16,7 @@ from fastsock.store.sqlite.engine import Database
 from fastsock.store.sqlite.memberships import Memberships
 from fastsock.store.sqlite.messages import Messages
 from fastsock.store.sqlite.rooms import Rooms
+from fastsock.store.sqlite.sfu_workers import SfuWorkers
 from fastsock.store.sqlite.tokens import RefreshTokens
 from fastsock.store.sqlite.transfer import Transfer
 from fastsock.store.sqlite.uploads import Uploads
@@ -46,6 +47,7 @@ class SqliteStore:
         self.deliveries = Deliveries(self.db)
         self.uploads = Uploads(self.db)
         self.calls = Calls(self.db)
+        self.sfu_workers = SfuWorkers(self.db)
         self.transfer = Transfer(self.db)
         self.description = f"embedded database: {self.path}"
 

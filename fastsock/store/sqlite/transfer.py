@@ -27,7 +27,7 @@ from fastsock.store.sqlite.codec import Doc
 from fastsock.store.sqlite.columns import Table
 from fastsock.store.sqlite.engine import Database
 
-# Each collection is the table of its name.
+# Each collection is the table of its name (not sfu_workers: the registry is not copied).
 _TABLES: dict[str, Table] = {
     t.name: t
     for t in (
