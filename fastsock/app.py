@@ -17,14 +17,14 @@ from fastsock.blobs import make_blob_store
 from fastsock.config import Settings, check_metrics_access, ensure_jwt_secret
 from fastsock.connections import Endpoint, connection_bound
 from fastsock.context import AppContext
-from fastsock.handlers import accounts, calls, client_config, ops, rooms, uploads, web
+from fastsock.handlers import accounts, calls, client_config, ops, rooms, sfu, uploads, web
 from fastsock.handlers.base import BaseHandler, NotFoundHandler
 from fastsock.metrics import Metrics
 from fastsock.paths import private_dir
 from fastsock.realtime.hub import Hub
 from fastsock.realtime.socket import HARD_FRAME_BYTES, ChatSocket
 from fastsock.services import Services
-from fastsock.store import Store, open_store
+from fastsock.store import Store, is_unavailable, open_store
 
 log = logging.getLogger("fastsock")
 
@@ -68,6 +68,11 @@ HANDLERS: list[type[BaseHandler]] = [
     ops.HealthHandler,
     ops.ReadyHandler,
     ops.MetricsHandler,
+    # The SFU workers' internal API: mounted only with FASTSOCK_SFU_SECRET (make_app).
+    sfu.RegisterHandler,
+    sfu.HeartbeatHandler,
+    sfu.EventsHandler,
+    sfu.DeregisterHandler,
 ]
 
 
@@ -105,7 +110,12 @@ def _log_request(handler: RequestHandler) -> None:
 def make_app(ctx: AppContext) -> Application:
     # With a metrics port, /metrics is served there only (make_metrics_app).
     separate = ctx.settings.metrics_port is not None
-    handlers = [h for h in HANDLERS if not (separate and h is ops.MetricsHandler)]
+    handlers = [
+        h
+        for h in HANDLERS
+        if not (separate and h is ops.MetricsHandler)
+        and (ctx.settings.sfu_secret or not getattr(h, "internal", False))
+    ]
     routes: list[Any] = [(_pattern(h.route), h, {"ctx": ctx}) for h in handlers]
     routes += [
         (r"/ws", ChatSocket, {"ctx": ctx}),
@@ -148,6 +158,7 @@ class Server:
         self.port = self.settings.port
         self.metrics_port = self.settings.metrics_port
         self._gc: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -164,6 +175,9 @@ class Server:
         hub = Hub(metrics)
         services = Services.build(store, hub, blobs, s, metrics)
         self.ctx = AppContext(s, store, services, hub, metrics)
+        if s.sfu_secret:
+            # Before the first request: group calls whose worker died meanwhile end.
+            await services.calls.group.workers.start()
         max_connections = connection_bound(
             s.max_connections, resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         )
@@ -179,6 +193,8 @@ class Server:
             )
             self.metrics_port = metrics_only.port
         self._gc = asyncio.create_task(self._collect_garbage(services))
+        if s.sfu_secret:
+            self._sweeper = asyncio.create_task(self._sweep_workers(services))
         log.info(
             "server_started",
             extra={
@@ -231,11 +247,22 @@ class Server:
                 log.exception("upload_gc_failed")
             await asyncio.sleep(GC_INTERVAL_S)
 
+    async def _sweep_workers(self, services: Services) -> None:
+        """SFU workers silent for too long are lost and their calls move (every heartbeat)."""
+        while True:
+            await asyncio.sleep(self.settings.sfu_heartbeat_s)
+            try:
+                await services.calls.group.workers.sweep()
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    log.exception("sfu_sweep_failed")
+
     async def stop(self) -> None:
-        if self._gc is not None:
-            self._gc.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._gc
+        for task in (self._gc, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._endpoints:
             for endpoint in self._endpoints:
                 endpoint.stop_accepting()

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from fastsock.config_calls import TURN_MAX_PORT, TURN_MIN_PORT, turn_settings
+from fastsock.config_calls import TURN_MAX_PORT, TURN_MIN_PORT, sfu_settings, turn_settings
 from fastsock.config_values import PREFIX, ConfigError, choice, flag, port_number, positive
 
 
@@ -43,6 +43,10 @@ class Limits:
     abuse_refusals: int = 200  # refusals within 10 s that close a socket with 4429
     uploads_per_min: int = 30
     call_invites_per_min: int = 5
+    call_joins_per_min: int = 30  # group call joins and worker-lost reports
+    # 1:1 call.signal (SDP, trickled candidates: dozens at a call's start) and call.media_state
+    call_signals_per_s: float = 20.0
+    call_signals_burst: int = 100
     ice_servers_per_min: int = 30  # TURN credentials handed out (each call, each refresh)
     pings_per_s: float = 1.0  # WebSocket `ping` frames, per socket (clients send one per 25 s)
     pings_burst: int = 10
@@ -71,6 +75,9 @@ LIMIT_VARS = {
     "ABUSE_REFUSALS": ("abuse_refusals", int),
     "UPLOADS_PER_MIN": ("uploads_per_min", int),
     "CALL_INVITES_PER_MIN": ("call_invites_per_min", int),
+    "CALL_JOINS_PER_MIN": ("call_joins_per_min", int),
+    "CALL_SIGNALS_PER_S": ("call_signals_per_s", float),
+    "CALL_SIGNALS_BURST": ("call_signals_burst", int),
     "ICE_SERVERS_PER_MIN": ("ice_servers_per_min", int),
     "PINGS_PER_S": ("pings_per_s", float),
     "PINGS_BURST": ("pings_burst", int),
@@ -147,6 +154,13 @@ class Settings:
     turn_max_bps: int = 1_000_000  # bytes/s per allocation, each direction (8 Mbit/s)
     call_ring_s: float = 30.0  # unanswered for this long: missed
     call_grace_s: float = 20.0  # a party's device gone this long without resuming: the call ends
+    # Group calls (docs/calls.md): SFU workers authenticate with sfu_secret; None: no group calls.
+    sfu_secret: str | None = None
+    sfu_heartbeat_s: float = 2.0  # workers heartbeat this often (told at registration)
+    sfu_missed_heartbeats: int = 3  # this many missed: the worker is lost, its calls move
+    sfu_token_ttl_s: int = 60  # join tokens' lifetime
+    call_max_participants: int = 16  # per group call
+    call_empty_grace_s: float = 15.0  # a group call left by a dropped or moved device ends after
 
     @property
     def uploads_path(self) -> Path:
@@ -272,6 +286,7 @@ def load_settings(
             )
         kwargs["max_image_megapixels"] = megapixels
     kwargs.update(turn_settings(get))
+    kwargs.update(sfu_settings(get))
     limits: dict[str, object] = {}
     for suffix, (attr, parse) in LIMIT_VARS.items():
         if (v := get("LIMIT_" + suffix)) is not None:

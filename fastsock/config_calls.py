@@ -1,4 +1,5 @@
-"""Call settings: TURN (coturn and the credentials handed to clients) and 1:1 call timers."""
+"""Call settings: TURN (coturn and the credentials handed to clients), 1:1 call timers, and the
+group-call control plane (SFU workers' secret, heartbeats, participant cap)."""
 
 from __future__ import annotations
 
@@ -80,4 +81,47 @@ def turn_settings(get: Callable[[str], str | None]) -> dict[str, object]:
         kwargs["call_ring_s"] = positive(PREFIX + "CALL_RING_S", v, float)
     if (v := get("CALL_GRACE_S")) is not None:
         kwargs["call_grace_s"] = positive(PREFIX + "CALL_GRACE_S", v, float)
+    return kwargs
+
+
+SFU_SECRET_MIN = 32
+
+
+def sfu_secret(name: str, raw: str) -> str:
+    """The secret FastSock and its SFU workers share (also read by sfu/config.py)."""
+    if len(raw) < SFU_SECRET_MIN:
+        raise ConfigError(f"{name} must be at least {SFU_SECRET_MIN} characters")
+    # Worker env files and config files strip these: the two sides would hold different secrets.
+    if raw != raw.strip() or raw[0] in "\"'" or raw[-1] in "\"'":
+        raise ConfigError(f"{name} must not begin or end with spaces or quotes")
+    return no_controls(name, raw)
+
+
+def _bounded(
+    name: str, raw: str, parse: type[int] | type[float], low: float, high: float
+) -> int | float:
+    value = positive(name, raw, parse)
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {raw!r}")
+    return value
+
+
+def sfu_settings(get: Callable[[str], str | None]) -> dict[str, object]:
+    kwargs: dict[str, object] = {}
+    if (v := get("SFU_SECRET")) is not None:
+        kwargs["sfu_secret"] = sfu_secret(PREFIX + "SFU_SECRET", v)
+        # A user's access token must never pass for a worker's control token (nor the reverse).
+        if v == get("JWT_SECRET"):
+            raise ConfigError(f"{PREFIX}SFU_SECRET must differ from {PREFIX}JWT_SECRET")
+    bounds: dict[str, tuple[type[int] | type[float], float, float]] = {
+        "SFU_HEARTBEAT_S": (float, 0.2, 30),
+        "SFU_MISSED_HEARTBEATS": (int, 2, 20),
+        "SFU_TOKEN_TTL_S": (int, 5, 60),  # join tokens live at most a minute (design.md)
+        "CALL_MAX_PARTICIPANTS": (int, 2, 64),
+    }
+    for key, (parse, low, high) in bounds.items():
+        if (v := get(key)) is not None:
+            kwargs[key.lower()] = _bounded(PREFIX + key, v, parse, low, high)
+    if (v := get("CALL_EMPTY_GRACE_S")) is not None:
+        kwargs["call_empty_grace_s"] = positive(PREFIX + "CALL_EMPTY_GRACE_S", v, float)
     return kwargs

@@ -1,7 +1,8 @@
 """Structured logs: one JSON object per line with `ts, level, event, request_id, user_id?`.
 
 Callers log an event name and safe fields (`log.info("db_down", extra={"fields": {...}})`).
-Tokens, passwords and message text are never passed to a logger."""
+Tokens, passwords and message text are never passed to a logger. The SFU worker (sfu/) logs
+through this module too, so it imports nothing beyond the standard library."""
 
 from __future__ import annotations
 
@@ -9,9 +10,7 @@ import contextvars
 import json
 import logging
 import sys
-from datetime import UTC, datetime
-
-from fastsock.services.clock import iso
+import time
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 user_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("user_id", default=None)
@@ -20,7 +19,7 @@ user_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("user_id", 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
-            "ts": iso(datetime.fromtimestamp(record.created, UTC)),
+            "ts": _timestamp(record),
             "level": record.levelname.lower(),
             "event": record.getMessage(),
             "logger": record.name,
@@ -33,6 +32,12 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    """UTC with milliseconds, as the API shows times (services/clock.iso)."""
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+    return f"{seconds}.{int(record.msecs):03d}Z"
 
 
 def setup(level: str = "INFO") -> None:

@@ -83,6 +83,29 @@ class Metrics:
             registry=r,
         )
 
+        self.sfu_workers = Gauge(
+            "fastsock_sfu_workers",
+            "Registered SFU workers: up (taking calls), draining, stale (heartbeats missed)",
+            ["state"],
+            registry=r,
+        )
+        self.sfu_admissions = Counter(
+            "fastsock_sfu_admissions_total",
+            "Group call joins: admitted, or why not (no_worker, worker_full, call_full, "
+            "not_configured)",
+            ["outcome"],
+            registry=r,
+        )
+        self.sfu_moves = Counter(
+            "fastsock_sfu_moves_total",
+            "Group calls moved to another worker, by why (drain, worker_lost)",
+            ["reason"],
+            registry=r,
+        )
+        self.group_calls_active = Gauge(
+            "fastsock_group_calls_active", "Group calls in progress (all nodes)", registry=r
+        )
+
     def observe_db(self, command: str, seconds: float) -> None:
         self.db_operations.labels(command).observe(seconds)
 

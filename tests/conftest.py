@@ -22,6 +22,7 @@ from tests.mongo_standin import EmbeddedMongo
 from tests.support import Api
 
 JWT_SECRET = "test-secret-" + "x" * 40
+SFU_SECRET = "sfu-test-secret-" + "z" * 32  # FASTSOCK_SFU_SECRET: SFU workers' control plane
 BACKEND = os.environ.get("FASTSOCK_TEST_BACKEND", "sqlite")
 if BACKEND not in ("sqlite", "mongo"):
     raise pytest.UsageError(f"FASTSOCK_TEST_BACKEND must be sqlite or mongo, got {BACKEND!r}")

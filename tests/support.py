@@ -189,6 +189,23 @@ class Socket:
                 raise AssertionError(f"no {type_} frame within {timeout}s; got {types}")
             await self._read_one(remaining)
 
+    async def request(
+        self, type_: str, data: Any = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> dict[str, Any]:
+        """Send an event with a fresh ref; the whole frame answering it (`ack`, `error` or a
+        specific reply), taken out of the kept frames."""
+        ref = f"{type_}-{uuid.uuid4().hex[:8]}"
+        await self.send(type_, data, ref)
+        deadline = time.monotonic() + timeout
+        while True:
+            for index, frame in enumerate(self.frames):
+                if frame.get("ref") == ref:
+                    return self.frames.pop(index)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.closed:
+                raise AssertionError(f"no reply to {type_} within {timeout}s")
+            await self._read_one(remaining)
+
     async def drain(self, quiet: float = 0.3) -> list[dict[str, Any]]:
         """Read until nothing arrives for `quiet` seconds; returns (and keeps) new frames."""
         start = len(self.frames)

@@ -69,6 +69,7 @@ def client_address(request: HTTPServerRequest, trust_proxy: bool) -> str:
 class BaseHandler(RequestHandler):
     route = "unknown"
     auth_required = True
+    max_json_body = MAX_JSON_BODY
 
     def initialize(self, ctx: AppContext) -> None:
         self.ctx = ctx
@@ -113,8 +114,8 @@ class BaseHandler(RequestHandler):
     def json_body(self) -> dict[str, Any]:
         if not self.request.body:
             return {}
-        if len(self.request.body) > MAX_JSON_BODY:
-            raise TooLarge(f"JSON bodies are limited to {MAX_JSON_BODY} bytes")
+        if len(self.request.body) > self.max_json_body:
+            raise TooLarge(f"JSON bodies are limited to {self.max_json_body} bytes")
         body = fields.parse_json(self.request.body, "the body")
         if not isinstance(body, dict):
             raise InvalidRequest("the body must be a JSON object")

@@ -55,6 +55,11 @@ async def call_invite(s: Services, user_id: str, data: Doc, origin: Origin) -> D
     return None
 
 
+async def call_join(s: Services, user_id: str, data: Doc, origin: Origin) -> Doc | None:
+    await s.calls.join(user_id, data, origin)  # answered with call.sfu or call.unavailable
+    return None
+
+
 ROUTES: dict[str, Route] = {
     "message.send": message_send,
     "message.edit": message_edit,
@@ -70,4 +75,8 @@ ROUTES: dict[str, Route] = {
     "call.cancel": lambda s, u, d, o: s.calls.cancel(u, d, o),
     "call.hangup": lambda s, u, d, o: s.calls.hangup(u, d, o),
     "call.signal": lambda s, u, d, o: s.calls.signal(u, d, o),
+    "call.media_state": lambda s, u, d, o: s.calls.media_state(u, d, o),
+    "call.join": call_join,
+    "call.leave": lambda s, u, d, o: s.calls.leave(u, d, o),
+    "call.sfu_lost": lambda s, u, d, o: s.calls.sfu_lost(u, d, o),
 }

@@ -1,5 +1,5 @@
 """One 1:1 call's state: who takes part with which device, where it stands, and the document
-it is stored as. The state machine that moves it is services/calls.py."""
+it is stored as. The state machine that moves it is services/direct_calls.py."""
 
 from __future__ import annotations
 

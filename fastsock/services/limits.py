@@ -97,6 +97,8 @@ class Throttles:
             ),
             "receipt": RateLimiter(limits.receipts_per_s, limits.receipts_burst),
             "call": RateLimiter(limits.call_invites_per_min / 60, limits.call_invites_per_min),
+            "call_join": RateLimiter(limits.call_joins_per_min / 60, limits.call_joins_per_min),
+            "call_signal": RateLimiter(limits.call_signals_per_s, limits.call_signals_burst),
             "ice": RateLimiter(limits.ice_servers_per_min / 60, limits.ice_servers_per_min),
         }
         # Per client IP: password checks in progress (waiting for or in hashing), so that one

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -23,6 +23,8 @@ from fastsock.store import Duplicate, Store
 Doc = dict[str, Any]
 
 ADMIN, MEMBER = "admin", "member"
+# Told (room_id, user_id) after a member left or was removed (group calls evict them).
+MemberRemoved = Callable[[str, str], Awaitable[None]]
 MAX_MEMBERS = 1000
 PUBLIC_LIMIT = 50
 
@@ -33,6 +35,7 @@ class Rooms:
         self.sink = sink
         self.throttles = throttles
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self.on_member_removed: list[MemberRemoved] = []
 
     # --- the authorization point ----------------------------------------------------------
 
@@ -84,8 +87,11 @@ class Rooms:
     # --- reading --------------------------------------------------------------------------
 
     async def view(self, room: Doc) -> Doc:
-        member_ids = await self.store.memberships.member_ids(str(room["_id"]))
-        return room_view(room, member_ids)
+        room_id = str(room["_id"])
+        member_ids = await self.store.memberships.member_ids(room_id)
+        # Only group rooms hold group calls (a 1:1 call is never shown as the room's call).
+        call = await self.store.calls.live_group(room_id) if room["kind"] == "group" else None
+        return room_view(room, member_ids, call)
 
     async def _room(self, room_id: str) -> Doc:
         room = await self.store.rooms.get(room_id)
@@ -110,12 +116,14 @@ class Rooms:
         }
         # A membership without its room is left out, as `_room` treats it as gone.
         listed = [(m, rooms[str(m["room_id"])]) for m in memberships if str(m["room_id"]) in rooms]
-        # Two store calls for the whole list, not three per room.
-        members, summaries = await asyncio.gather(
+        # Three store calls for the whole list, not three per room.
+        groups = [room_id for room_id, r in rooms.items() if r["kind"] == "group"]
+        members, summaries, calls = await asyncio.gather(
             self.store.memberships.member_ids_of(list(rooms)),
             self.store.messages.summaries(
                 user_id, {str(m["room_id"]): m.get("last_read_message_id") for m, _ in listed}
             ),
+            self.store.calls.live_groups_in(groups),
         )
         out = []
         for membership, room in listed:
@@ -123,7 +131,7 @@ class Rooms:
             unread, last = summaries[room_id]
             out.append(
                 {
-                    **room_view(room, members[room_id]),
+                    **room_view(room, members[room_id], calls.get(room_id)),
                     **membership_fields(membership),
                     "unread_count": unread,
                     "last_message": message_view(last) if last else None,
@@ -277,6 +285,8 @@ class Rooms:
         await self.sink.publish(
             [str(m["user_id"]) for m in remaining] + [target], "room.member_removed", event
         )
+        for hook in self.on_member_removed:
+            await hook(room_id, target)
 
     # --- reading position -----------------------------------------------------------------
 

@@ -5,10 +5,12 @@ exactly the same inputs with the same errors. Unknown fields are refused."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 from fastsock.errors import InvalidRequest
 from fastsock.services import fields
@@ -166,7 +168,90 @@ def _candidate(value: Any, name: str) -> dict[str, Any] | None:
     return {k: value[k] for k in allowed if k in value}
 
 
+# The SFU workers' internal API (docs/calls.md, "Group calls"): bodies from workers, which are
+# checked like a client's.
+URL_MAX = 2048
+WORKER_CAPACITY_MAX = 10_000
+WORKER_CALLS_MAX = 1000
+CALL_USERS_MAX = 64
+WORKER_EVENTS_MAX = 256
+
+
+def _url_parts(value: Any) -> SplitResult | None:
+    if not (
+        isinstance(value, str)
+        and len(value) <= URL_MAX
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
+    ):
+        return None
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # ValueError when it is no port number
+    except ValueError:  # also a bracketed host that is no IPv6 address
+        return None
+    return parts
+
+
+def url(*schemes: str, **kw: Any) -> Field:
+    def check(value: Any, name: str) -> str:
+        parts = _url_parts(value)
+        if parts is None or parts.scheme not in schemes or not parts.hostname:
+            raise InvalidRequest(f"{name} must be a {' or '.join(schemes)} URL", field=name)
+        return value
+
+    return Field(check, **kw)
+
+
+def number(low: float, high: float, **kw: Any) -> Field:
+    def check(value: Any, name: str) -> float:
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+            or not low <= value <= high
+        ):
+            raise InvalidRequest(f"{name} must be a number from {low:g} to {high:g}", field=name)
+        return float(value)
+
+    return Field(check, **kw)
+
+
+def records(schema: dict[str, Field], max_items: int, **kw: Any) -> Field:
+    """A list of at most `max_items` objects, each cleaned like a whole input by `schema`."""
+
+    def check(value: Any, name: str) -> list[Doc]:
+        if not isinstance(value, list) or len(value) > max_items:
+            raise InvalidRequest(
+                f"{name} must be a list of at most {max_items} objects", field=name
+            )
+        out = []
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise InvalidRequest(f"{name}[{i}] must be an object", field=name)
+            try:
+                out.append(clean(schema, item))
+            except InvalidRequest as exc:
+                raise InvalidRequest(f"{name}[{i}]: {exc.message}", field=name) from None
+        return out
+
+    return Field(check, **kw)
+
+
 OPTIONAL = {"required": False}
+
+WORKER_CALL = {
+    "call_id": object_id(),
+    "room_id": object_id(),
+    "user_ids": object_ids(CALL_USERS_MAX),
+}
+WORKER_EVENT = {
+    "type": _choice("peer_joined", "peer_left"),
+    "call_id": object_id(),
+    "user_id": object_id(),
+    "reason": Field(_choice("leave", "disconnected", "evicted", "replaced").check, required=False),
+}
 
 SCHEMAS: dict[str, dict[str, Field]] = {
     # WebSocket-only events
@@ -228,6 +313,31 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "sdp": Field(_sdp, required=False),
         "candidate": Field(_candidate, required=False),
     },
+    "call.media_state": {"call_id": object_id(), "audio": boolean(), "video": boolean()},
+    # Group calls: `media` is what the call starts with, if this join starts it.
+    "call.join": {
+        "room_id": object_id(),
+        "media": Field(_choice("audio", "video").check, required=False, default="video"),
+    },
+    "call.leave": {"call_id": object_id()},
+    "call.sfu_lost": {"call_id": object_id()},
+    # SFU workers (internal API)
+    "sfu.register": {
+        "url": url("ws", "wss"),
+        "health_url": url("http", "https", **OPTIONAL),
+        "capacity": integer(1, WORKER_CAPACITY_MAX),
+        "version": text(max_len=64),
+    },
+    "sfu.heartbeat": {
+        "peers": integer(0, WORKER_CAPACITY_MAX * 10),
+        "tracks": integer(0, WORKER_CAPACITY_MAX * 100),
+        "rooms": integer(0, WORKER_CAPACITY_MAX * 10),
+        "cpu": number(0, 64),  # cores
+        "capacity": integer(1, WORKER_CAPACITY_MAX),
+        "draining": boolean(),
+        "calls": records(WORKER_CALL, WORKER_CALLS_MAX),
+    },
+    "sfu.events": {"events": records(WORKER_EVENT, WORKER_EVENTS_MAX)},
     "calls": {
         "before": object_id(**OPTIONAL),
         "limit": integer(1, 100, required=False, default=50),
@@ -251,7 +361,10 @@ def validate(name: str, data: Mapping[str, Any]) -> Doc:
     """Clean `data` against schema `name`: known fields only, each checked (null is not a
     value: it is refused like any other wrong type); absent optional fields take their
     default."""
-    schema = SCHEMAS[name]
+    return clean(SCHEMAS[name], data)
+
+
+def clean(schema: Mapping[str, Field], data: Mapping[str, Any]) -> Doc:
     fields.only(data, set(schema))
     out: Doc = {}
     for key, spec in schema.items():

@@ -46,12 +46,16 @@ def message_view(doc: Doc) -> Doc:
 
 
 def call_view(doc: Doc) -> Doc:
-    return {
+    """A 1:1 call, or a group call (`kind: "group"`, `callee_id: null`, with who took part and
+    who is in it now). Never the SFU worker hosting it."""
+    kind = doc.get("kind", "direct")
+    view = {
         "id": str(doc["_id"]),
         "room_id": str(doc["room_id"]),
+        "kind": kind,
         "media": doc["media"],
         "caller_id": str(doc["caller_id"]),
-        "callee_id": str(doc["callee_id"]),
+        "callee_id": _id(doc.get("callee_id")),
         "state": doc["state"],
         "outcome": doc.get("outcome"),
         "end_reason": doc.get("end_reason"),
@@ -60,9 +64,27 @@ def call_view(doc: Doc) -> Doc:
         "ended_at": iso(doc.get("ended_at")),
         "duration_s": doc.get("duration_s", 0),
     }
+    if kind == "group":
+        view["participant_ids"] = list(doc.get("participant_ids", []))
+        view["present_ids"] = list(doc.get("present_ids", []))
+    return view
 
 
-def room_view(doc: Doc, member_ids: list[str]) -> Doc:
+def active_call_view(doc: Doc | None) -> Doc | None:
+    """A room's live group call as its room view shows it ("call in progress · Join")."""
+    if doc is None:
+        return None
+    return {
+        "id": str(doc["_id"]),
+        "media": doc["media"],
+        "caller_id": str(doc["caller_id"]),
+        "created_at": iso(doc["created_at"]),
+        "present_ids": list(doc.get("present_ids", [])),
+    }
+
+
+def room_view(doc: Doc, member_ids: list[str], active_call: Doc | None = None) -> Doc:
+    """`active_call`: the room's live group call document, if any."""
     return {
         "id": str(doc["_id"]),
         "kind": doc["kind"],
@@ -74,6 +96,7 @@ def room_view(doc: Doc, member_ids: list[str]) -> Doc:
         "member_ids": member_ids,
         "member_count": len(member_ids),
         "version": doc.get("version", 0),
+        "active_call": active_call_view(active_call),
     }
 
 

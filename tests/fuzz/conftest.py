@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from fastsock.app import Server
-from tests.conftest import BACKEND, RELAXED, make_settings
+from tests.conftest import BACKEND, RELAXED, SFU_SECRET, make_settings
 from tests.fuzz.world import LogWatch, World, populate
 
 # Examples generate quickly but each one is a round trip to a server: no deadline, and no
@@ -36,6 +36,7 @@ FUZZ_LIMITS = replace(
     uploads_per_min=10**6,
     call_invites_per_min=10**6,
     ice_servers_per_min=10**6,
+    call_joins_per_min=10**6,
 )
 
 
@@ -56,7 +57,9 @@ async def world(
     watch = LogWatch()
     root = logging.getLogger()
     root.addHandler(watch)
-    server = Server(make_settings(uri, tmp_path_factory.mktemp("fuzz"), limits=FUZZ_LIMITS))
+    data_dir = tmp_path_factory.mktemp("fuzz")
+    # With the SFU secret: group calls and the workers' internal API are fuzzed too.
+    server = Server(make_settings(uri, data_dir, limits=FUZZ_LIMITS, sfu_secret=SFU_SECRET))
     await server.start()
     try:
         world = await populate(server, watch)

@@ -27,7 +27,7 @@ class BodyRoute:
     schema: str
     # Fields the handler takes from the path, over the body's: (field, world name).
     path_fields: tuple[tuple[str, str], ...] = ()
-    auth: bool = True
+    auth: bool | str = True  # "worker": an SFU worker's control token (test_rest_bodies.py)
 
     def url(self, world: World) -> str:
         return self.path.format_map(world.values)
@@ -53,6 +53,9 @@ BODY_ROUTES = (
     BodyRoute("POST", "/rooms/{group}/read", "message.read", (("room_id", "group"),)),
     BodyRoute("POST", "/rooms/{group}/messages", "message.send", (("room_id", "group"),)),
     BodyRoute("PATCH", "/messages/{mine}", "message.edit", (("message_id", "mine"),)),
+    BodyRoute("POST", "/internal/sfu/workers/{worker}/register", "sfu.register", auth="worker"),
+    BodyRoute("POST", "/internal/sfu/workers/{worker}/heartbeat", "sfu.heartbeat", auth="worker"),
+    BodyRoute("POST", "/internal/sfu/workers/{worker}/events", "sfu.events", auth="worker"),
 )
 
 
@@ -107,6 +110,7 @@ PATH_ROUTES = (
     # Last, so that the routes above still find the world's members and messages.
     PathRoute("DELETE", "/rooms/{}/members/{}", ("id", "other")),  # never alice: she stays
     PathRoute("DELETE", "/messages/{}", ("id",)),
+    PathRoute("DELETE", "/internal/sfu/workers/{}", ("id",)),  # refused: a user's token
 )
 
 # Routes without input beyond the access token (fuzzed by test_rest_headers.py).
@@ -123,11 +127,5 @@ NO_INPUT = (
 # Client -> server WebSocket events the server handles (design.md sections 4 and 6),
 # message.delete last so that the events before it still find the world's messages...
 EVENT_TYPES = (*sorted(ROUTES, key=lambda t: (t == "message.delete", t)), "ping")
-# ...and types it must refuse: `auth` after auth, the group-call events design.md section 6
-# names (not implemented), and the names of REST-only schemas.
-REFUSED_TYPES = (
-    "auth",
-    "call.join",
-    "call.leave",
-    *sorted(set(SCHEMAS) - set(EVENT_TYPES) - {"auth"}),
-)
+# ...and types it must refuse: `auth` after auth, and the names of REST-only schemas.
+REFUSED_TYPES = ("auth", *sorted(set(SCHEMAS) - set(EVENT_TYPES) - {"auth"}))

@@ -31,6 +31,9 @@ KINDS = {
     "_resume": "resume",
     "_sdp": "sdp",
     "_candidate": "candidate",
+    "number.<locals>.check": "number",
+    "url.<locals>.check": "url",
+    "records.<locals>.check": "records",
 }
 
 

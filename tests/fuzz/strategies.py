@@ -14,7 +14,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from tests.fuzz.schema_fields import FieldSpec, specs
+from tests.fuzz.schema_fields import FieldSpec, spec_of, specs
 from tests.fuzz.world import ID_NAMES, TOKEN_NAMES, Forged, Named
 
 
@@ -219,7 +219,37 @@ def valid(spec: FieldSpec) -> st.SearchStrategy[Any]:
         return st.none() | st.fixed_dictionaries(
             {"candidate": allowed_text(max_size=200)}, optional=optional
         )
+    if kind == "number":
+        low, high = b["low"], b["high"]
+        return st.floats(low, high) | st.integers(int(low), int(high))
+    if kind == "url":
+        return st.builds(
+            "{}://{}{}{}".format,
+            st.sampled_from(b["schemes"]),
+            st.sampled_from(["127.0.0.1", "sfu-1.example.org", "[::1]"]),
+            st.sampled_from(["", ":1", ":8890", ":65535"]),
+            st.sampled_from(["", "/", "/ws", "/healthz?x=1"]),
+        )
+    if kind == "records":
+        return st.lists(record(b["schema"]), max_size=min(b["max_items"], 3))
     raise LookupError(f"no strategy for {kind} fields")
+
+
+def record(schema: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """One valid-ish object of a `records` field: each of its own fields valid."""
+    fields = [spec_of(name, field) for name, field in schema.items()]
+    return st.fixed_dictionaries(
+        {f.name: valid(f) for f in fields if f.required},
+        optional={f.name: valid(f) for f in fields if not f.required},
+    )
+
+
+@st.composite
+def bad_record(draw: st.DrawFn, schema: dict[str, Any]) -> Any:
+    """An object of a `records` field with one field invalid, or no object at all."""
+    item = draw(record(schema))
+    spec = spec_of(name := draw(st.sampled_from(sorted(schema))), schema[name])
+    return draw(st.sampled_from([item | {name: draw(invalid(spec))}, draw(scalars)]))
 
 
 def invalid(spec: FieldSpec) -> st.SearchStrategy[Any]:
@@ -244,6 +274,34 @@ def invalid(spec: FieldSpec) -> st.SearchStrategy[Any]:
     if kind == "ids":
         too_many = st.lists(object_ids, min_size=b["max_items"] + 1, max_size=b["max_items"] + 2)
         return st.one_of(too_many, st.lists(bad_ids | wrong_type, min_size=1, max_size=3), scalars)
+    if kind == "number":
+        return st.one_of(
+            st.floats(max_value=b["low"], exclude_max=True),
+            st.floats(min_value=b["high"], exclude_min=True),
+            st.sampled_from([float("nan"), float("inf"), "1", "0.5"]),
+            st.none(),
+            st.booleans(),
+            st.lists(scalars, max_size=2),
+        )
+    if kind == "url":
+        scheme = b["schemes"][0]
+        other = "http" if scheme.startswith("ws") else "ws"
+        bad_urls = [
+            *(f"{s}://h/x" for s in ("gopher", other)),
+            *(f"{scheme}:{rest}" for rest in ("/h", "//", "//h:99999/x", "//[zz]/", "//h/ x")),
+            f"{scheme}://h\x00/x",
+            "//h/x",
+        ]
+        return st.one_of(
+            st.sampled_from(bad_urls), hostile_text(), oversize(2048), wrong_type, st.integers()
+        )
+    if kind == "records":
+        return st.one_of(
+            scalars,
+            st.dictionaries(hostile_text(max_size=12), arbitrary_json, max_size=3),
+            st.lists(bad_record(b["schema"]), min_size=1, max_size=3),
+            st.just([{}] * (b["max_items"] + 1)),
+        )
     if kind in ("resume", "sdp", "candidate"):
         sdp = st.fixed_dictionaries(
             {"type": st.sampled_from(["offer", "answer"]), "sdp": oversize(60_000)}

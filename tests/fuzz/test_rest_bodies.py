@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fastsock.calls.sfu_tokens import issue_control
 from fastsock.handlers.base import MAX_JSON_BODY
 from fastsock.services.schemas import SCHEMAS
+from tests.conftest import SFU_SECRET
 from tests.fuzz.checks import brief, check_response, refusal
 from tests.fuzz.routes import BODY_ROUTES, QUERY_ROUTES, BodyRoute, QueryRoute, encoded
 from tests.fuzz.schema_fields import spec_of, specs
@@ -24,6 +27,8 @@ USERNAMES = itertools.count()
 
 
 def token_for(world: World, route: BodyRoute) -> str | None:
+    if route.auth == "worker":  # a fresh one each time (they last 30 s)
+        return issue_control(SFU_SECRET, world.values["worker"], time.time())
     return world.alice.access_token if route.auth else None
 
 

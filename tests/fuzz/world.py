@@ -15,6 +15,7 @@ import jwt
 from PIL import Image
 
 from fastsock.app import Server
+from fastsock.store.ids import new_id
 from tests.conftest import JWT_SECRET
 from tests.support import PASSWORD, Api, User
 
@@ -222,5 +223,6 @@ async def populate(server: Server, logs: LogWatch) -> World:
         "access": alice.access_token,
         "refresh": spare.body["refresh_token"],
         "bob_access": bob.access_token,
+        "worker": new_id(),  # an SFU worker's id, for the internal API
     }
     return World(server, api, alice, bob, carol, values, logs)

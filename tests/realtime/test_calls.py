@@ -471,3 +471,107 @@ async def test_no_call_starts_once_shutdown_has_begun(calls_server: Server) -> N
 
 def _relaxed() -> dict[str, Any]:
     return {f: getattr(RELAXED, f) for f in RELAXED.__dataclass_fields__}
+
+
+async def _active_call(api: Api) -> tuple[User, User, str, str, Socket, Socket]:
+    """Alice calls Bob, who answers: (alice, bob, room, call id, alice's and bob's devices)."""
+    alice, bob = await api.register(), await api.register()
+    room = await _dm(api, alice, bob)
+    alice_ws, bob_ws = await api.ws(alice), await api.ws(bob)
+    call = (await _invite(alice_ws, room))["data"]["call"]
+    assert (await _do(bob_ws, "call.accept", {"call_id": call["id"]}))["type"] == "ack"
+    await alice_ws.expect("call.accepted")
+    return alice, bob, room, call["id"], alice_ws, bob_ws
+
+
+async def test_media_state_goes_only_to_the_other_device_in_the_call(calls_api: Api) -> None:
+    api = calls_api
+    alice, bob, mallory = await api.register(), await api.register(), await api.register()
+    room = await _dm(api, alice, bob)
+    alice_ws, alice_tab = await api.ws(alice), await api.ws(alice)
+    bob_phone, bob_laptop, mallory_ws = await api.ws(bob), await api.ws(bob), await api.ws(mallory)
+    call = (await _invite(alice_ws, room))["data"]["call"]
+    muted = {"call_id": call["id"], "audio": False, "video": True}
+    # Ringing: there is no media to speak of yet.
+    early = await _do(alice_ws, "call.media_state", muted)
+    assert early["type"] == "error" and early["data"]["code"] == "not_found"
+    await _do(bob_laptop, "call.accept", {"call_id": call["id"]})
+    await alice_ws.expect("call.accepted")
+
+    assert (await _do(alice_ws, "call.media_state", muted))["type"] == "ack"
+    assert await bob_laptop.expect("call.media_state") == {**muted, "from": alice.id}
+    camera_off = {"call_id": call["id"], "audio": True, "video": False}
+    assert (await _do(bob_laptop, "call.media_state", camera_off))["type"] == "ack"
+    assert await alice_ws.expect("call.media_state") == {**camera_off, "from": bob.id}
+    # Bob's other device is not in the call: it cannot speak for it.
+    refused = await _do(bob_phone, "call.media_state", muted)
+    assert refused["type"] == "error" and refused["data"]["code"] == "forbidden"
+    # Outsiders get the answer a call that does not exist gets.
+    for call_id in (call["id"], "0" * 24):
+        refused = await _do(mallory_ws, "call.media_state", {**muted, "call_id": call_id})
+        assert refused["type"] == "error" and refused["data"]["code"] == "not_found"
+
+    # A message to the room reaches every device after any relay sent before it: none but
+    # the two expected above (which `expect` took) went anywhere, and no echo came back.
+    await api.send(alice, room, "barrier")
+    for ws in (alice_ws, alice_tab, bob_phone, bob_laptop):
+        await ws.expect("message.new")
+        assert not [f for f in ws.frames if f.get("type") == "call.media_state"]
+    await mallory_ws.drain(0.3)
+    assert _call_frames(mallory_ws) == []
+
+    await _do(alice_ws, "call.hangup", {"call_id": call["id"]})
+    late = await _do(bob_laptop, "call.media_state", camera_off)
+    assert late["type"] == "error" and late["data"]["code"] == "not_found"
+
+
+async def test_media_state_bodies_are_checked(calls_api: Api) -> None:
+    api = calls_api
+    _alice, _bob, _room, call_id, alice_ws, bob_ws = await _active_call(api)
+    for bad, field in (
+        ({"call_id": call_id, "audio": True}, "video"),
+        ({"call_id": call_id, "video": True}, "audio"),
+        ({"call_id": call_id, "audio": "yes", "video": True}, "audio"),
+        ({"call_id": call_id, "audio": True, "video": 1}, "video"),
+        ({"call_id": call_id, "audio": None, "video": True}, "audio"),
+        ({"call_id": "nope", "audio": True, "video": True}, "call_id"),
+        ({"audio": True, "video": True}, "call_id"),
+        ({"call_id": call_id, "audio": True, "video": True, "screen": True}, "screen"),
+    ):
+        refused = await _do(alice_ws, "call.media_state", bad)
+        assert refused["type"] == "error", bad
+        assert refused["data"]["code"] == "invalid_request", bad
+        assert refused["data"]["field"] == field, bad
+    # Nothing was relayed, and the connection still works.
+    await _do(alice_ws, "call.signal", {"call_id": call_id, "sdp": OFFER})
+    assert (await bob_ws.expect("call.signal"))["sdp"] == OFFER
+    assert not [f for f in bob_ws.frames if f.get("type") == "call.media_state"]
+
+
+async def test_media_state_is_rate_limited(db_uri: str | None, tmp_path: Path) -> None:
+    # One budget for a call's signals and media-state changes: a client cannot flood the peer.
+    limits = Limits(**{**_relaxed(), "call_signals_per_s": 0.01, "call_signals_burst": 2})
+    srv = await _server(db_uri, tmp_path, limits=limits)
+    try:
+        api = Api(srv.port)
+        alice, _bob, room, call_id, alice_ws, bob_ws = await _active_call(api)
+        state = {"call_id": call_id, "audio": False, "video": False}
+        for _ in range(2):
+            assert (await _do(alice_ws, "call.media_state", state))["type"] == "ack"
+        for event, data in (
+            ("call.media_state", state),
+            ("call.signal", {"call_id": call_id, "sdp": OFFER}),
+        ):
+            refused = await _do(alice_ws, event, data)
+            assert refused["type"] == "error" and refused["data"]["code"] == "rate_limited"
+            assert refused["data"]["retry_after"] > 0
+        await bob_ws.expect("call.media_state")
+        await bob_ws.expect("call.media_state")
+        # A room message reaches Bob after any relay sent before it: there was no other.
+        await api.send(alice, room, "barrier")
+        await bob_ws.expect("message.new")
+        assert not [
+            f for f in bob_ws.frames if f.get("type") in ("call.signal", "call.media_state")
+        ]
+    finally:
+        await srv.stop()
