@@ -317,6 +317,46 @@ async def test_busy_and_unavailable_callee(new_page, api) -> None:
     await expect(summaries).to_have_text(["Missed voice call", "Missed voice call"])
 
 
+async def test_the_other_side_sees_my_mute_and_camera_off(new_page, api) -> None:
+    """Issue 11: muting and turning the camera off are signalled (`call.media_state`): the
+    other side shows a "Muted" badge, and the avatar instead of black video; turning them
+    back on removes both. Muted while it still rang: the callee learns it on answering."""
+    _alice, _bob, _dm, page, bob_page = await dm_pair(new_page, api)
+    muted = page.get_by_test_id("remote-muted")
+    camera_off = page.get_by_test_id("remote-camera-off")
+    await page.get_by_test_id("call-video-button").click()
+    await bob_page.get_by_test_id("call-accept-video").click()
+    await wait_frames(page)
+    await expect(muted).to_be_hidden()
+    await expect(camera_off).to_be_hidden()
+
+    await bob_page.get_by_test_id("call-mute").click()
+    await expect(muted).to_be_visible()
+    await expect(muted).to_have_attribute("aria-label", "Bob muted their microphone")
+    await expect(page.get_by_test_id("remote-video")).to_be_visible()  # still his video
+    await bob_page.get_by_test_id("call-camera").click()
+    await expect(camera_off).to_have_text("Bob's camera is off")
+    await expect(page.get_by_test_id("remote-video")).to_be_hidden()
+    await bob_page.get_by_test_id("call-mute").click()
+    await bob_page.get_by_test_id("call-camera").click()
+    await expect(muted).to_be_hidden()
+    await expect(camera_off).to_be_hidden()
+    await expect(page.get_by_test_id("remote-video")).to_be_visible()
+    await page.get_by_test_id("call-hangup").click()
+    for p in (page, bob_page):
+        await expect(p.get_by_test_id("call-screen")).to_be_hidden(timeout=8000)
+
+    # Alice mutes while Bob's side still rings.
+    await page.get_by_test_id("call-video-button").click()
+    await expect(page.get_by_test_id("call-status")).to_have_text("Calling Bob… ringing")
+    await page.get_by_test_id("call-mute").click()
+    await bob_page.get_by_test_id("call-accept-video").click()
+    bob_sees = bob_page.get_by_test_id("remote-muted")
+    await expect(bob_sees).to_be_visible(timeout=CALL_TIMEOUT)
+    await expect(bob_sees).to_have_attribute("aria-label", "Alice muted their microphone")
+    await expect(bob_page.get_by_test_id("remote-camera-off")).to_be_hidden()
+
+
 async def test_call_buttons_only_in_direct_rooms_and_off_while_offline(new_page, api) -> None:
     alice, bob, _dm, page, _bob_page = await dm_pair(new_page, api, bob_opens=False)
     group = await api.group(alice, bob)

@@ -17,8 +17,8 @@ async function hasDevice(kind) {
   }
 }
 
-async function describe(err, video) {
-  const what = video ? 'camera and microphone' : 'microphone';
+async function describe(err, { audio = true, video }) {
+  const what = !audio ? 'camera' : video ? 'camera and microphone' : 'microphone';
   switch (err?.name) {
     case 'NotAllowedError':
     case 'PermissionDeniedError':
@@ -26,7 +26,7 @@ async function describe(err, video) {
     case 'NotFoundError':
     case 'DevicesNotFoundError': {
       if (video && !(await hasDevice('videoinput'))) {
-        return new MediaError('No camera found. Connect one, or make a voice call instead.', 'no_camera');
+        return new MediaError(audio ? 'No camera found. Connect one, or make a voice call instead.' : 'No camera found. Connect one and try again.', 'no_camera');
       }
       return new MediaError('No microphone found. Connect one and try again.', 'no_microphone');
     }
@@ -44,20 +44,28 @@ async function describe(err, video) {
   }
 }
 
-// -> MediaStream with one audio track, plus one video track when `video`.
-export async function getLocalMedia(video) {
+const AUDIO = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
+const VIDEO = { width: { ideal: 1280 }, height: { ideal: 720 }, facingMode: 'user' };
+
+async function capture({ audio, video }) {
   if (!navigator.mediaDevices?.getUserMedia) {
     throw new MediaError('Calls need a secure connection (HTTPS) and a browser with WebRTC.', 'unsupported');
   }
-  const constraints = {
-    audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
-    video: video ? { width: { ideal: 1280 }, height: { ideal: 720 }, facingMode: 'user' } : false,
-  };
   try {
-    return await navigator.mediaDevices.getUserMedia(constraints);
+    return await navigator.mediaDevices.getUserMedia({ audio: audio ? AUDIO : false, video: video ? VIDEO : false });
   } catch (err) {
-    throw await describe(err, video);
+    throw await describe(err, { audio, video });
   }
+}
+
+// -> MediaStream with one audio track, plus one video track when `video`.
+export function getLocalMedia(video) {
+  return capture({ audio: true, video });
+}
+
+// -> MediaStream with the camera only (turning it on later in a group call).
+export function getCamera() {
+  return capture({ audio: false, video: true });
 }
 
 export function stopStream(stream) {

@@ -3,7 +3,8 @@
 // arrive before the remote description are queued until it is set. Signals are applied one at
 // a time, in arrival order.
 
-function cleanCandidate(c) {
+// A candidate as sent over the wire: only the fields that are set.
+export function cleanCandidate(c) {
   const out = {};
   for (const key of ['candidate', 'sdpMid', 'sdpMLineIndex', 'usernameFragment']) {
     if (c[key] !== null && c[key] !== undefined) out[key] = c[key];

@@ -1,7 +1,8 @@
 // Ringtones made with WebAudio (no audio files): 'ring' for an incoming call, 'ringback' for
 // the caller while the other side rings. Browsers may keep an AudioContext suspended until the
 // user interacts with the page (autoplay policy): then `blocked` is true, `onBlocked` is told,
-// and the tone starts at the next click or key press. stop() always silences it: it stops the
+// and the tone starts at the next click or key press. once() plays the pattern a single time
+// (a group call starting), now or not at all. stop() always silences it: it stops the
 // scheduler, every scheduled oscillator, and closes the context.
 
 const PATTERNS = {
@@ -24,10 +25,23 @@ export class Ringtone {
     this.nodes = new Set();
     this.timer = null;
     this.blocked = false;
+    this.repeat = true;
+    this.onceTimer = null;
     this.unlock = () => this.resume();
   }
 
   get playing() { return Boolean(this.ctx); }
+
+  // One pass of the pattern, then silence. A browser that holds the audio back gets no ring
+  // later: a late ring would announce nothing.
+  once() {
+    if (this.ctx) return;
+    this.repeat = false;
+    this.start();
+    if (!this.ctx) { this.repeat = true; return; } // no WebAudio here
+    const length = Math.max(...this.pattern.notes.map(([offset, len]) => offset + len));
+    this.onceTimer = setTimeout(() => this.stop(), (length + 0.3) * 1000);
+  }
 
   start() {
     if (this.ctx) return;
@@ -50,6 +64,7 @@ export class Ringtone {
       // A context the autoplay policy holds stays suspended: wait for a gesture.
       setTimeout(() => {
         if (this.ctx && this.ctx.state !== 'running') {
+          if (!this.repeat) { this.stop(); return; }
           this.blocked = true;
           GESTURES.forEach((g) => window.addEventListener(g, this.unlock, { capture: true }));
           this.onBlocked?.(true);
@@ -96,12 +111,16 @@ export class Ringtone {
         }
       }
       this.nextAt += period;
+      if (!this.repeat) { this.nextAt = Infinity; break; }
     }
   }
 
   stop() {
     clearInterval(this.timer);
+    clearTimeout(this.onceTimer);
     this.timer = null;
+    this.onceTimer = null;
+    this.repeat = true;
     GESTURES.forEach((g) => window.removeEventListener(g, this.unlock, { capture: true }));
     const ctx = this.ctx;
     this.ctx = null;

@@ -1,5 +1,8 @@
 // Connection quality from RTCPeerConnection.getStats(): round-trip time of the selected
-// candidate pair, and packet loss of the inbound RTP streams since the previous sample.
+// candidate pair, and packet loss of the inbound RTP streams since the previous sample; and
+// the sampling of a call's connection (1:1 in connection.js, group in group.js).
+
+const STATS_EVERY_MS = 2000;
 
 const LEVELS = [
   // [level, max round trip (ms), max loss (%)]
@@ -66,6 +69,30 @@ export async function sample(pc, prev) {
     framesDecoded,
     packets: { lost, received },
   };
+}
+
+// Sample session `s`'s connection every STATS_EVERY_MS from now (the manager's finish() stops
+// s.statsTimer). `connOf(s)`: the session's current connection (its `pc` is sampled), or null.
+export function watchQuality(m, s, connOf) {
+  clearInterval(s.statsTimer);
+  s.statsTimer = setInterval(() => pollQuality(m, s, connOf), STATS_EVERY_MS);
+}
+
+// One sample into `s.quality` (one at a time; dropped if the connection changed meanwhile),
+// then the manager `m` fires 'stats' for the views.
+export async function pollQuality(m, s, connOf) {
+  const conn = connOf(s);
+  if (!conn || s.polling) return;
+  s.polling = true;
+  try {
+    const q = await sample(conn.pc, s.quality);
+    if (connOf(s) === conn) {
+      s.quality = q;
+      if (m.session === s) m.dispatchEvent(new Event('stats'));
+    }
+  } catch { /* closed meanwhile */ } finally {
+    s.polling = false;
+  }
 }
 
 export function describeQuality(q) {

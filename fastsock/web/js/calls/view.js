@@ -1,17 +1,17 @@
 // The call UI: the incoming-call dialog (over whatever conversation is open) and the call
 // screen (calling…, connecting, in call, the final words), full size or minimised to a corner
-// so the conversation stays usable. Elements are built once and updated in place, so video
-// elements keep playing across updates.
+// so the conversation stays usable; mountCalls() also mounts the group call screen (grid.js).
+// Elements are built once and updated in place, so video elements keep playing across updates.
 import { h, icon } from '../dom.js';
 import { store } from '../store.js';
 import { avatar } from '../views/avatar.js';
 import { calls } from './manager.js';
-import { describeQuality } from './stats.js';
-import { fmtDuration, mediaWord } from './wording.js';
-
-const FOCUSABLE = 'button:not([disabled]):not([hidden]), [tabindex]:not([tabindex="-1"])';
-let idSeq = 0;
-const uid = (p) => `${p}-${(idSeq += 1)}`;
+import {
+  hideScreen, paintCamera, paintMic, playAudio, qualityMeter, setScreenMini, soundButton, Ticker, trapTab, uid,
+} from './controls.js';
+import { GroupCallScreen } from './grid.js';
+import { groupCalls } from './group.js';
+import { mediaWord } from './wording.js';
 
 function partnerUser(s) {
   return store.user(s.partnerId) || { id: s.partnerId, display_name: store.displayName(s.partnerId) };
@@ -127,28 +127,32 @@ class CallScreen {
     this.localVideo = h('video', { class: 'call-local', autoplay: true, playsinline: true, 'data-testid': 'local-video', 'aria-label': 'Your camera' });
     this.localVideo.muted = true;
     this.personaPic = h('span', { class: 'call-persona-avatar' });
-    this.persona = h('div', { class: 'call-persona', 'aria-hidden': 'true' }, this.personaPic);
+    // The other side's camera is off (call.media_state): their avatar and these words instead
+    // of black video.
+    this.cameraOffNote = h('p', { class: 'call-persona-note', 'data-testid': 'remote-camera-off', hidden: true });
+    this.persona = h('div', { class: 'call-persona' }, this.personaPic, this.cameraOffNote);
     this.title = h('h2', { id: titleId, class: 'call-title', tabindex: '-1', 'data-testid': 'call-title' });
     this.status = h('p', { class: 'call-status', role: 'status', 'aria-live': 'polite', 'data-testid': 'call-status' });
     this.timer = h('span', { class: 'call-timer', 'data-testid': 'call-timer', 'aria-label': 'Call duration', hidden: true });
-    this.quality = h('span', { class: 'call-quality', role: 'img', 'data-testid': 'call-quality', hidden: true },
-      h('span', { class: 'bar' }), h('span', { class: 'bar' }), h('span', { class: 'bar' }));
+    this.ticker = new Ticker(this.timer);
+    // The other side's microphone is off (call.media_state).
+    this.remoteMuted = h('span', { class: 'call-remote-muted', 'data-testid': 'remote-muted', hidden: true }, icon('micOff'), h('span', { 'data-role': 'text' }));
+    this.meter = qualityMeter('call-quality');
     this.sizeBtn = h('button', { type: 'button', class: 'call-icon-btn', 'data-testid': 'call-minimize', onclick: () => this.setMini(!this.mini) });
     this.mic = h('button', { type: 'button', class: 'call-round', 'aria-label': 'Mute microphone', 'data-testid': 'call-mute', onclick: () => calls.toggleMic() });
     this.camera = h('button', { type: 'button', class: 'call-round', 'aria-label': 'Turn camera off', 'data-testid': 'call-camera', onclick: () => calls.toggleCamera() });
     this.hangupBtn = h('button', { type: 'button', class: 'call-round call-danger', 'aria-label': 'Hang up', 'data-testid': 'call-hangup', onclick: () => calls.hangup() }, icon('hangup'));
     this.closeBtn = h('button', { type: 'button', class: 'btn call-close', 'data-testid': 'call-close', onclick: () => calls.dismiss() }, 'Close');
-    this.soundBtn = h('button', { type: 'button', class: 'btn btn-small call-sound', 'data-testid': 'call-enable-sound', hidden: true, onclick: () => this.playAudio() }, icon('speaker'), 'Turn on sound');
+    this.soundBtn = soundButton('call-enable-sound', () => this.playAudio());
     this.stage = h('div', { class: 'call-stage' }, this.remoteVideo, this.persona, this.localVideo, this.remoteAudio);
     this.el = h('div', { class: 'call-screen', role: 'dialog', 'aria-modal': 'true', 'aria-labelledby': titleId, 'data-testid': 'call-screen', hidden: true },
       this.stage,
       h('header', { class: 'call-top' },
-        h('div', { class: 'call-heading' }, this.title, h('div', { class: 'call-subline' }, this.status, this.timer)),
-        this.quality, this.sizeBtn),
+        h('div', { class: 'call-heading' }, this.title, h('div', { class: 'call-subline' }, this.status, this.timer, this.remoteMuted)),
+        this.meter.el, this.sizeBtn),
       h('div', { class: 'call-controls' }, this.soundBtn, this.mic, this.camera, this.hangupBtn, this.closeBtn));
     this.setMini(false, { focus: false });
     this.shownFor = null;
-    this.tick = null;
     document.addEventListener('keydown', (ev) => this.onKey(ev));
     calls.addEventListener('stats', () => this.renderQuality(calls.session));
   }
@@ -187,8 +191,17 @@ class CallScreen {
     const localHasVideo = Boolean(s.local && s.local.getVideoTracks().length);
     if (this.localVideo.srcObject !== (localHasVideo ? s.local : null)) this.localVideo.srcObject = localHasVideo ? s.local : null;
     const remoteVideoLive = Boolean(s.remote && s.remote.getVideoTracks().some((t) => t.readyState === 'live' && !t.muted));
-    this.remoteVideo.hidden = !video || !remoteVideoLive || ended;
-    this.persona.hidden = video && remoteVideoLive && !ended;
+    // Their camera turned off: the frames may still come (black), but show their avatar.
+    const remoteCameraOff = video && s.remoteMedia?.video === false && !ended;
+    this.remoteVideo.hidden = !video || !remoteVideoLive || remoteCameraOff || ended;
+    this.persona.hidden = !this.remoteVideo.hidden;
+    this.cameraOffNote.hidden = !remoteCameraOff;
+    this.cameraOffNote.textContent = `${name}'s camera is off`;
+    const remoteMuted = s.remoteMedia?.audio === false && !ended;
+    this.remoteMuted.hidden = !remoteMuted;
+    this.remoteMuted.querySelector('[data-role=text]').textContent = 'Muted';
+    this.remoteMuted.title = `${name} muted their microphone`;
+    this.remoteMuted.setAttribute('aria-label', `${name} muted their microphone`);
     this.localVideo.hidden = !localHasVideo || s.cameraOff || ended;
     this.el.classList.toggle('has-remote-video', !this.remoteVideo.hidden);
 
@@ -211,17 +224,9 @@ class CallScreen {
     // Controls.
     const ringing = s.phase === 'preparing' || s.phase === 'outgoing';
     this.mic.hidden = ended;
-    this.mic.disabled = !s.local;
-    this.mic.replaceChildren(icon(s.micMuted ? 'micOff' : 'mic'));
-    this.mic.setAttribute('aria-pressed', String(s.micMuted));
-    this.mic.setAttribute('aria-label', 'Mute microphone');
-    this.mic.title = s.micMuted ? 'Microphone off — click to unmute' : 'Mute microphone';
+    paintMic(this.mic, { muted: s.micMuted, available: Boolean(s.local) });
     this.camera.hidden = ended || !video;
-    this.camera.disabled = !localHasVideo;
-    this.camera.replaceChildren(icon(s.cameraOff || !localHasVideo ? 'videoOff' : 'video'));
-    this.camera.setAttribute('aria-pressed', String(s.cameraOff));
-    this.camera.setAttribute('aria-label', 'Turn camera off');
-    this.camera.title = !localHasVideo ? 'No camera in this call' : s.cameraOff ? 'Camera off — click to turn it on' : 'Turn camera off';
+    paintCamera(this.camera, { off: s.cameraOff, has: localHasVideo });
     this.hangupBtn.hidden = ended;
     const hangLabel = ringing ? 'Cancel call' : 'Hang up';
     this.hangupBtn.setAttribute('aria-label', hangLabel);
@@ -235,71 +240,24 @@ class CallScreen {
 
   updateTimer(s) {
     const counting = s.acceptedAt && ['connecting', 'active', 'reconnecting'].includes(s.phase);
-    this.timer.hidden = !counting;
-    clearInterval(this.tick);
-    this.tick = null;
-    if (!counting) return;
-    const paint = () => { this.timer.textContent = fmtDuration(calls.elapsed(s)); };
-    paint();
-    this.tick = setInterval(paint, 1000);
+    if (counting) this.ticker.start(() => calls.elapsed(s)); else this.ticker.stop();
   }
 
   renderQuality(s) {
-    const q = s?.quality;
-    const show = Boolean(s && ['active', 'reconnecting'].includes(s.phase) && q && q.level);
-    this.quality.hidden = !show;
-    if (!show) return;
-    const level = s.phase === 'reconnecting' ? 'poor' : q.level;
-    this.quality.dataset.level = level;
-    this.quality.dataset.path = q.path || '';
-    const text = describeQuality({ ...q, level });
-    this.quality.setAttribute('aria-label', text);
-    this.quality.title = text;
+    const show = Boolean(s && ['active', 'reconnecting'].includes(s.phase));
+    this.meter.render(s?.quality, { show, reconnecting: s?.phase === 'reconnecting' });
   }
 
-  playAudio() {
-    const p = this.remoteAudio.play();
-    if (!p) return;
-    p.then(() => { this.soundBtn.hidden = true; }).catch((err) => {
-      // Autoplay refused (no user gesture on this page yet): let them start the sound.
-      if (err.name === 'NotAllowedError') this.soundBtn.hidden = false;
-    });
-  }
+  // Autoplay refused (no user gesture on this page yet): the button lets them start the sound.
+  playAudio() { playAudio(this.remoteAudio, this.soundBtn); }
 
-  setMini(mini, { focus = true } = {}) {
-    this.mini = mini;
-    this.el.classList.toggle('mini', mini);
-    // Minimised it is a small floating panel, not a modal dialog.
-    this.el.setAttribute('role', mini ? 'region' : 'dialog');
-    if (mini) this.el.removeAttribute('aria-modal'); else this.el.setAttribute('aria-modal', 'true');
-    this.sizeBtn.replaceChildren(icon(mini ? 'expand' : 'minimize'));
-    const label = mini ? 'Expand the call' : 'Minimise the call (keeps it going)';
-    this.sizeBtn.setAttribute('aria-label', label);
-    this.sizeBtn.title = label;
-    if (!focus) return;
-    if (mini) {
-      if (this.opener && this.opener.isConnected && this.opener !== document.body) this.opener.focus({ preventScroll: true });
-      else document.querySelector('[data-testid=composer-input]')?.focus();
-    } else {
-      this.title.focus({ preventScroll: true });
-    }
-  }
+  setMini(mini, opts) { setScreenMini(this, mini, opts); }
 
   hide() {
-    if (this.el.hidden) return;
-    const hadFocus = this.el.contains(document.activeElement);
-    this.el.hidden = true;
-    this.shownFor = null;
-    clearInterval(this.tick);
-    this.tick = null;
+    if (!hideScreen(this)) return;
     this.remoteVideo.srcObject = null;
     this.remoteAudio.srcObject = null;
     this.localVideo.srcObject = null;
-    this.soundBtn.hidden = true;
-    if (hadFocus) {
-      if (this.opener && this.opener.isConnected && this.opener !== document.body) this.opener.focus({ preventScroll: true });
-      else document.querySelector('[data-testid=composer-input]')?.focus();
-    }
   }
 
   onKey(ev) {
@@ -312,13 +270,7 @@ class CallScreen {
       if (s && s.phase === 'ended') calls.dismiss();
       else this.setMini(true);
     } else if (ev.key === 'Tab') {
-      const items = [...this.el.querySelectorAll(FOCUSABLE)].filter((el) => el.offsetParent !== null);
-      if (!items.length) return;
-      const first = items[0];
-      const last = items[items.length - 1];
-      if (!this.el.contains(document.activeElement)) { ev.preventDefault(); first.focus(); return; }
-      if (ev.shiftKey && (document.activeElement === first || document.activeElement === this.title)) { ev.preventDefault(); last.focus(); }
-      else if (!ev.shiftKey && document.activeElement === last) { ev.preventDefault(); first.focus(); }
+      trapTab(this.el, this.title, ev);
     }
   }
 }
@@ -326,14 +278,21 @@ class CallScreen {
 export function mountCalls() {
   const incoming = new IncomingDialog();
   const screen = new CallScreen();
+  const group = new GroupCallScreen();
   screen.incoming = incoming;
-  document.body.append(screen.el, incoming.el);
+  document.body.append(screen.el, group.el, incoming.el);
   const render = () => {
     const s = calls.session;
     screen.update(s);
     incoming.update(s);
   };
+  const renderGroup = () => group.update(groupCalls.session);
   calls.on(render);
-  store.on('users', () => { if (calls.session) render(); });
+  groupCalls.on(renderGroup);
+  store.on('users', () => {
+    if (calls.session) render();
+    if (groupCalls.session) renderGroup();
+  });
   render();
+  renderGroup();
 }

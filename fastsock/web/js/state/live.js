@@ -73,8 +73,9 @@ export const live = {
         const added = this.upsert(m, { fromLive: true });
         this.touchRoom(m);
         // A call the callee answered or declined is not news to them (the server moves their
-        // read pointer past it); missed calls count as unread like messages.
-        const seenCall = m.type === 'call' && ['completed', 'declined'].includes(m.call?.outcome);
+        // read pointer past it); missed calls count as unread like messages, and so do group
+        // calls' entries (the server moves no read pointer for them).
+        const seenCall = m.type === 'call' && m.call?.kind !== 'group' && ['completed', 'declined'].includes(m.call?.outcome);
         if (!mine) {
           this.confirmDelivery([m]);
           this.setTyping(m.room_id, m.sender_id, false);

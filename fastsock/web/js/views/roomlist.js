@@ -1,16 +1,17 @@
-// The room list: DMs and groups, newest activity first, preview and unread badge.
+// The room list: DMs and groups, newest activity first, preview, unread badge, mute and
+// in-call marks.
 import { h, fmtTime } from '../dom.js';
 import { store } from '../store.js';
 import { avatar } from './avatar.js';
 import { isMuted } from './notifications.js';
-import { callPreview } from '../calls/wording.js';
+import { callPartnerId, callPreview } from '../calls/wording.js';
+import { callMark, callWords } from '../calls/join_bar.js';
 
 function preview(room) {
   const m = room.last_message;
   if (!m) return 'No messages yet';
   if (m.type === 'call' && m.call) {
-    const partner = m.call.caller_id === store.me.id ? m.call.callee_id : m.call.caller_id;
-    return callPreview(m.call, store.me.id, store.displayName(partner));
+    return callPreview(m.call, store.me.id, store.displayName(callPartnerId(m.call, store.me.id)));
   }
   const who = m.sender_id === store.me.id ? 'You' : store.displayName(m.sender_id);
   let body = m.text;
@@ -32,7 +33,7 @@ export function renderRoomList(el, { current, onOpen }) {
     const pic = room.kind === 'direct'
       ? avatar(store.user(partnerId) || { id: partnerId, display_name: name }, 'md', { presence: true })
       : h('span', { class: 'avatar avatar-md avatar-group', 'aria-hidden': 'true', text: '#' });
-    const label = `${name}${unread ? `, ${unread} unread` : ''}${isMuted(room.id) ? ', muted' : ''}. ${preview(room)}`;
+    const label = `${name}${unread ? `, ${unread} unread` : ''}${isMuted(room.id) ? ', muted' : ''}${callWords(room.id)}. ${preview(room)}`;
     const btn = h('button', {
       type: 'button',
       class: `room-item${room.id === current ? ' active' : ''}${unread ? ' unread' : ''}`,
@@ -47,6 +48,7 @@ export function renderRoomList(el, { current, onOpen }) {
       h('span', { class: 'room-top' },
         h('span', { class: 'room-name', 'data-testid': 'room-name', text: name }),
         isMuted(room.id) ? h('span', { class: 'muted-mark', title: 'Muted', text: '🔕' }) : null,
+        callMark(room.id),
         room.last_message ? h('time', { class: 'room-time', text: fmtTime(room.last_message.created_at) }) : null),
       h('span', { class: 'room-bottom' },
         h('span', { class: 'room-preview', 'data-testid': 'room-preview', text: preview(room) }),
