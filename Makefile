@@ -3,8 +3,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
+SFU_STAMP := $(VENV)/.installed-sfu
 
-.PHONY: run test fuzz lint format bench clean
+.PHONY: run sfu test fuzz lint format bench bench-sfu clean
 
 $(PY):
 	"$$(scripts/find-python)" -m venv $(VENV)
@@ -22,6 +23,19 @@ $(TEST_STAMP): pyproject.toml | $(PY)
 
 run: $(RUN_STAMP)
 	$(VENV)/bin/fastsock serve
+
+# The SFU worker's extra pins aiortc and av exactly (it relies on their private internals).
+$(SFU_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[sfu]'
+	@touch $(SFU_STAMP) $(RUN_STAMP)
+
+# One SFU worker for group calls, next to `make run` on this machine (README, "Group calls"):
+# FASTSOCK_SFU_SECRET set, the same, for both; SFU_* settings override these defaults.
+sfu: $(SFU_STAMP)
+	SFU_SECRET="$${SFU_SECRET:-$$FASTSOCK_SFU_SECRET}" \
+	SFU_PUBLIC_URL="$${SFU_PUBLIC_URL:-ws://127.0.0.1:8890/ws}" \
+	SFU_CONTROL_URL="$${SFU_CONTROL_URL:-http://127.0.0.1:8888}" \
+	$(VENV)/bin/fastsock-sfu
 
 # The whole suite once per store backend: SQLite (the embedded default), then MongoDB (on the
 # wire stand-in). Tests that do not depend on the backend run in the first pass only.
@@ -43,6 +57,10 @@ lint: $(TEST_STAMP)
 
 bench: $(TEST_STAMP)
 	$(PY) bench/fanout.py
+
+# Group calls: an SFU worker forwarding 3 calls of 4 vs MediaRelay transcoding (bench/README.md).
+bench-sfu: $(TEST_STAMP)
+	$(PY) bench/sfu.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis
