@@ -30,6 +30,13 @@ from fastsock.store import Store
 Doc = dict[str, Any]
 PROBE_TIMEOUT_S = 1.0
 MAX_HEALTH_BYTES = 64 * 1024
+# What a health probe found: the worker answering as itself; nobody there (connection refused) or
+# another worker (restarted at the same URL, without this one's calls); or no answer in time, or
+# not a health answer (perhaps the worker is too busy to answer: its heartbeats decide).
+ANSWERS, GONE, SILENT = "answers", "gone", "silent"
+# A worker whose last heartbeat is older than this many periods has missed one (with slack for a
+# late one): with a silent probe, it is lost without waiting for the sweep.
+QUIET_PERIODS = 1.5
 # Entries of lost workers are kept this long (for operators looking at the store), then pruned.
 LOST_KEPT = timedelta(days=1)
 
@@ -103,6 +110,11 @@ class WorkerRegistry:
         """Up and heard from within `missed` heartbeats (draining or not)."""
         return fresh(worker, self.clock(), self.stale_after_s)
 
+    def is_quiet(self, worker: WorkerInfo) -> bool:
+        """It has missed its latest heartbeat (not yet all that make it stale)."""
+        age = (self.clock() - worker.heartbeat_at).total_seconds()
+        return age > self.heartbeat_s * QUIET_PERIODS
+
     def is_healthy(self, worker: WorkerInfo) -> bool:
         """Takes participants: fresh and not draining."""
         return healthy(worker, self.clock(), self.stale_after_s)
@@ -156,24 +168,39 @@ class WorkerRegistry:
 
     # --- health probes ----------------------------------------------------------------------
 
-    async def probe(self, worker: WorkerInfo) -> bool:
-        """Whether the worker answers its health URL as itself (its `worker_id`: a worker
-        restarted at the same URL is another worker, without this one's calls); one probe in
-        flight per worker. A worker that gave no URL cannot be probed: its heartbeats decide."""
+    async def probe(self, worker: WorkerInfo) -> str:
+        """ANSWERS, GONE or SILENT: whether the worker answers its health URL as itself (its
+        `worker_id`); one probe in flight per worker. A worker that gave no URL cannot be
+        probed: its heartbeats decide."""
         if worker.health_url is None:
-            return True
+            return ANSWERS
         running = self._probes.get(worker.id)
         if running is None:
             running = asyncio.ensure_future(health(worker.health_url, PROBE_TIMEOUT_S))
             self._probes[worker.id] = running
             running.add_done_callback(lambda _: self._probes.pop(worker.id, None))
-        answer = await asyncio.shield(running)
-        return answer is not None and answer.get("worker_id") == worker.id
+        try:
+            answer = await asyncio.shield(running)
+        except ConnectionRefusedError:
+            return GONE
+        if answer is None:
+            return SILENT
+        return ANSWERS if answer.get("worker_id") == worker.id else GONE
 
     # --- commands for the workers -----------------------------------------------------------
 
     def evict(self, worker_id: str, call_id: str, user_id: str) -> None:
         self._commands.setdefault(worker_id, Commands()).evict[(call_id, user_id)] = None
+
+    def evicting(self, worker_id: str, call_id: str, user_id: str) -> bool:
+        commands = self._commands.get(worker_id)
+        return commands is not None and (call_id, user_id) in commands.evict
+
+    def forgive(self, call_id: str, user_id: str) -> None:
+        """Drop the evicts waiting for the user in the call (admitted to it again: the evict
+        would hit their new connection)."""
+        for commands in self._commands.values():
+            commands.evict.pop((call_id, user_id), None)
 
     def end(self, worker_id: str, call_id: str) -> None:
         self._commands.setdefault(worker_id, Commands()).end[call_id] = None
@@ -185,7 +212,8 @@ class WorkerRegistry:
 
 async def health(url: str, timeout: float) -> Doc | None:
     """GET `url` (http or https): the JSON object of a 200 answer within `timeout` seconds,
-    None for anything else. HTTP/1.0, so the body is plain bytes up to the close."""
+    None for anything else but ConnectionRefusedError (nothing listens there): raised.
+    HTTP/1.0, so the body is plain bytes up to the close."""
     parts = urlsplit(url)
     secure = parts.scheme == "https"
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -205,6 +233,8 @@ async def health(url: str, timeout: float) -> Doc | None:
                 writer.close()
                 with contextlib.suppress(OSError):
                     await writer.wait_closed()
+    except ConnectionRefusedError:
+        raise
     except (OSError, TimeoutError, ValueError):
         return None
     head, _, body = answer.partition(b"\r\n\r\n")

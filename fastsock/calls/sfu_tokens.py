@@ -4,7 +4,9 @@ A *join* token admits one user to one call on one worker: FastSock issues it wit
 worker checks it when the client's first frame arrives and claims its `jti` once. A *control*
 token is what a worker presents on FastSock's internal API (`sub` = its worker id). Both are
 short-lived, and their `typ` keeps one from passing for the other or for a user's access token
-(which is signed with another secret anyway)."""
+(which is signed with another secret anyway). The secret is shared: every worker holds it, so
+any worker can mint any worker's control tokens and any join token (workers are trusted as a
+group; `wid` and `sub` guard against mistakes, not against a rogue worker)."""
 
 from __future__ import annotations
 

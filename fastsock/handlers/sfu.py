@@ -1,9 +1,10 @@
 """The SFU workers' internal API, /internal/sfu/workers/{id}/... (docs/calls.md, "Group calls").
 
 Mounted only when FASTSOCK_SFU_SECRET is set. A worker authenticates each request with a fresh
-control token signed with that secret, whose `sub` is its worker id: a user's access token
-(another secret, another `typ`) never passes, and one worker cannot post as another. The token
-is never logged."""
+control token signed with that secret, whose `sub` must be the path's worker id: a user's
+access token (another secret, another `typ`) never passes. The secret is shared by every
+worker, so the workers are trusted as a group: any one of them can mint another's control
+tokens (and any join token). The token is never logged."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from fastsock.calls.sfu_tokens import TokenRefused, verify_control
 from fastsock.errors import Forbidden, Unauthenticated
 from fastsock.handlers.base import BaseHandler, bearer_token
 from fastsock.services import fields
+from fastsock.services.group_workers import GroupWorkers
 
 
 class WorkerHandler(BaseHandler):
@@ -38,7 +40,7 @@ class WorkerHandler(BaseHandler):
             raise Forbidden("the control token is another worker's")
 
     @property
-    def workers(self):  # type: ignore[no-untyped-def]
+    def workers(self) -> GroupWorkers:
         return self.services.calls.group.workers
 
 

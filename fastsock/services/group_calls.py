@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastsock.calls.admission import WorkerInfo
-from fastsock.calls.registry import WorkerRegistry
+from fastsock.calls.registry import ANSWERS, GONE, WorkerRegistry
 from fastsock.calls.sfu_tokens import issue_join
 from fastsock.calls.turn import ice_servers
 from fastsock.config import Settings
@@ -107,8 +107,7 @@ class GroupCalls:
             raise Conflict("you are already in a call")
         for _ in range(PLACE_ATTEMPTS):
             call = await self.store.calls.live_group(room_id)
-            elsewhere = self._present.get(user_id)
-            if elsewhere is not None and (call is None or call["_id"] != elsewhere):
+            if self._elsewhere(user_id, None if call is None else call["_id"]):
                 raise Conflict("you are already in a group call: leave it first")
             if call is None:
                 worker, reason = await self.registry.choose()
@@ -134,7 +133,10 @@ class GroupCalls:
                 ):
                     self._unavailable(room_id, "worker_full", origin)
                     return
-            await self._admit(user_id, call, worker, "call.sfu", [origin.connection_id], origin)
+            if not await self._admit(
+                user_id, call, worker, "call.sfu", [origin.connection_id], origin
+            ):
+                continue  # the call ended or moved meanwhile
             self.metrics.sfu_admissions.labels("admitted").inc()
             return
         raise Unavailable("the call is moving to another worker; join again in a moment")
@@ -149,20 +151,38 @@ class GroupCalls:
 
     async def sfu_lost(self, user_id: str, data: Doc, origin: Origin) -> Doc:
         """The user's connection to the call's worker dropped. If the worker still answers its
-        health URL, the user rejoins it; if not, it is lost now (before its heartbeats are
-        missed) and its calls move: `call.sfu_moved` either way."""
+        health URL, or does not answer but still heartbeats (too busy to answer in time: one
+        participant must not knock out a worker), the user rejoins it. If nothing listens
+        there, another worker answers, or it is silent and has missed a heartbeat, it is lost
+        now (before all its heartbeats are missed) and its calls move: `call.sfu_moved` either
+        way."""
         call_id = validate("call.sfu_lost", data)["call_id"]
         self.rooms.throttles.check("call_join", user_id)
-        call = await self._call_of(user_id, call_id)
+        call = await self._call_of(user_id, call_id, rejoin=True)
         worker = await self.registry.up(call["worker_id"])
-        if worker is not None and await self.registry.probe(worker):
-            await self._admit(user_id, call, worker, "call.sfu_moved", [origin.connection_id])
-            return {}
+        if worker is not None:
+            answer = await self.registry.probe(worker)
+            if answer == ANSWERS or (answer != GONE and not self.registry.is_quiet(worker)):
+                await self._admit(user_id, call, worker, "call.sfu_moved", [origin.connection_id])
+                return {}
         if worker is not None and await self.registry.mark_lost(worker.id):
             log.warning("sfu_worker_lost", extra={"fields": {"worker_id": worker.id}})
         # Whoever marked it lost, its calls move now (each move happens once).
         await self.move_calls(call["worker_id"], MOVE_LOST)
         return {}
+
+    async def listed(self, call: Doc, user_id: str) -> Doc:
+        """A worker's heartbeat lists the user in the call, and FastSock has them neither
+        present nor on their way: their `peer_joined` was lost, an older heartbeat took them
+        out, or the evict meant for them was (FastSock restarted, the reply never arrived).
+        A member joins again; someone no longer a member, or in another call, is evicted
+        again. An evict still waiting goes out in this reply."""
+        if self.registry.evicting(call["worker_id"], call["_id"], user_id):
+            return call
+        if self._elsewhere(user_id, call["_id"]):
+            self.registry.evict(call["worker_id"], call["_id"], user_id)
+            return call
+        return await self.joined(call, user_id)
 
     async def member_removed(self, room_id: str, user_id: str) -> None:
         """A member left or was removed from the room: out of its call at once."""
@@ -262,11 +282,17 @@ class GroupCalls:
         type_: str,
         sessions: list[str],
         origin: Origin | None = None,
-    ) -> None:
+    ) -> bool:
         """Send the user to the call on the worker: a join token (and ICE servers) to each of
-        `sessions`, and the admission counted until the token expires."""
-        self.admissions.add(call["_id"], user_id)
+        `sessions`, and the admission counted until the token expires. False, with nothing
+        sent, when the call ended or moved meanwhile."""
+        self.admissions.add(call["_id"], user_id)  # from now on the call does not end as empty
+        self.registry.forgive(call["_id"], user_id)  # an evict would hit their new connection
         await self.registry.reserve(worker.id)
+        live = await self.store.calls.live_group(call["room_id"])
+        if live is None or (live["_id"], live["worker_id"]) != (call["_id"], worker.id):
+            self.admissions.discard(call["_id"], user_id)
+            return False
         token = issue_join(
             self.settings.sfu_secret or "",
             user_id=user_id,
@@ -287,6 +313,7 @@ class GroupCalls:
             payload["call"] = call_view(call)
         for session in sessions:
             self.sink.publish_session(session, type_, payload, origin=origin)
+        return True
 
     async def joined(self, call: Doc, user_id: str) -> Doc:
         if await self.store.memberships.get(call["room_id"], user_id) is None:
@@ -380,18 +407,29 @@ class GroupCalls:
         for user_id in [u for u, c in self._present.items() if c == call_id]:
             del self._present[user_id]
 
-    async def _call_of(self, user_id: str, call_id: str) -> Doc:
-        """The live call if the user is in it or admitted to it. Anyone else, and any call that
-        is over or never existed, gets the same answer."""
+    async def _call_of(self, user_id: str, call_id: str, *, rejoin: bool = False) -> Doc:
+        """The live call if the user is in it or admitted to it, or with `rejoin`, took part in
+        it and is still a member of its room (a dropped connection is reported gone by the
+        worker before the user's `call.sfu_lost` may arrive). Anyone else, and any call that is
+        over or never existed, gets the same answer."""
         room_id = self._rooms.get(call_id)
         call = await self.store.calls.live_group(room_id) if room_id else None
-        if (
-            call is None
-            or call["_id"] != call_id
-            or (user_id not in call["present_ids"] and not self.admissions.has(call_id, user_id))
-        ):
+        if call is None or call["_id"] != call_id:
             raise NotFound("no such call in progress")
+        if user_id in call["present_ids"] or self.admissions.has(call_id, user_id):
+            return call
+        if not rejoin or user_id not in call["participant_ids"]:
+            raise NotFound("no such call in progress")
+        await self.rooms.require_member(user_id, call["room_id"])
+        taken = set(call["present_ids"]) | self.admissions.of_call(call_id)
+        if len(taken) >= self.settings.call_max_participants:
+            raise Conflict("the call is full now")
         return call
+
+    def _elsewhere(self, user_id: str, call_id: str | None) -> bool:
+        """Present in, or admitted to, a group call other than `call_id`."""
+        calls = {self._present.get(user_id), self.admissions.call_of(user_id)} - {None}
+        return bool(calls - {call_id})
 
     def _unavailable(self, room_id: str, reason: str, origin: Origin) -> None:
         self.metrics.sfu_admissions.labels(reason).inc()

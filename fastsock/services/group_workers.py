@@ -9,6 +9,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from fastsock.calls.registry import ANSWERS
 from fastsock.errors import ApiError
 from fastsock.services.group_call import END_WORKER_LOST, MOVE_DRAIN, MOVE_LOST
 from fastsock.services.schemas import validate
@@ -50,9 +51,11 @@ class GroupWorkers:
         }
 
     async def heartbeat(self, worker_id: str, data: Doc) -> Doc:
-        """Its load, and who it has in which call: a draining worker's calls move; someone
-        the store has in a call but the worker does not is out (their `peer_left` was lost),
-        unless just admitted or moved there (perhaps connecting right now)."""
+        """Its load, and who it has in which call: a draining worker's calls move. Both ways,
+        except for someone just admitted or moved there (perhaps connecting right now): someone
+        the store has in a call but the worker does not is out (their `peer_left` was lost);
+        someone the worker has in a call but the store does not is handled as if it had just
+        joined (`GroupCalls.listed`: their `peer_joined` was lost, or the evict meant for them)."""
         body = validate("sfu.heartbeat", data)
         worker = await self.registry.heartbeat(worker_id, body)
         if worker is None:
@@ -66,6 +69,9 @@ class GroupWorkers:
             for user_id in set(call["present_ids"]) - users:
                 if not self.calls.admissions.has(call["_id"], user_id):
                     call = await self.calls.left(call, user_id, "disconnected")
+            for user_id in sorted(users - set(call["present_ids"])):
+                if not self.calls.admissions.has(call["_id"], user_id):
+                    call = await self.calls.listed(call, user_id)
         for call_id in reported:  # calls it holds that ended or moved away
             self.registry.end(worker_id, call_id)
         return self.registry.commands_for(worker_id)
@@ -106,7 +112,7 @@ class GroupWorkers:
         hosting = {c["worker_id"] for c in calls}
         probed = [w for w in fresh if w.id in hosting]
         answers = await asyncio.gather(*(self.registry.probe(w) for w in probed))
-        alive = {w.id for w, ok in zip(probed, answers, strict=True) if ok}
+        alive = {w.id for w, answer in zip(probed, answers, strict=True) if answer == ANSWERS}
         for worker in probed:
             if worker.id not in alive and await self.registry.mark_lost(worker.id):
                 log.warning("sfu_worker_lost", extra={"fields": {"worker_id": worker.id}})

@@ -3,6 +3,7 @@ store (fastsock/calls/registry.py), and the FASTSOCK_SFU_* / group-call settings
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,7 +17,7 @@ from fastsock.calls.admission import (
     load,
     unavailable_reason,
 )
-from fastsock.calls.registry import WorkerRegistry, health
+from fastsock.calls.registry import ANSWERS, GONE, SILENT, WorkerRegistry, health
 from fastsock.config import ConfigError, load_settings
 from fastsock.store.ids import new_id
 from tests.coturn import free_port
@@ -242,8 +243,23 @@ async def test_commands_go_out_once_and_health_probes_answer(server: Server) -> 
         "end": [call_id],
     }
     assert registry.commands_for(worker_id) == {"evict": [], "end": []}
-    # /healthz of FastSock itself answers 200 with a JSON object; a closed port and a 404 do not.
+    # An evict waiting for a user is dropped when they are admitted to the call again.
+    other = new_id()
+    for user in (user_id, other):
+        registry.evict(worker_id, call_id, user)
+    assert registry.evicting(worker_id, call_id, user_id)
+    registry.forgive(call_id, user_id)
+    assert not registry.evicting(worker_id, call_id, user_id)
+    assert registry.commands_for(worker_id)["evict"] == [{"call_id": call_id, "user_id": other}]
+    # /healthz of FastSock itself answers 200 with a JSON object; a 404 does not; a closed port
+    # is nobody there at all.
     base = f"http://127.0.0.1:{server.port}"
+    closed = f"http://127.0.0.1:{free_port()}/healthz"
     assert await health(base + "/healthz", 5.0) == {"status": "ok"}
     assert await health(base + "/nowhere", 5.0) is None
-    assert await health(f"http://127.0.0.1:{free_port()}/healthz", 5.0) is None
+    with pytest.raises(ConnectionRefusedError):
+        await health(closed, 5.0)
+    # A probe: not this worker answering is as good as nobody; no health answer is silence.
+    for url, answer in ((base + "/healthz", GONE), (closed, GONE), (base + "/nowhere", SILENT)):
+        assert await registry.probe(replace(worker(worker_id), health_url=url)) == answer
+    assert await registry.probe(worker(worker_id)) == ANSWERS  # no URL: heartbeats decide

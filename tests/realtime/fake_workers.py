@@ -19,6 +19,7 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
 from fastsock.app import Server
+from fastsock.calls.registry import PROBE_TIMEOUT_S
 from fastsock.calls.sfu_tokens import JoinClaims, issue_control, verify_join
 from fastsock.store.ids import new_id
 from tests.conftest import SFU_SECRET, make_settings
@@ -91,11 +92,13 @@ async def metric(api: Api, line: str) -> float | None:
 
 
 class _Health(RequestHandler):
-    def initialize(self, worker_id: str) -> None:
-        self.worker_id = worker_id
+    def initialize(self, worker: FakeWorker) -> None:
+        self.worker = worker
 
-    def get(self) -> None:
-        self.write({"ok": True, "worker_id": self.worker_id})  # as sfu/app.py: who answers
+    async def get(self) -> None:
+        if self.worker.hung:  # too busy to answer in time: FastSock's probe gives up first
+            await asyncio.sleep(PROBE_TIMEOUT_S * 3)
+        self.write({"ok": True, "worker_id": self.worker.id})  # as sfu/app.py: who answers
 
 
 @dataclass
@@ -107,6 +110,8 @@ class FakeWorker:
     calls: dict[str, set[str]] = field(default_factory=dict)  # call -> users connected
     rooms: dict[str, str] = field(default_factory=dict)  # call -> room
     draining: bool = False
+    hung: bool = False  # /healthz accepts connections but never answers
+    beat_at: float = 0.0  # time.time() after FastSock took its latest heartbeat
     extra_peers: int = 0  # load from elsewhere (rooms the test does not look at)
     evicted: list[tuple[str, str]] = field(default_factory=list)  # commands received
     ended: list[str] = field(default_factory=list)
@@ -127,10 +132,11 @@ class FakeWorker:
         """Serve /healthz, register, and heartbeat as FastSock says (unless `beat` is off)."""
         sockets = bind_sockets(0, "127.0.0.1")
         self._port = sockets[0].getsockname()[1]
-        self._health = HTTPServer(Application([("/healthz", _Health, {"worker_id": self.id})]))
+        self._health = HTTPServer(Application([("/healthz", _Health, {"worker": self})]))
         self._health.add_sockets(sockets)
         r = await self.register()
         assert r.status == 200, r.body
+        self.beat_at = time.time()
         self.heartbeat_s = r.body["heartbeat_s"]
         if beat:
             self._beating = asyncio.ensure_future(self._beat())
@@ -194,7 +200,10 @@ class FakeWorker:
         }
 
     async def heartbeat(self) -> Response:
-        return await self.post("heartbeat", self.heartbeat_body())
+        r = await self.post("heartbeat", self.heartbeat_body())
+        if r.status == 200:
+            self.beat_at = time.time()
+        return r
 
     async def event(
         self, type_: str, call_id: str, user_id: str, reason: str | None = None

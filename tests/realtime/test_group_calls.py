@@ -5,6 +5,7 @@ and its records, the internal API's authentication, failover, drain, restart and
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -265,6 +266,31 @@ async def test_dropped_participants_are_waited_for_then_the_call_ends(
     assert ended["participants"] == [alice.id, bob.id]
 
 
+async def test_a_participant_whose_connection_dropped_gets_back_in(servers: GroupServers) -> None:
+    """The worker reports a dropped connection before the user's `call.sfu_lost` arrives, and
+    their join token may be long spent: someone who took part and is still a member gets a
+    fresh token; a member who never took part learns nothing."""
+    srv = await servers.start(sfu_token_ttl_s=1)
+    api = Api(srv.port)
+    alice, bob, carol = await api.register(), await api.register(), await api.register()
+    worker = await FakeWorker(api).start()
+    room = await api.group(alice, bob, carol)
+    alice_ws, bob_ws, carol_ws = await api.ws(alice), await api.ws(bob), await api.ws(carol)
+    call_id = (await joined(alice_ws, room, worker))["call_id"]
+    await joined(bob_ws, room, worker)
+    await worker.drop(call_id, alice.id, "disconnected")
+    assert (await active_call(api, bob, room))["present_ids"] == [bob.id]
+    await asyncio.sleep(1.1)  # alice's admission (the token's lifetime, 1 s) is over
+
+    reply = await alice_ws.request("call.sfu_lost", {"call_id": call_id})
+    assert reply["type"] == "ack", reply
+    moved = await alice_ws.expect("call.sfu_moved")
+    claims = await worker.admit(moved)
+    assert (claims.user_id, claims.call_id) == (alice.id, call_id)
+    refused = await carol_ws.request("call.sfu_lost", {"call_id": call_id})
+    assert refused["type"] == "error" and refused["data"]["code"] == "not_found"
+
+
 async def test_a_removed_member_is_out_of_the_call_at_once(world: tuple[Api, Server]) -> None:
     api, _ = world
     alice, bob, carol = await api.register(), await api.register(), await api.register()
@@ -293,6 +319,73 @@ async def test_a_removed_member_is_out_of_the_call_at_once(world: tuple[Api, Ser
     ]
 
 
+async def test_a_removed_member_the_worker_still_has_is_evicted_again(
+    world: tuple[Api, Server],
+) -> None:
+    """The evict went out in a reply that never arrived (FastSock restarted, the request
+    timed out): every heartbeat that still lists them evicts them again."""
+    api, _ = world
+    alice, bob = await api.register(), await api.register()
+    worker = await FakeWorker(api).start(beat=False)
+    room = await api.group(alice, bob)
+    call_id = (await joined(await api.ws(alice), room, worker))["call_id"]
+    await joined(await api.ws(bob), room, worker)
+    assert (await api.delete(f"/rooms/{room}/members/{bob.id}", alice)).status == 204
+    for _ in range(2):
+        r = await worker.heartbeat()
+        assert {"call_id": call_id, "user_id": bob.id} in r.body["evict"], r.body
+        worker.calls[call_id].add(bob.id)  # that reply was lost: bob still gets the media
+    assert (await active_call(api, alice, room))["present_ids"] == [alice.id]
+
+
+async def test_someone_the_worker_has_but_fastsock_does_not_is_reconciled(
+    servers: GroupServers,
+) -> None:
+    """A member the worker lists whose `peer_joined` was lost is present once their
+    admission is over; a stranger it lists is evicted."""
+    srv = await servers.start(sfu_token_ttl_s=1)
+    api = Api(srv.port)
+    alice, bob, mallory = await api.register(), await api.register(), await api.register()
+    worker = await FakeWorker(api).start(beat=False)
+    room = await api.group(alice, bob)
+    alice_ws = await api.ws(alice)
+    call_id = (await joined(alice_ws, room, worker))["call_id"]
+    assert (await join(await api.ws(bob), room))["type"] == "call.sfu"
+    worker.calls[call_id] |= {bob.id, mallory.id}  # connected; their peer_joined never came
+
+    async def bob_present() -> bool:
+        await worker.heartbeat()
+        return (await active_call(api, alice, room))["present_ids"] == [alice.id, bob.id]
+
+    await until(bob_present, "bob present again from the worker's heartbeat")
+    event = await alice_ws.expect(
+        "call.participant_joined", lambda f: f["data"]["user_id"] == bob.id
+    )
+    assert event["present_ids"] == [alice.id, bob.id]
+    assert (call_id, mallory.id) in worker.evicted and (call_id, bob.id) not in worker.evicted
+    assert worker.calls[call_id] == {alice.id, bob.id}
+
+
+async def test_leaving_and_rejoining_at_once_is_not_evicted_by_the_leave(
+    world: tuple[Api, Server],
+) -> None:
+    """The evict queued by `call.leave` must not reach the worker after the user joined again
+    (it would take out their new connection)."""
+    api, _ = world
+    alice, bob = await api.register(), await api.register()
+    worker = await FakeWorker(api).start(beat=False)
+    room = await api.group(alice, bob)
+    bob_ws = await api.ws(bob)
+    call_id = (await joined(await api.ws(alice), room, worker))["call_id"]
+    await joined(bob_ws, room, worker)
+    assert (await bob_ws.request("call.leave", {"call_id": call_id}))["type"] == "ack"
+    await joined(bob_ws, room, worker)
+    r = await worker.heartbeat()
+    assert r.body["evict"] == [] and (call_id, bob.id) not in worker.evicted, r.body
+    assert worker.calls[call_id] == {alice.id, bob.id}
+    assert (await active_call(api, alice, room))["present_ids"] == [alice.id, bob.id]
+
+
 async def test_a_user_is_in_one_call_at_a_time(world: tuple[Api, Server]) -> None:
     api, _ = world
     alice, bob, carol = await api.register(), await api.register(), await api.register()
@@ -316,6 +409,50 @@ async def test_a_user_is_in_one_call_at_a_time(world: tuple[Api, Server]) -> Non
     assert reply["type"] == "call.created", reply
     reply = await join(bob_ws, room)
     assert reply["data"]["code"] == "conflict", reply
+
+
+async def test_admitted_to_one_group_call_no_token_for_another(world: tuple[Api, Server]) -> None:
+    api, _ = world
+    alice = await api.register()
+    await FakeWorker(api).start()
+    room, other_room = await api.group(alice), await api.group(alice)
+    alice_ws = await api.ws(alice)
+    first = await join(alice_ws, room)  # admitted, not connected yet
+    assert first["type"] == "call.sfu", first
+    reply = await join(alice_ws, other_room)
+    assert reply["data"]["code"] == "conflict", reply
+    assert await active_call(api, alice, other_room) is None
+    assert (await alice_ws.request("call.leave", {"call_id": first["data"]["call_id"]}))[
+        "type"
+    ] == "ack"
+    assert (await join(alice_ws, other_room))["type"] == "call.sfu"
+
+
+async def test_a_call_that_ends_during_an_admission_is_not_joined(
+    world: tuple[Api, Server],
+) -> None:
+    """The call ends while bob is being admitted: no token for it (he would be busy for the
+    token's lifetime); he starts the room's next call instead."""
+    api, srv = world
+    assert srv.ctx is not None
+    group = srv.ctx.services.calls.group
+    alice, bob = await api.register(), await api.register()
+    worker = await FakeWorker(api).start()
+    room = await api.group(alice, bob)
+    call_id = (await joined(await api.ws(alice), room, worker))["call_id"]
+    reserve = group.registry.reserve
+
+    async def reserve_while_the_call_ends(worker_id: str) -> None:
+        group.registry.reserve = reserve  # type: ignore[method-assign]
+        call = await group.store.calls.live_group(room)
+        assert call is not None
+        await group.end(call, "empty")
+        await reserve(worker_id)
+
+    group.registry.reserve = reserve_while_the_call_ends  # type: ignore[method-assign]
+    reply = await join(await api.ws(bob), room)
+    assert reply["type"] == "call.sfu" and reply["data"]["call_id"] != call_id, reply
+    assert group.admissions.call_of(bob.id) == reply["data"]["call_id"]
 
 
 # --- the internal API ---------------------------------------------------------------------------

@@ -5,12 +5,14 @@ workers that died meanwhile. Fake workers over the internal API (tests/realtime/
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fastsock.calls.registry import QUIET_PERIODS
 from fastsock.store.ids import new_id
 from tests.realtime.fake_workers import (
     FakeWorker,
@@ -147,6 +149,40 @@ async def test_a_reported_lost_worker_is_probed_and_moved_from_at_once(
     for ws in (alice_ws, bob_ws):
         await ws.expect("call.sfu_moved", moved_to(second, call_id), timeout=5)
     assert (await first.heartbeat()).error_code == "unknown_worker"
+
+
+async def test_a_worker_too_busy_to_answer_its_probe_is_lost_only_once_it_goes_quiet(
+    servers: GroupServers,
+) -> None:
+    """One participant's `call.sfu_lost` must not knock out a busy worker that still
+    heartbeats: its probe times out, and the reporter is sent back to it. Once it has also
+    missed a heartbeat (long before the sweep would act), the report moves its calls."""
+    heartbeat_s = 2.0
+    api = Api((await servers.start(sfu_heartbeat_s=heartbeat_s, sfu_missed_heartbeats=20)).port)
+    alice, bob = await api.register(), await api.register()
+    room = await api.group(alice, bob)
+    busy = await FakeWorker(api).start()
+    alice_ws, bob_ws = await api.ws(alice), await api.ws(bob)
+    call_id = (await joined(alice_ws, room, busy))["call_id"]
+    await joined(bob_ws, room, busy)
+    second = await FakeWorker(api, extra_peers=1).start()
+    busy.hung = True
+    assert (await busy.heartbeat()).status == 200
+    assert (await alice_ws.request("call.sfu_lost", {"call_id": call_id}))["type"] == "ack"
+    await busy.admit(await alice_ws.expect("call.sfu_moved", moved_to(busy, call_id)))
+    await bob_ws.assert_none("call.sfu_moved", quiet=0.2)
+    assert (await busy.heartbeat()).status == 200  # still up
+    # Silent and quiet: lost now, and everyone in the call moves.
+    await busy.stop_beating()
+
+    async def quiet() -> bool:
+        return time.time() - busy.beat_at > heartbeat_s * QUIET_PERIODS
+
+    await until(quiet, "a heartbeat missed")
+    assert (await bob_ws.request("call.sfu_lost", {"call_id": call_id}))["type"] == "ack"
+    for ws in (alice_ws, bob_ws):
+        await ws.expect("call.sfu_moved", moved_to(second, call_id))
+    assert (await busy.heartbeat()).error_code == "unknown_worker"
 
 
 async def test_a_restart_ends_the_calls_of_workers_that_died_meanwhile(
