@@ -28,6 +28,7 @@ from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 from tornado.web import Application
+from tornado.websocket import WebSocketHandler
 
 from fastsock.services.limits import client_key
 
@@ -387,3 +388,13 @@ class Endpoint:
 
     async def close_all_connections(self) -> None:
         await self.http.close_all_connections()
+
+
+def unsent_bytes(socket: WebSocketHandler) -> int:
+    """Bytes written to a WebSocket that wait in tornado's buffer for the kernel to take them
+    (tornado has no public measure). Not writes whose futures are pending: those complete loop
+    turns after the kernel took the bytes, so a burst would look unsent."""
+    stream = socket.ws_connection.stream if socket.ws_connection else None
+    if stream is None or stream.closed():
+        return 0
+    return len(stream._write_buffer)

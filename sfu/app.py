@@ -34,7 +34,7 @@ from sfu.config import SfuSettings
 from sfu.control import ControlClient
 from sfu.peer import Channel, Kind, Peer
 from sfu.room import Room
-from sfu.signaling import HARD_FRAME_BYTES, WorkerSocket
+from sfu.signaling import WorkerSocket
 
 log = logging.getLogger("sfu")
 
@@ -50,6 +50,7 @@ class Worker:
         self.id = new_id()  # a restarted worker is a new worker: FastSock moves the old one's calls
         self.gate = JoinGate(settings.secret, self.id)
         self.rooms: dict[str, Room] = {}  # by call id
+        self.unjoined = 0  # sockets open that have not joined (yet)
         self.draining = False
         self.stopping = False
         self.finished = asyncio.get_running_loop().create_future()
@@ -68,7 +69,6 @@ class Worker:
                 (r"/metrics", MetricsHandler, {"worker": self}),
             ],
             default_handler_class=NotFoundHandler,
-            websocket_max_message_size=HARD_FRAME_BYTES,
         )
         self.server: HTTPServer | None = None
         self._emptied = asyncio.Event()
@@ -80,6 +80,11 @@ class Worker:
         metrics.PEERS.set_function(lambda: self.peers)
         metrics.ROOMS.set_function(lambda: len(self.rooms))
         metrics.TRACKS.set_function(lambda: sum(r.forwarded for r in self.rooms.values()))
+
+    @property
+    def max_unjoined(self) -> int:
+        """Sockets that may wait to join at once: beyond, more are refused (close 1013)."""
+        return 2 * self.settings.capacity
 
     @property
     def peers(self) -> int:

@@ -14,7 +14,7 @@ from fastsock.config_values import ConfigError, choice, ip, no_controls, port_nu
 
 PREFIX = "SFU_"
 MIN_SECRET = 32
-MAX_CAPACITY = 10_000  # what FastSock's register schema accepts
+MAX_CAPACITY = 1000  # FastSock's register schema; a heartbeat reports at most 1000 calls
 RTC_MIN_PORT, RTC_MAX_PORT = 40000, 40999
 
 

@@ -29,7 +29,7 @@ REQUEST_TIMEOUT_S = 5.0
 RETRY_FIRST_S, RETRY_MAX_S = 0.2, 5.0
 DEFAULT_HEARTBEAT_S = 2.0
 MAX_BATCH = 256  # events per request (FastSock's limit)
-MAX_QUEUED = 4096  # beyond this, the oldest events go: heartbeats carry who is where anyway
+MAX_QUEUED = 4096  # beyond this, the oldest events go: heartbeats reconcile who is where both ways
 
 
 class Lost(Exception):

@@ -386,8 +386,11 @@ class Peer:
 
     # --- state and closing -----------------------------------------------------------------
 
-    def set_muted(self, audio_muted: bool, video_muted: bool) -> None:
-        self.muted = {"audio_muted": audio_muted, "video_muted": video_muted}
+    def set_muted(self, audio_muted: bool, video_muted: bool) -> bool:
+        """True if that changed what the others were told."""
+        muted = {"audio_muted": audio_muted, "video_muted": video_muted}
+        changed, self.muted = muted != self.muted, muted
+        return changed
 
     def view(self) -> dict[str, Any]:
         return {"user_id": self.user_id, **self.muted}

@@ -4,28 +4,50 @@ The first frame must be `join {token, publish}` within JOIN_TIMEOUT_S, else clos
 refused join closes with the code sfu/auth.py names. After the join, frames are
 `{"type", "data", "ref"?}`; a malformed or unknown one gets `error {code, message}` with its
 ref and the socket stays open. Frames are handled one at a time, in order (tornado waits for
-`on_message` to return before it delivers the next one)."""
+`on_message` to return before it delivers the next one).
+
+What one socket can make the worker hold is bounded: sockets waiting to join are counted
+(beyond 2 x SFU_CAPACITY, refused) and read at most JOIN_FRAME_BYTES at a time; a joined
+one's frames are rate-limited (too many refusals close it), and one that leaves more than
+MAX_UNSENT_BYTES unsent (it reads slower than it is sent to) is closed."""
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 import time
+from asyncio import Future
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from tornado.ioloop import IOLoop
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from fastsock.errors import ApiError, InvalidRequest, TooLarge
+from fastsock.connections import unsent_bytes
+from fastsock.errors import ApiError, InvalidRequest, RateLimited, TooLarge
+from fastsock.services.limits import RateLimiter
 from sfu.auth import CLOSE_INVALID, JoinRefused
 
 if TYPE_CHECKING:
     from sfu.app import Worker
     from sfu.peer import Peer
 
+log = logging.getLogger("sfu")
+
 JOIN_TIMEOUT_S = 10.0
+# Tornado closes with 1009 a frame beyond its cap before we see it, having read no more than
+# the cap. Until the join (< 5 KiB) the cap is JOIN_FRAME_BYTES; after it, a frame a little
+# over MAX_FRAME_BYTES gets `error too_large` and the socket stays open.
+JOIN_FRAME_BYTES = 8 * 1024
 MAX_FRAME_BYTES = 64 * 1024
-HARD_FRAME_BYTES = 1024 * 1024  # tornado closes with 1009 beyond this, before we see it
+HARD_FRAME_BYTES = MAX_FRAME_BYTES + 8 * 1024
+FRAMES_PER_S, FRAMES_BURST = 20.0, 50  # after the join, per socket
+ABUSE_REFUSALS, ABUSE_WINDOW_S = 20, 10.0  # more refused frames than this in the window: closed
+# Bytes waiting in tornado's buffer (those the kernel would not take yet) before the socket is
+# judged too slow a reader and closed: several offers' worth.
+MAX_UNSENT_BYTES = 256 * 1024
+CLOSE_BUSY = 1013  # too slow a reader, or too many sockets waiting to join: connect again
+CLOSE_ABUSE = 4429  # too many refused frames (FastSock's code for the same)
 REF_MAX = 64
 MAX_SDP = 60 * 1024
 MAX_CANDIDATE = 512
@@ -101,18 +123,39 @@ class WorkerSocket(WebSocketHandler):
         self.worker = worker
         self.peer: Peer | None = None
         self._join_timer: object | None = None
+        self._waiting = False  # counted in worker.unjoined
+        self.frames = RateLimiter(FRAMES_PER_S, FRAMES_BURST)  # one bucket: this socket
+        self.refusals: deque[float] = deque()
 
     def check_origin(self, origin: str) -> bool:
         # The join token is the only credential (never a cookie): any page may connect.
         return True
 
+    @property
+    def max_message_size(self) -> int:
+        """Tornado reads this once, as the socket opens: the join's cap (raised after it)."""
+        return JOIN_FRAME_BYTES
+
     def open(self) -> None:
         self.set_nodelay(True)
+        if self.worker.unjoined >= self.worker.max_unjoined:
+            self.close(CLOSE_BUSY, "too many connections waiting to join: try again")
+            return
+        self.worker.unjoined += 1
+        self._waiting = True
         self._join_timer = IOLoop.current().call_later(JOIN_TIMEOUT_S, self._join_timeout)
 
     def _join_timeout(self) -> None:
         if self.peer is None:
             self.close(CLOSE_INVALID, "no join within 10 s")
+
+    def _done_waiting(self) -> None:
+        if self._waiting:
+            self._waiting = False
+            self.worker.unjoined -= 1
+        if self._join_timer is not None:
+            IOLoop.current().remove_timeout(self._join_timer)  # type: ignore[arg-type]
+            self._join_timer = None
 
     # --- channel (what the peer and room use) ---------------------------------------------
 
@@ -120,8 +163,15 @@ class WorkerSocket(WebSocketHandler):
         frame: dict[str, Any] = {"type": type_, "data": data}
         if ref is not None:
             frame["ref"] = ref
-        with contextlib.suppress(WebSocketClosedError):  # gone: its on_close cleans up
-            self.write_message(json.dumps(frame, separators=(",", ":")))
+        try:
+            written = self.write_message(json.dumps(frame, separators=(",", ":")))
+        except WebSocketClosedError:  # gone or closing: its on_close cleans up
+            return
+        written.add_done_callback(_written)
+        if unsent_bytes(self) > MAX_UNSENT_BYTES:
+            fields = {"user_id": self.peer.user_id if self.peer else None}
+            log.warning("sfu_slow_consumer_closed", extra={"fields": fields})
+            self.close(CLOSE_BUSY, "too slow: reading less than the worker sends")
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         if self.ws_connection is not None and not self.ws_connection.is_closing():
@@ -141,15 +191,30 @@ class WorkerSocket(WebSocketHandler):
             if self.peer is None:
                 self.close(CLOSE_INVALID, "the first frame must be join")
             else:
-                self.send("error", bad.error.to_dict(), bad.ref)
+                self.refuse(bad.error, bad.ref)
             return
         if self.peer is None:
             await self._join(type_, data)
             return
+        if wait := self.frames.retry_after(None):
+            self.refuse(RateLimited("too many frames; slow down", retry_after=wait), ref)
+            return
         try:
             await self._dispatch(type_, data, ref)
         except ApiError as exc:
-            self.send("error", exc.to_dict(), ref)
+            self.refuse(exc, ref)
+
+    def refuse(self, error: ApiError, ref: Ref | None) -> None:
+        """Answer `error` with the frame's ref; a socket refused too often is closed."""
+        self.send("error", error.to_dict(), ref)
+        now = time.monotonic()
+        self.refusals.append(now)
+        while self.refusals[0] < now - ABUSE_WINDOW_S:
+            self.refusals.popleft()
+        if len(self.refusals) > ABUSE_REFUSALS:
+            fields = {"user_id": self.peer.user_id if self.peer else None}
+            log.warning("sfu_abuse_closed", extra={"fields": fields})
+            self.close(CLOSE_ABUSE, "too many refused frames")
 
     async def _join(self, type_: str, data: dict[str, Any]) -> None:
         if type_ != "join":
@@ -168,8 +233,11 @@ class WorkerSocket(WebSocketHandler):
         except JoinRefused as refused:
             self.close(refused.code, refused.reason)
             return
-        if self._join_timer is not None:
-            IOLoop.current().remove_timeout(self._join_timer)  # type: ignore[arg-type]
+        self._done_waiting()
+        assert self.ws_connection is not None
+        # Tornado's per-socket settings (no public setter): a joined socket's frames may be
+        # up to MAX_FRAME_BYTES (an SDP answer).
+        self.ws_connection.params.max_message_size = HARD_FRAME_BYTES
 
     async def _dispatch(self, type_: str, data: dict[str, Any], ref: Ref | None) -> None:
         peer = self.peer
@@ -195,8 +263,8 @@ class WorkerSocket(WebSocketHandler):
             peer.set_publish(_flags(data, ("audio", "video")))  # type: ignore[arg-type]
         elif type_ == "state":
             flags = _flags(data, ("audio_muted", "video_muted"))
-            peer.set_muted(flags["audio_muted"], flags["video_muted"])
-            peer.room.state_changed(peer)
+            if peer.set_muted(flags["audio_muted"], flags["video_muted"]):
+                peer.room.state_changed(peer)  # only a change is relayed to everyone
         elif type_ == "leave":
             _object(data, {})
             self.worker.leave(peer, "leave")
@@ -205,10 +273,14 @@ class WorkerSocket(WebSocketHandler):
             raise InvalidRequest(f"unknown event type {type_[:40]!r}", field="type")
 
     def on_close(self) -> None:
-        if self._join_timer is not None:
-            IOLoop.current().remove_timeout(self._join_timer)  # type: ignore[arg-type]
+        self._done_waiting()
         if self.peer is not None:
             self.worker.leave(self.peer, "disconnected")
+
+
+def _written(future: Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()  # a write to a socket that closed meanwhile: nothing to do
 
 
 def _candidate(candidate: dict[str, Any]) -> None:

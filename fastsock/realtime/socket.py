@@ -22,6 +22,7 @@ from tornado.ioloop import IOLoop
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from fastsock import logs
+from fastsock.connections import unsent_bytes
 from fastsock.context import AppContext
 from fastsock.errors import ApiError, InvalidRequest, RateLimited, TooLarge, Unauthenticated
 from fastsock.handlers.base import error_code
@@ -124,8 +125,8 @@ class ChatSocket(WebSocketHandler):
     def write_frame(self, frame: bytes) -> None:
         """Queue one complete frame; close the socket if it has fallen too far behind."""
         # The replay went out first, so no more of it can be unsent than is unsent at all.
-        self.replay_unsent = min(self.replay_unsent, self._unsent())
-        if self._write(frame) and self._unsent() - self.replay_unsent > MAX_PENDING_BYTES:
+        self.replay_unsent = min(self.replay_unsent, unsent_bytes(self))
+        if self._write(frame) and unsent_bytes(self) - self.replay_unsent > MAX_PENDING_BYTES:
             self.ctx.metrics.ws_dropped.inc()
             log.warning("ws_slow_consumer_closed", extra={"fields": {"session": self.request_id}})
             self.close(CLOSE_SLOW, "too slow: reconnect and resume")
@@ -137,7 +138,7 @@ class ChatSocket(WebSocketHandler):
         for frame in frames:
             if not self._write(frame):
                 return
-        self.replay_unsent = self._unsent()
+        self.replay_unsent = unsent_bytes(self)
 
     def _write(self, frame: bytes) -> bool:
         """Hand one frame (UTF-8 JSON, sent as a text frame) to tornado; False if closed."""
@@ -147,15 +148,6 @@ class ChatSocket(WebSocketHandler):
             return False
         written.add_done_callback(_written)
         return True
-
-    def _unsent(self) -> int:
-        """Bytes written to this socket that wait in tornado's buffer for the kernel to take
-        them (tornado has no public measure). Not our writes whose futures are pending: those
-        complete loop turns after the kernel took the bytes, so a burst would look unsent."""
-        stream = self.ws_connection.stream if self.ws_connection else None
-        if stream is None or stream.closed():
-            return 0
-        return len(stream._write_buffer)
 
     def send_event(self, type_: str, data: dict[str, Any], ref: Ref | None = None) -> None:
         assert self.session is not None

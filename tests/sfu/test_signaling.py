@@ -13,9 +13,15 @@ import time
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+from tornado.web import Application
+from tornado.websocket import websocket_connect
 
+from fastsock.connections import unsent_bytes
 from sfu.app import VERSION
 from sfu.auth import JoinRefused, JtiCache
+from sfu.signaling import FRAMES_BURST, MAX_UNSENT_BYTES, WorkerSocket
 from tests.coturn import free_port
 from tests.sfu.client import GroupPeer, WorkerClosed
 from tests.sfu.conftest import SFU_SECRET, WAIT_S, StubControl
@@ -221,6 +227,125 @@ async def test_bad_frames_get_errors_and_the_socket_stays_open(
         assert peer.close_code is None
     finally:
         await peer.close()
+
+
+async def test_a_flooding_peer_is_rate_limited_then_closed_and_the_others_carry_on(
+    control: StubControl, worker: SfuWorker
+) -> None:
+    call = new_call()
+    alice, bob = peers = [GroupPeer(n, audio=False, video=False) for n in ("alice", "bob")]
+    try:
+        await alice.join(worker.url, control.token(worker.id, "alice", call))
+        await bob.join(worker.url, control.token(worker.id, "bob", call))
+        # Only a change of state is relayed: the same state twice is told once.
+        for muted in (True, True, False):
+            alice.send("state", {"audio_muted": muted, "video_muted": False})
+        await bob.wait_event("peer.state", user_id="alice", audio_muted=False)
+        relayed = [d for t, d, _ in bob.events if t == "peer.state"]
+        assert [d["audio_muted"] for d in relayed] == [True, False]
+
+        for ref in range(10 * FRAMES_BURST):  # read all the while: only the rate is at fault
+            bob.send("ping", {}, ref=ref)
+        assert await bob.wait_closed() == 4429
+        assert bob.close_reason == "too many refused frames"
+        answers = [(t, d.get("code"), ref) for t, d, ref in bob.events if t in ("pong", "error")]
+        # The burst is answered in full; then refusals, each with its frame's ref.
+        assert answers[:FRAMES_BURST] == [("pong", None, ref) for ref in range(FRAMES_BURST)]
+        limited = [a for a in answers if a[0] == "error"]
+        assert limited and all(code == "rate_limited" for _, code, _ in limited)
+        assert limited[0][2] >= FRAMES_BURST
+        assert bob.event("error", code="rate_limited")["retry_after"] > 0  # type: ignore[index]
+
+        await alice.wait_event("peer.left", user_id="bob")
+        alice.send("ping", {}, ref="still here")
+        await alice.wait_for(lambda: alice.events[-1][::2] == ("pong", "still here"))
+        assert alice.close_code is None and alice.event("error") is None
+    finally:
+        for peer in peers:
+            await peer.close()
+
+
+class _Admits:
+    """sfu.app.Worker as WorkerSocket uses it, admitting any join."""
+
+    max_unjoined = 4
+
+    def __init__(self) -> None:
+        self.unjoined = 0
+        self.sockets: list[WorkerSocket] = []
+
+    def join(self, channel: WorkerSocket, token: object, publish: object, started: float) -> object:
+        self.sockets.append(channel)
+        return _Peer()
+
+    def leave(self, peer: object, reason: str) -> None:
+        pass
+
+
+class _Peer:
+    user_id = "reader"
+
+
+async def test_a_socket_that_does_not_read_is_closed_before_its_backlog_grows_past_the_cap() -> (
+    None
+):
+    worker = _Admits()
+    server = HTTPServer(Application([(r"/ws", WorkerSocket, {"worker": worker})]))
+    [sock] = bind_sockets(0, "127.0.0.1")
+    server.add_sockets([sock])
+    client = None
+    try:
+        url = f"ws://127.0.0.1:{sock.getsockname()[1]}/ws"
+        client = await websocket_connect(url)
+        await client.write_message(
+            json.dumps(
+                {
+                    "type": "join",
+                    "data": {"token": "t", "publish": {"audio": False, "video": False}},
+                }
+            )
+        )
+        await wait_until(lambda: worker.sockets)
+        [socket] = worker.sockets
+        # The client reads nothing meanwhile: once the kernel's buffers are full, what is sent
+        # waits in the worker's own buffer, which must not outgrow the cap.
+        big = {"blob": "x" * 32 * 1024}
+        for _ in range(2048):  # 64 MiB: far past any kernel buffer
+            socket.send("peer.state", big)
+            assert unsent_bytes(socket) <= MAX_UNSENT_BYTES + 40 * 1024
+            if socket.ws_connection is None or socket.ws_connection.is_closing():
+                break
+        else:
+            pytest.fail("a socket that reads nothing was never closed")
+        while (message := await client.read_message()) is not None:
+            assert json.loads(message)["type"] == "peer.state"
+        assert (client.close_code, client.close_reason) == (
+            1013,
+            "too slow: reading less than the worker sends",
+        )
+    finally:
+        if client is not None:
+            client.close()
+        server.stop()
+
+
+async def test_sockets_waiting_to_join_are_capped_and_read_little(control: StubControl) -> None:
+    async with SfuWorker(control.url, SFU_SECRET, capacity=1) as small:  # 2 may wait to join
+        waiting = [GroupPeer(f"w{i}", audio=False, video=False) for i in range(4)]
+        try:
+            for peer in waiting[:2]:
+                await peer.connect(small.url)
+            await waiting[2].connect(small.url)
+            assert await waiting[2].wait_closed() == 1013
+            assert waiting[2].close_reason == "too many connections waiting to join: try again"
+            # A frame over the join's cap closes its socket (a join is far smaller): one
+            # waiting fewer, so the next socket may wait again.
+            waiting[0].send_raw(json.dumps({"type": "join", "data": {"token": "x" * 9000}}))
+            assert await waiting[0].wait_closed() == 1009
+            await waiting[3].join(small.url, control.token(small.id, "carol", new_call()))
+        finally:
+            for peer in waiting:
+                await peer.close()
 
 
 async def test_refused_joins_close_with_their_code(control: StubControl, worker: SfuWorker) -> None:
