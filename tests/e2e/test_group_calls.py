@@ -104,8 +104,10 @@ async def group_of(api: Api, *names: str) -> tuple[list[User], str]:
     return users, ROOM
 
 
-async def call_page(new_page, user: User, room: str | None = None) -> Page:
-    page = await signed_in(new_page, user)
+async def call_page(
+    new_page, user: User, room: str | None = None, **context_options: object
+) -> Page:
+    page = await signed_in(new_page, user, **context_options)
     await page.evaluate(SMALL_CAMERA)
     if room is not None:
         await open_room(page, room)
@@ -296,3 +298,106 @@ async def test_without_a_worker_the_page_says_so(new_page, api) -> None:
     await a.get_by_test_id("group-call-close").click()
     await expect(a.get_by_test_id("group-call-start")).to_be_visible()
     await expect(a.get_by_test_id("group-call-bar")).to_be_hidden()
+
+
+# Every track the page's getUserMedia hands out, to see that the microphone and camera stop.
+RECORD_TRACKS = """() => {
+  const md = navigator.mediaDevices;
+  const original = md.getUserMedia.bind(md);
+  window.__tracks = [];
+  md.getUserMedia = async (c) => {
+    const stream = await original(c);
+    window.__tracks.push(...stream.getTracks());
+    return stream;
+  };
+}"""
+ALL_STOPPED = "window.__tracks.length > 0 && window.__tracks.every((t) => t.readyState === 'ended')"
+
+
+async def test_a_4403_while_the_call_goes_on_reconnects_and_leaving_the_page_ends_it(
+    new_page, api, control_url
+) -> None:
+    """FastSock has a worker end a call it just moved away from, which closes its sockets with
+    4403, possibly before the move reaches the page: a 4403 for a call not known to be over
+    counts as a drop (`call.sfu_lost`), not as the end. Also: a voice call's camera button, the
+    ring, "Bob joined", the minimised grid on a phone and `pagehide`."""
+    async with SfuWorker(control_url, SFU_SECRET) as worker:
+        (alice, bob), room = await group_of(api, "Alice", "Bob")
+        a = await call_page(new_page, alice, room)
+        b = await call_page(new_page, bob, room, viewport={"width": 390, "height": 800})
+        await a.evaluate(RECORD_TRACKS)
+        # Alice's sockets to the worker go through the test (which closes one with 4403).
+        sockets = []
+
+        def through(ws) -> None:
+            ws.connect_to_server()  # frames pass through both ways
+            sockets.append(ws)
+
+        await a.route_web_socket(worker.url, through)
+        await a.get_by_test_id("group-call-start-audio").click()
+        await active(a)
+        # No camera in a voice call: the toggle says it is off (pressed), with the same name.
+        camera = a.get_by_test_id("group-call-camera")
+        await expect(camera).to_have_attribute("aria-label", "Turn camera off")
+        await expect(camera).to_have_attribute("aria-pressed", "true")
+        await expect(b.get_by_test_id("group-call-bar-text")).to_have_attribute("role", "status")
+        await b.get_by_test_id("group-call-join").click()
+        await active(b)
+        await expect(a.get_by_test_id("group-call-presence")).to_have_text("Bob joined")
+        # The call's start rang on Bob's page once, not on its starter's.
+        assert await a.evaluate("window.__fs.groupCalls.rings") == 0
+        assert await b.evaluate("window.__fs.groupCalls.rings") == 1
+
+        # The call goes on (Bob in it), and Alice's socket is closed with 4403: she gets back in.
+        assert len(sockets) == 1
+        await sockets[0].close(code=4403, reason="call ended on this worker")
+        deadline = time.monotonic() + CALL_TIMEOUT / 1000
+        while len(sockets) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert len(sockets) == 2, await a.get_by_test_id("group-call-status").text_content()
+        await active(a)
+        await receiving(a, [bob], kind="audio", url=worker.url)
+        await receiving(b, [alice], kind="audio", url=worker.url)
+
+        # Minimised on a phone, Bob's one tile fills the corner panel (no scrolling grid).
+        await b.keyboard.press("Escape")
+        grid = b.get_by_test_id("group-call-grid")
+        await expect(grid).not_to_have_class(re.compile(r"\bscroll\b"))
+        box = await b.locator(".call-tile.featured").bounding_box()
+        inner = await grid.evaluate("(g) => g.clientHeight")
+        assert box is not None and box["height"] >= inner - 12, (box, inner)
+
+        # Leaving the page ends the session: nothing live, microphone off; Bob sees her go.
+        await a.evaluate("window.dispatchEvent(new PageTransitionEvent('pagehide'))")
+        assert await a.evaluate("window.__fs.groupCalls.session") is None
+        assert await a.evaluate(ALL_STOPPED)
+        await expect(b.get_by_test_id("group-call-presence")).to_have_text("Alice left")
+
+
+async def test_a_worker_address_the_page_cannot_open_ends_the_session(
+    new_page, api, control_url
+) -> None:
+    """`new WebSocket` throws on an address the page cannot open (malformed, or ws:// on an
+    https page): the session ends at once, worded, with the microphone and camera off."""
+    async with SfuWorker(control_url, SFU_SECRET) as worker:
+        (alice, _bob), room = await group_of(api, "Alice", "Bob")
+        a = await call_page(new_page, alice, room)
+        await a.evaluate(RECORD_TRACKS)
+        await a.evaluate(
+            """(url) => {
+              const Native = window.WebSocket;
+              window.WebSocket = class extends Native {
+                constructor(u, p) {
+                  if (String(u) === url) throw new DOMException('bad address', 'SyntaxError');
+                  super(u, p);
+                }
+              };
+            }""",
+            worker.url,
+        )
+        await a.get_by_test_id("group-call-start").click()
+        await expect(a.get_by_test_id("group-call-status")).to_have_text(
+            "The call server's address is not valid: ask your admin."
+        )
+        await expect(screen(a)).to_have_attribute("data-state", "ended")
+        assert await a.evaluate(ALL_STOPPED)

@@ -17,13 +17,19 @@ export function paintMic(btn, { muted, available }) {
   btn.title = muted ? 'Microphone off — click to unmute' : 'Mute microphone';
 }
 
-// `canAdd`: no camera yet, but a click turns one on (group calls).
+// `canAdd`: no camera yet, but a click turns one on (group calls). Like the microphone's, a
+// toggle named for turning it off, pressed while it is off; with no camera to turn on, no toggle.
 export function paintCamera(btn, { off, has, canAdd = false, busy = false }) {
   btn.disabled = busy || (!has && !canAdd);
   const on = has && !off;
   btn.replaceChildren(icon(on ? 'video' : 'videoOff'));
-  btn.setAttribute('aria-pressed', String(has ? off : canAdd));
-  btn.setAttribute('aria-label', has || !canAdd ? 'Turn camera off' : 'Turn camera on');
+  if (has || canAdd) {
+    btn.setAttribute('aria-pressed', String(!on));
+    btn.setAttribute('aria-label', 'Turn camera off');
+  } else {
+    btn.removeAttribute('aria-pressed');
+    btn.setAttribute('aria-label', 'No camera in this call');
+  }
   if (busy) btn.title = 'Starting the camera…';
   else if (!has) btn.title = canAdd ? 'Camera off — click to turn it on' : 'No camera in this call';
   else btn.title = off ? 'Camera off — click to turn it on' : 'Turn camera off';

@@ -87,6 +87,8 @@ export class GroupCallScreen {
     const titleId = uid('group-call-title');
     this.title = h('h2', { id: titleId, class: 'call-title', tabindex: '-1', 'data-testid': 'group-call-title' });
     this.status = h('p', { class: 'call-status', role: 'status', 'aria-live': 'polite', 'data-testid': 'group-call-status' });
+    // "Bob joined" / "Bob left", for screen readers (the tiles show it).
+    this.presence = h('p', { class: 'call-announce', role: 'status', 'aria-live': 'polite', 'data-testid': 'group-call-presence' });
     this.count = h('span', { class: 'call-count', 'data-testid': 'group-call-count' });
     this.timer = h('span', { class: 'call-timer', 'data-testid': 'group-call-timer', 'aria-label': 'Time in the call', hidden: true });
     this.ticker = new Ticker(this.timer);
@@ -103,7 +105,8 @@ export class GroupCallScreen {
         h('div', { class: 'call-heading' }, this.title, h('div', { class: 'call-subline' }, this.status, this.count, this.timer)),
         this.meter.el, this.sizeBtn),
       this.grid,
-      h('div', { class: 'call-controls' }, this.soundBtn, this.mic, this.camera, this.leaveBtn, this.closeBtn));
+      h('div', { class: 'call-controls' }, this.soundBtn, this.mic, this.camera, this.leaveBtn, this.closeBtn),
+      this.presence);
     this.tiles = new Map(); // user id -> Tile
     this.shownFor = null;
     this.setMini(false, { focus: false });
@@ -111,12 +114,16 @@ export class GroupCallScreen {
     document.addEventListener('keydown', (ev) => this.onKey(ev));
     groupCalls.addEventListener('stats', () => this.renderQuality(groupCalls.session));
     groupCalls.addEventListener('show', () => { if (!this.el.hidden) this.setMini(false); });
+    groupCalls.addEventListener('presence', ({ detail: { userId, joined } }) => {
+      this.presence.textContent = `${store.displayName(userId)} ${joined ? 'joined' : 'left'}`;
+    });
   }
 
   update(s) {
     if (!s) { this.hide(); return; }
     if (this.shownFor !== s) {
       this.shownFor = s;
+      this.presence.textContent = '';
       this.opener = document.activeElement;
       this.setMini(false, { focus: false });
       this.el.hidden = false;
@@ -137,7 +144,8 @@ export class GroupCallScreen {
       case 'ended': status = s.final || 'You left the call'; break;
       default: status = '';
     }
-    this.status.textContent = status;
+    // A live region: rewritten only when it changes (renders follow the speaker, 4 times a second).
+    if (this.status.textContent !== status) this.status.textContent = status;
     this.status.classList.toggle('error', ended && s.finalError);
     this.count.textContent = ended || s.phase === 'joining' ? '' : people(this.tiles.size);
     if (s.joinedAt && !ended) this.ticker.start(() => groupCalls.elapsed(s)); else this.ticker.stop();
@@ -205,7 +213,8 @@ export class GroupCallScreen {
     if (!width || !height) return;
     const cols = columnsFor(n, height > width);
     const rows = Math.ceil(n / cols);
-    const scroll = (height - GAP_PX * (rows - 1)) / rows < MIN_ROW_PX;
+    // Minimised, the one tile fills the corner panel, however small.
+    const scroll = !this.mini && (height - GAP_PX * (rows - 1)) / rows < MIN_ROW_PX;
     this.grid.style.setProperty('--cols', String(cols));
     this.grid.style.setProperty('--rows', String(rows));
     this.grid.classList.toggle('scroll', scroll);

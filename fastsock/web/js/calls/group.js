@@ -7,8 +7,8 @@
 //   joining     getting the microphone (and camera), then `call.join`
 //   connecting  admitted: connecting to the worker, joining, negotiating the media
 //   active      the media connection to the worker is up
-//   moving      the worker went away (`call.sfu_moved`, or its socket dropped and we said
-//               `call.sfu_lost`): connecting to the call's next worker
+//   moving      the worker went away (`call.sfu_moved`), or my connection to it failed and we
+//               said `call.sfu_lost`: connecting to the call's (next) worker
 //   ended       over (left, ended, refused): `final` says why; the screen closes shortly
 
 import { store } from '../store.js';
@@ -24,12 +24,12 @@ import { callInfo, roomCalls } from './room_calls.js';
 import { WorkerConnection } from './sfu_client.js';
 import { pollQuality, watchQuality } from './stats.js';
 import {
-  groupEndedText, joinErrorText, mediaWord, unavailableText, workerClosedText,
+  CALL_OVER, groupEndedText, joinErrorText, mediaWord, unavailableText, workerClosedText, workerUrlText,
 } from './wording.js';
 
 const MOVE_JITTER_MS = 300; // a dead worker's participants do not all rejoin at once
 const MOVE_WAIT_MS = 10000; // no `call.sfu_moved` by then: ask for the call's worker again
-const READMITS = 3; // fresh admissions per session without getting connected in between
+const READMITS = 3; // `call.sfu_lost` asked per session without getting connected in between
 
 const connOf = (s) => s.conn; // what stats.js samples
 
@@ -49,7 +49,7 @@ class GroupCallManager extends EventTarget {
   constructor() {
     super();
     this.session = null;
-    this.rings = 0; // rings played (observable in tests)
+    this.rings = 0; // rings played (tests/e2e/test_group_calls.py reads it)
     this.chime = new Ringtone('ring');
     store.socket.addEventListener('frame', (ev) => this.onFrame(ev.detail));
     store.socket.addEventListener('status', () => this.changed());
@@ -133,7 +133,6 @@ class GroupCallManager extends EventTarget {
       quality: null,
       mediaTrouble: false, // the media connection to the worker is disconnected
       joinedAt: null,
-      connects: 0,
       moves: 0,
       readmits: 0,
       final: null,
@@ -183,24 +182,22 @@ class GroupCallManager extends EventTarget {
     if (this.session === s && this.live(s)) this.finish(s, text, { error: true, linger: 6000 });
   }
 
-  // `call.join`: answered by `call.sfu` (admitted: a worker and a token) or `call.unavailable`.
+  // `call.join` (once per session: it starts a call if the room has none): answered by
+  // `call.sfu` (admitted: a worker and a token) or `call.unavailable`.
   async admit(s) {
     let reply;
     try {
       reply = await store.socket.request('call.join', { room_id: s.roomId, media: s.media }, { once: true });
     } catch (err) {
-      if (this.session !== s || !this.live(s)) return;
-      if (s.phase === 'joining') this.refuse(s, joinErrorText(err));
-      else this.lost(s); // a re-admission that failed (offline?): wait and try again
+      this.refuse(s, joinErrorText(err));
       return;
     }
     const { type, data } = reply;
     if (type === 'call.unavailable') { this.refuse(s, unavailableText(data.reason)); return; }
     if (type !== 'call.sfu') { this.refuse(s, 'The server gave an unexpected answer.'); return; }
-    if (this.session !== s || !this.live(s) || (s.callId && s.callId !== data.call_id)) {
-      // Left meanwhile, or the call I was in ended and this admission started a new one.
+    if (this.session !== s || !this.live(s)) {
+      // Left meanwhile: out of the call this admission was for.
       store.socket.request('call.leave', { call_id: data.call_id }).catch(() => {});
-      if (this.live(s)) this.finish(s, 'The call is over.', { linger: FINAL_MS });
       return;
     }
     // The room's call is this one now (its call.started may still be on the way).
@@ -220,15 +217,23 @@ class GroupCallManager extends EventTarget {
     if (s.phase === 'joining') s.phase = 'connecting';
     s.conn?.close();
     s.quality = null;
-    s.connects += 1;
-    const conn = new WorkerConnection({
-      url: grant.worker_url,
-      token: grant.token,
-      ice: s.ice,
-      local: s.local,
-      publish: { audio: true, video: this.hasVideo(s) },
-      handlers: this.handlersFor(s, () => s.conn === conn),
-    });
+    let conn;
+    try {
+      conn = new WorkerConnection({
+        url: grant.worker_url,
+        token: grant.token,
+        ice: s.ice,
+        local: s.local,
+        publish: { audio: true, video: this.hasVideo(s) },
+        handlers: this.handlersFor(s, () => s.conn === conn),
+      });
+    } catch (err) {
+      // No socket to that address from this page (malformed, or ws:// on an https page).
+      console.warn('call worker address refused:', grant.worker_url, err.message);
+      store.socket.request('call.leave', { call_id: s.callId }).catch(() => {});
+      this.finish(s, workerUrlText(grant.worker_url), { error: true, linger: 6000 });
+      return;
+    }
     s.conn = conn;
     s.stopIce?.();
     s.stopIce = keepIceFresh(s.ice.ttl, {
@@ -257,10 +262,11 @@ class GroupCallManager extends EventTarget {
       peer: (type, data) => {
         if (!ok() || data.user_id === store.me?.id) return;
         if (type === 'peer.joined') {
+          if (!s.peers.has(data.user_id)) this.tellPresence(data.user_id, true);
           s.peers.set(data.user_id, { audio_muted: false, video_muted: false });
           store.fetchUser(data.user_id);
         } else if (type === 'peer.left') {
-          s.peers.delete(data.user_id);
+          if (s.peers.delete(data.user_id)) this.tellPresence(data.user_id, false);
           if (s.speaker === data.user_id) s.speaker = null;
         } else {
           s.peers.set(data.user_id, { audio_muted: Boolean(data.audio_muted), video_muted: Boolean(data.video_muted) });
@@ -284,10 +290,9 @@ class GroupCallManager extends EventTarget {
         } else if (state === 'disconnected') {
           s.mediaTrouble = true;
         } else if (state === 'failed') {
-          // The worker is the only offerer, so no ICE restart from here: a fresh admission
-          // makes a new connection (the worker replaces the old one).
-          s.conn.close();
-          this.readmit(s);
+          // The worker is the only offerer, so no ICE restart from here: a fresh token makes
+          // a new connection (the worker replaces the old one).
+          this.lost(s);
         }
         this.changed();
       },
@@ -300,6 +305,9 @@ class GroupCallManager extends EventTarget {
   }
 
   onWorkerClosed(s, code) {
+    // 4403 also closes the sockets of a call the worker was told to end because FastSock moved
+    // it (the move's `call.sfu_moved` may come later): the call is over only if we know it is.
+    if (code === 4403 && !roomCalls.ended(s.callId)) { this.lost(s); return; }
     const text = workerClosedText(code);
     if (text) {
       // 4410: my newer join elsewhere holds my place in the call: do not leave it.
@@ -307,20 +315,35 @@ class GroupCallManager extends EventTarget {
       this.finish(s, text, { error: code !== 4410 && code !== 4000, linger: 6000 });
       return;
     }
-    // A token refused (4401, 4409), or the worker gave up on my media connection (1011): a
-    // fresh admission. Anything else may be the worker going away: FastSock decides.
-    if (code === 4401 || code === 4409 || code === 1011) { this.readmit(s); return; }
+    // Anything else (a token refused, the worker gave up on my media connection, its socket
+    // dropped, it drains): FastSock decides where I go.
     this.lost(s);
   }
 
-  // The worker's socket dropped (or it is draining): tell FastSock, which checks the worker and
-  // moves the call (`call.sfu_moved`); without a move in time, ask for the call's worker again.
+  // My connection to the call's worker is gone: `call.sfu_lost` asks FastSock for a fresh token
+  // (never `call.join`, which would start a new call if this one ended meanwhile). It checks
+  // the worker and answers `call.sfu_moved` for it or for the call's next worker (move()), or
+  // `not_found` when I am in no such call in progress. No move within MOVE_WAIT_MS: ask again.
   lost(s) {
-    s.phase = 'moving';
-    s.conn = null;
-    store.socket.request('call.sfu_lost', { call_id: s.callId }).catch(() => {});
+    if (this.session !== s || !this.live(s)) return;
     clearTimeout(s.moveTimer);
-    s.moveTimer = setTimeout(() => this.readmit(s), MOVE_WAIT_MS);
+    s.conn?.close();
+    s.conn = null;
+    // Over (ended, or another call in the room now): nothing to go back to.
+    if (roomCalls.ended(s.callId) || roomCalls.get(s.roomId)?.id !== s.callId) {
+      this.finish(s, CALL_OVER, { linger: FINAL_MS });
+      return;
+    }
+    if (s.readmits >= READMITS) { this.finish(s, 'Lost the connection to the call.', { error: true, linger: 6000 }); return; }
+    s.readmits += 1;
+    s.phase = 'moving';
+    store.socket.request('call.sfu_lost', { call_id: s.callId }).catch((err) => {
+      if (err.code !== 'not_found' || this.session !== s || !this.live(s)) return;
+      // Over, or FastSock no longer counts me in it: the room's bar offers Join if it goes on.
+      if (roomCalls.ended(s.callId)) this.finish(s, CALL_OVER, { linger: FINAL_MS });
+      else this.finish(s, workerClosedText(4000), { error: true, linger: 6000 });
+    });
+    s.moveTimer = setTimeout(() => this.lost(s), MOVE_WAIT_MS);
     this.changed();
   }
 
@@ -339,22 +362,6 @@ class GroupCallManager extends EventTarget {
     this.changed();
   }
 
-  // A fresh admission to the same call, as long as it is still going.
-  readmit(s) {
-    if (this.session !== s || !this.live(s)) return;
-    clearTimeout(s.moveTimer);
-    // Over (ended, or another call in the room now): asking again would start a new call.
-    if (roomCalls.ended(s.callId) || roomCalls.get(s.roomId)?.id !== s.callId) {
-      this.finish(s, 'The call is over.', { linger: FINAL_MS });
-      return;
-    }
-    if (s.readmits >= READMITS) { this.finish(s, 'Lost the connection to the call.', { error: true, linger: 6000 }); return; }
-    s.readmits += 1;
-    s.phase = 'moving';
-    this.changed();
-    this.admit(s);
-  }
-
   leave() {
     const s = this.session;
     if (!this.live(s)) return;
@@ -365,6 +372,11 @@ class GroupCallManager extends EventTarget {
   }
 
   hasVideo(s) { return localMedia.hasVideo(s); } // grid.js reads it
+
+  // Someone joined or left my call after I got in: the call screen says so (grid.js).
+  tellPresence(userId, joined) {
+    this.dispatchEvent(new CustomEvent('presence', { detail: { userId, joined } }));
+  }
 
   toggleMic() { localMedia.toggleMic(this, tellWorker); }
 
@@ -399,12 +411,16 @@ class GroupCallManager extends EventTarget {
     return Math.floor(((s.endedAt || Date.now()) - s.joinedAt) / 1000);
   }
 
+  // Leaving the page leaves the call now (fire and forget: the page is going away), and ends
+  // the session: microphone and camera off, nothing live if the page comes back from bfcache.
   onPageHide() {
     const s = this.session;
-    if (!this.live(s) || !s.callId) return;
-    // Leaving the page leaves the call now (fire and forget: the page is going away).
-    s.conn?.leave();
-    store.socket.send('call.leave', { call_id: s.callId });
+    if (!this.live(s)) return;
+    if (s.callId) {
+      s.conn?.leave();
+      store.socket.send('call.leave', { call_id: s.callId });
+    }
+    this.finish(s, 'You left the call', { linger: 0 });
   }
 
   // --- the end ----------------------------------------------------------------------------------

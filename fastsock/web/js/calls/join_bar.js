@@ -7,11 +7,12 @@ import { groupCalls } from './group.js';
 import { mediaWord, people } from './wording.js';
 
 export function joinBar(getRoomId) {
-  const text = h('span', { class: 'group-call-bar-text', 'data-testid': 'group-call-bar-text' });
+  // The live region is the text alone (not the buttons), rewritten only when it changes.
+  const text = h('span', { class: 'group-call-bar-text', role: 'status', 'data-testid': 'group-call-bar-text' });
   const join = h('button', { type: 'button', class: 'btn btn-small btn-primary', 'data-testid': 'group-call-join', onclick: () => onJoin() }, 'Join');
   const show = h('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'group-call-show', onclick: () => groupCalls.join(getRoomId()) }, 'Show call');
   const mark = h('span', { class: 'group-call-bar-icon', 'aria-hidden': 'true' });
-  const el = h('div', { class: 'group-call-bar', role: 'status', 'data-testid': 'group-call-bar', hidden: true }, mark, text, join, show);
+  const el = h('div', { class: 'group-call-bar', 'data-testid': 'group-call-bar', hidden: true }, mark, text, join, show);
 
   function onJoin() {
     const roomId = getRoomId();
@@ -31,8 +32,9 @@ export function joinBar(getRoomId) {
     const media = call ? call.media : groupCalls.session.media;
     mark.replaceChildren(icon(media === 'video' ? 'video' : 'phone'));
     // No one in it yet: its starter is still connecting.
-    if (here) text.textContent = `You're in this call · ${people(count || 1)}`;
-    else text.textContent = count ? `Call in progress · ${count}` : 'Call in progress';
+    let words = count ? `Call in progress · ${count}` : 'Call in progress';
+    if (here) words = `You're in this call · ${people(count || 1)}`;
+    if (text.textContent !== words) text.textContent = words;
     el.dataset.count = String(count);
     join.hidden = here;
     show.hidden = !here;

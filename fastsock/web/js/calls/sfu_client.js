@@ -5,7 +5,8 @@
 // microphone and camera to those slots. The worker recycles slots (an m-line may carry someone
 // else after a re-offer), so the remote media is regrouped per participant from the
 // transceivers after every offer: `remote` maps a user id to a MediaStream of their tracks.
-// Offers and candidates are applied one at a time, in arrival order.
+// Offers are applied one at a time, in arrival order. The worker's candidates are in its SDP
+// (it sends no `candidate` frames); this device's are trickled to it.
 
 import { cleanCandidate } from './peer.js';
 
@@ -24,11 +25,12 @@ export class WorkerConnection {
     this.slots = {}; // mid -> {user_id, kind, send?} from the latest offer
     this.remote = new Map(); // user id -> MediaStream
     this.watched = new WeakSet(); // remote tracks whose mute/unmute we listen to
-    this.pending = []; // the worker's candidates until an offer is applied
     this.chain = Promise.resolve();
     this.refs = 0;
     this.done = false;
-    this.joined = false;
+    // First, as it throws on an address this page cannot open (malformed, ws:// from https):
+    // then the caller has nothing to close.
+    this.ws = new WebSocket(url);
     this.pc = new RTCPeerConnection({
       iceServers: ice.iceServers,
       iceTransportPolicy: ice.iceTransportPolicy,
@@ -39,7 +41,6 @@ export class WorkerConnection {
       this.send('candidate', { candidate: c && c.candidate ? cleanCandidate(c.toJSON()) : null });
     };
     this.pc.onconnectionstatechange = () => { if (!this.done) this.handlers.state?.(this.pc.connectionState); };
-    this.ws = new WebSocket(url);
     this.ws.onopen = () => this.send('join', { token, publish });
     this.ws.onmessage = (ev) => this.onFrame(ev.data);
     this.ws.onclose = (ev) => this.end({ code: ev.code, reason: ev.reason || '', expected: false });
@@ -59,16 +60,12 @@ export class WorkerConnection {
     const data = frame.data || {};
     switch (frame.type) {
       case 'joined':
-        this.joined = true;
         clearTimeout(this.joinTimer);
         this.pingTimer = setInterval(() => this.ping(), PING_EVERY);
         this.handlers.joined?.(data);
         break;
       case 'offer':
         this.run(() => this.answer(data));
-        break;
-      case 'candidate':
-        this.run(() => this.addCandidate(data.candidate ?? null));
         break;
       case 'peer.joined':
       case 'peer.left':
@@ -107,9 +104,6 @@ export class WorkerConnection {
     this.slots = streams || {};
     await pc.setRemoteDescription({ type: 'offer', sdp: sdp.sdp });
     await this.attachLocal();
-    const queued = this.pending;
-    this.pending = [];
-    for (const c of queued) await this.addCandidate(c);
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
     this.send('answer', { revision, sdp: { type: answer.type, sdp: answer.sdp } });
@@ -163,17 +157,6 @@ export class WorkerConnection {
       for (const track of tracks) if (!stream.getTracks().includes(track)) stream.addTrack(track);
     }
     this.handlers.media?.();
-  }
-
-  async addCandidate(c) {
-    if (this.done) return;
-    if (!this.pc.remoteDescription) { this.pending.push(c); return; }
-    try {
-      if (c === null) await this.pc.addIceCandidate();
-      else await this.pc.addIceCandidate(c);
-    } catch (err) {
-      if (c !== null) console.debug('ICE candidate not added:', err.message);
-    }
   }
 
   // My local stream changed (a camera turned on): attach what the current slots allow now,

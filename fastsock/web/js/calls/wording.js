@@ -143,16 +143,26 @@ export function joinErrorText(err) {
   }
 }
 
+export const CALL_OVER = 'The call is over.';
+
 // The worker closed my socket with this code: the words when that ends my call (null: it
-// does not, reconnect).
+// does not, reconnect). 4403 ends it only when the call is known to be over (group.js).
 export function workerClosedText(code) {
   switch (code) {
     case 4000: return "You're no longer in this call.";
-    case 4403: return 'The call is over.';
+    case 4403: return CALL_OVER;
     case 4410: return 'You joined this call from another tab or device.';
     case 4413: return 'The call server is full. Try again later.';
     default: return null;
   }
+}
+
+// The page cannot open a socket to the worker's address (`new WebSocket` threw).
+export function workerUrlText(url) {
+  if (window.location.protocol === 'https:' && /^ws:/i.test(String(url))) {
+    return "The call server's address is not secure (ws:// on an https page): ask your admin.";
+  }
+  return "The call server's address is not valid: ask your admin.";
 }
 
 // `call.ended` of the group call I am in.
