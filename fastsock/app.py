@@ -14,7 +14,7 @@ from tornado.httpserver import HTTPServer
 from tornado.web import Application, RequestHandler
 
 from fastsock.blobs import make_blob_store
-from fastsock.config import Settings, check_metrics_access, ensure_jwt_secret
+from fastsock.config import Settings, check_cluster, check_metrics_access, ensure_jwt_secret
 from fastsock.connections import Endpoint, connection_bound
 from fastsock.context import AppContext
 from fastsock.handlers import accounts, calls, client_config, ops, rooms, sfu, uploads, web
@@ -149,6 +149,7 @@ class Server:
     """Runs FastSock: the store (embedded SQLite unless a MongoDB URI is set), the HTTP server."""
 
     def __init__(self, settings: Settings) -> None:
+        check_cluster(settings)
         check_metrics_access(settings)
         self.settings = ensure_jwt_secret(settings)
         self.store: Store | None = None

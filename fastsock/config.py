@@ -111,6 +111,8 @@ class Settings:
     env: str = "development"
     data_dir: Path = Path("var")
     mongo_uri: str | None = None
+    # Cluster mode (docs/architecture.md, "Several nodes"): N nodes share this Redis and MongoDB.
+    redis_url: str | None = None
     # "normal": faster commits, but the last ones may be lost on power loss (docs/operations.md)
     sqlite_synchronous: str = "full"
     jwt_secret: str = ""
@@ -236,6 +238,10 @@ def load_settings(
         kwargs["data_dir"] = Path(v)
     if (v := get("MONGO_URI")) is not None:
         kwargs["mongo_uri"] = _mongo_uri(PREFIX + "MONGO_URI", v)
+    if (v := get("REDIS_URL")) is not None:
+        if not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"{PREFIX}REDIS_URL must start with redis://, rediss:// or unix://")
+        kwargs["redis_url"] = v
     if (v := get("SQLITE_SYNCHRONOUS")) is not None:
         kwargs["sqlite_synchronous"] = choice(
             PREFIX + "SQLITE_SYNCHRONOUS", v.lower(), ("full", "normal")
@@ -294,6 +300,7 @@ def load_settings(
     if limits:
         kwargs["limits"] = Limits(**limits)  # type: ignore[arg-type]
     settings = Settings(**kwargs)  # type: ignore[arg-type]
+    check_cluster(settings)
     if settings.production and not settings.jwt_secret:
         raise ConfigError(f"{PREFIX}JWT_SECRET must be set when {PREFIX}ENV=production")
     if settings.production and settings.turn_allow_loopback:
@@ -306,6 +313,16 @@ def load_settings(
     if settings.blob_backend == "s3" and not settings.s3_bucket:
         raise ConfigError(f"{PREFIX}S3_BUCKET must be set when {PREFIX}BLOB_BACKEND=s3")
     return settings
+
+
+def check_cluster(settings: Settings) -> None:
+    """Cluster mode shares one database between nodes: the embedded one is a file that one
+    process locks, so it cannot be that database."""
+    if settings.redis_url and settings.embedded_db:
+        raise ConfigError(
+            f"{PREFIX}REDIS_URL (cluster mode) needs {PREFIX}MONGO_URI: the embedded SQLite "
+            "database serves one node only"
+        )
 
 
 def check_metrics_access(settings: Settings) -> None:

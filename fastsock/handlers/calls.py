@@ -10,7 +10,7 @@ class IceServersHandler(BaseHandler):
 
     async def get(self) -> None:
         self.set_header("Cache-Control", "no-store")  # credentials: never cached by a proxy
-        self.send_json(self.services.calls.ice_servers(self.me))
+        self.send_json(await self.services.calls.ice_servers(self.me))
 
 
 class RoomCallsHandler(BaseHandler):

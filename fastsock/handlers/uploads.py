@@ -41,7 +41,7 @@ class UploadHandler(BaseHandler):
         declared = content_length(self.request.headers)
         if declared is not None and boundary is not None:
             declared -= MULTIPART_SLACK  # the form's framing is not part of the file
-        uploads.begin(self.me, declared)
+        await uploads.begin(self.me, declared)
         self.request.connection.set_max_body_size(uploads.max_bytes + MULTIPART_SLACK)  # type: ignore[attr-defined]
         if boundary is not None:
             self.multipart = MultipartStream(boundary, self._on_file, self._write)

@@ -105,7 +105,7 @@ class Hub:
 
     # --- sessions -------------------------------------------------------------------------
 
-    def open(self, user_id: str, socket: Transport) -> tuple[Session, bool] | None:
+    async def open(self, user_id: str, socket: Transport) -> tuple[Session, bool] | None:
         """A new session for the socket; (session, the user just came online), or None when
         the user already holds SESSIONS_PER_USER open sockets."""
         held = self._by_user.get(user_id, {})
@@ -121,7 +121,7 @@ class Hub:
         self._by_user.setdefault(user_id, {})[session.id] = session
         return session, self._attach(session, socket)
 
-    def resume(
+    async def resume(
         self, user_id: str, socket: Transport, session_id: str, last_seq: int
     ) -> tuple[Session, list[bytes], bool] | str:
         """Reattach a session and return (session, frames to replay, came online), or the
@@ -180,9 +180,15 @@ class Hub:
     def is_online(self, user_id: str) -> bool:
         return any(s.socket is not None for s in self._by_user.get(user_id, {}).values())
 
-    def session_attached(self, session_id: str) -> bool:
+    def attached(self, session_id: str) -> bool:
         session = self._sessions.get(session_id)
         return session is not None and session.socket is not None
+
+    async def session_attached(self, session_id: str) -> bool:
+        return self.attached(session_id)
+
+    async def presence_flipped(self, user_id: str, online: bool) -> bool:
+        return True  # one node: its sockets are all there are
 
     # --- delivery -------------------------------------------------------------------------
 
@@ -193,6 +199,7 @@ class Hub:
         data: dict[str, Any],
         *,
         origin: Origin | None = None,
+        room_id: str | None = None,
     ) -> None:
         started = time.perf_counter()
         payload: bytes | None = None
@@ -214,19 +221,30 @@ class Hub:
     def sessions_of(self, user_id: str) -> list[str]:
         return list(self._by_user.get(user_id, {}))
 
+    def publish_devices(
+        self,
+        user_id: str,
+        type_: str,
+        data: dict[str, Any],
+        device: str | None,
+        *,
+        origin: Origin | None = None,
+    ) -> None:
+        for session_id in self.sessions_of(user_id):
+            here = {**data, "here": session_id == device}
+            self.publish_session(session_id, type_, here, origin=origin)
+
     def publish_session(
         self, session_id: str, type_: str, data: dict[str, Any], *, origin: Origin | None = None
-    ) -> bool:
-        """Deliver to one session (one device), buffered for its resume if it is away;
-        False if the session no longer exists."""
+    ) -> None:
+        """Deliver to one session (one device), buffered for its resume if it is away."""
         session = self._sessions.get(session_id)
         if session is None:
-            return False
+            return
         ref = origin.ref if origin and origin.connection_id == session_id else None
         session.deliver(encode(type_, data), ref)
         if session.socket is not None:
             self.metrics.events_delivered.labels(type_).inc()
-        return True
 
     def close_login(self, user_id: str, family: str) -> None:
         """Close the user's sockets signed in with one login (refresh-token family): it was

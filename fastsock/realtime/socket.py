@@ -284,7 +284,7 @@ class ChatSocket(WebSocketHandler):
         outcome: str | None = None
         missed: list[bytes] = []
         if resume is not None:
-            resumed = hub.resume(user_id, self, *resume)
+            resumed = await hub.resume(user_id, self, *resume)
             if isinstance(resumed, str):
                 outcome = "resync"
                 self.ctx.metrics.resume.labels(resumed).inc()
@@ -294,11 +294,14 @@ class ChatSocket(WebSocketHandler):
                 outcome = "ok"
                 self.ctx.metrics.resume.labels("ok").inc()
         if self.session is None:
-            opened = hub.open(user_id, self)
+            opened = await hub.open(user_id, self)
             if opened is None:
                 self.close(CLOSE_ABUSE, "too many open connections")
                 return
             self.session, came_online = opened
+        if self.ws_connection is None:  # closed while the hub asked the cluster (Redis)
+            self.on_close()
+            return
         # The socket lives as long as its token: the client re-authenticates and resumes.
         self._expiry_timer = IOLoop.current().call_at(
             IOLoop.current().time() + max(0.0, expires_at - time.time()), self._token_expired

@@ -57,8 +57,8 @@ class Accounts:
     async def register(self, data: Doc, client_ip: str) -> Doc:
         data = validate("auth.register", data)
         client = client_key(client_ip)
-        self.throttles.check("register", client)
-        self.throttles.check("auth", client)
+        await self.throttles.check("register", client)
+        await self.throttles.check("auth", client)
         with self.throttles.concurrent("auth", client):
             password_hash = await self.hasher.hash(data["password"])
         doc = {
@@ -80,8 +80,8 @@ class Accounts:
         username, password = data["username"].strip().lower(), data["password"]
         client = client_key(client_ip)
         # The address's budget first: once it is spent, new usernames add no limiter state.
-        self.throttles.check("auth", client)
-        self.throttles.check("login", (client, username))
+        await self.throttles.check("auth", client)
+        await self.throttles.check("login", (client, username))
         doc = await self.store.users.by_username(username)
         # Unknown users and over-long passwords still cost one hash: timing reveals nothing.
         usable = doc is not None and len(password) <= PASSWORD_MAX

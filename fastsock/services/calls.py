@@ -97,9 +97,9 @@ class Calls:
         """Whether the user is busy: in a live call of any kind."""
         return self.direct.in_call(user_id) or self.group.in_call(user_id)
 
-    def ice_servers(self, user_id: str) -> Doc:
+    async def ice_servers(self, user_id: str) -> Doc:
         """STUN/TURN servers with short-lived TURN credentials for this user."""
-        self.rooms.throttles.check("ice", user_id)
+        await self.rooms.throttles.check("ice", user_id)
         return ice_servers(self.settings, user_id)
 
     async def timeline(self, user_id: str, room_id: Any, query: Doc) -> Doc:

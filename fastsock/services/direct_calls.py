@@ -74,7 +74,7 @@ class DirectCalls:
         room_id = data["room_id"]
         if self._closing:
             raise Unavailable("the server is shutting down; call again in a moment")
-        self.rooms.throttles.check("call", user_id)
+        await self.rooms.throttles.check("call", user_id)
         await self.rooms.require_member(user_id, room_id)
         room = await self.store.rooms.get(room_id)
         if room is None or room["kind"] != "direct":
@@ -122,7 +122,7 @@ class DirectCalls:
             if call.state != RINGING:  # ended while it was being stored (shutdown)
                 return
             call.ring_timer = self.work.later(self.ring_s, lambda: self._ring_out(call))
-            self._watch_device(call, user_id)
+            await self._watch_device(call, user_id)
             view = call.view()
             self.sink.publish_session(
                 call.caller_device, "call.created", {"call": view, "here": True}, origin=origin
@@ -165,7 +165,7 @@ class DirectCalls:
         """Relay an SDP description or an ICE candidate to the other party's device."""
         has_sdp, has_candidate = "sdp" in data, "candidate" in data
         clean = validate("call.signal", data)
-        self.rooms.throttles.check("call_signal", user_id)
+        await self.rooms.throttles.check("call_signal", user_id)
         if has_sdp == has_candidate:
             raise InvalidRequest("a signal carries exactly one of sdp or candidate")
         call = self._party_call(user_id, clean["call_id"])
@@ -195,7 +195,7 @@ class DirectCalls:
         """Relay whether the device sends audio and video (muted or not) to the other
         party's device, which cannot tell a muted track from a silent one."""
         clean = validate("call.media_state", data)
-        self.rooms.throttles.check("call_signal", user_id)
+        await self.rooms.throttles.check("call_signal", user_id)
         call = self._party_call(user_id, clean["call_id"])
         if call.state != ACTIVE:
             raise NotFound("no such call in progress")
@@ -260,10 +260,10 @@ class DirectCalls:
         call.answered_at = now()
         call.accepted_clock = time.monotonic()
         self._tell(call, "call.accepted", {"call": call.view()}, origin if reply else None)
-        self._watch_device(call, call.callee_id)
         # Written in the background: the callee's answer and candidates, which follow on the
         # same socket, must not queue behind a database write.
         self.work.run(self.records.save_chained(call))
+        await self._watch_device(call, call.callee_id)
 
     async def _finish(self, call: Call, outcome: str, reason: str | None = None) -> None:
         """End a live call (no-op if something else ended it first), store it, tell both
@@ -295,17 +295,19 @@ class DirectCalls:
         self.records.count(view)
         await self.records.save_chained(call, insert=True)
         await self._post(call, view)  # first, so the reply finds the entry in the history
-        for session in self.sink.sessions_of(call.caller_id):
-            here = session == call.caller_device
-            self.sink.publish_session(
-                session, OUTCOME_EVENTS[outcome], {"call": view, "here": here}, origin=origin
-            )
+        self.sink.publish_devices(
+            call.caller_id,
+            OUTCOME_EVENTS[outcome],
+            {"call": view},
+            call.caller_device,
+            origin=origin,
+        )
 
-    def _watch_device(self, call: Call, user_id: str) -> None:
+    async def _watch_device(self, call: Call, user_id: str) -> None:
         """A request can be handled after its socket closed (requests queue): a device that
         joins a call already disconnected gets its grace period at once."""
         device = call.device_of(user_id)
-        if device is not None and not self.sink.session_attached(device):
+        if device is not None and not await self.sink.session_attached(device):
             self.device_left(device, user_id)
 
     async def _ring_out(self, call: Call) -> None:
@@ -313,7 +315,7 @@ class DirectCalls:
             await self._finish(call, "missed")
 
     async def _lost(self, call: Call, user_id: str, session_id: str) -> None:
-        if self.sink.session_attached(session_id):  # resumed in the same moment
+        if await self.sink.session_attached(session_id):  # resumed in the same moment
             return
         if call.state == ACTIVE:
             await self._finish(call, "completed", "connection_lost")
@@ -360,7 +362,4 @@ class DirectCalls:
         self, call: Call, user_id: str, type_: str, data: Doc, origin: Origin | None = None
     ) -> None:
         """Every session of the user; `here` marks the one that is their device in the call."""
-        device = call.device_of(user_id)
-        for session in self.sink.sessions_of(user_id):
-            here = session == device
-            self.sink.publish_session(session, type_, {**data, "here": here}, origin=origin)
+        self.sink.publish_devices(user_id, type_, data, call.device_of(user_id), origin=origin)

@@ -22,6 +22,9 @@ class Origin:
 
 
 class EventSink(Protocol):
+    """Delivery to users' sessions wherever they are connected: this process (realtime/hub.py)
+    or, in cluster mode, any node (cluster/hub.py). Publishing never waits for a socket."""
+
     async def publish(
         self,
         user_ids: Iterable[str],
@@ -29,22 +32,42 @@ class EventSink(Protocol):
         data: dict[str, Any],
         *,
         origin: Origin | None = None,
-    ) -> None: ...
-
-    def is_online(self, user_id: str) -> bool: ...
-
-    def session_attached(self, session_id: str) -> bool:
-        """Whether the session has a connected socket now."""
+        room_id: str | None = None,
+    ) -> None:
+        """Deliver to every session of the users. `room_id`: a room event sent to the room's
+        members; a node that learnt a recipient left the room drops it (cluster mode)."""
         ...
 
-    def sessions_of(self, user_id: str) -> list[str]:
-        """The user's sessions (devices), connected or waiting for a resume."""
+    def publish_devices(
+        self,
+        user_id: str,
+        type_: str,
+        data: dict[str, Any],
+        device: str | None,
+        *,
+        origin: Origin | None = None,
+    ) -> None:
+        """Deliver to every session of the user, each with `here` (whether it is `device`)."""
         ...
 
     def publish_session(
         self, session_id: str, type_: str, data: dict[str, Any], *, origin: Origin | None = None
-    ) -> bool:
-        """Deliver to one session only; False if it no longer exists."""
+    ) -> None:
+        """Deliver to one session only (buffered for its resume if it is away); nothing if
+        it no longer exists."""
+        ...
+
+    def is_online(self, user_id: str) -> bool:
+        """Whether any socket of the user is open (on any node)."""
+        ...
+
+    async def session_attached(self, session_id: str) -> bool:
+        """Whether the session has a connected socket now."""
+        ...
+
+    async def presence_flipped(self, user_id: str, online: bool) -> bool:
+        """This node's sockets of the user went from none to some (`online`) or back: True
+        if that changes whether the user is online at all (on any node)."""
         ...
 
     def close_login(self, user_id: str, family: str) -> None:

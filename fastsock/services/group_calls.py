@@ -92,7 +92,7 @@ class GroupCalls:
         room_id = data["room_id"]
         if self._closing:
             raise Unavailable("the server is shutting down; join again in a moment")
-        self.rooms.throttles.check("call_join", user_id)
+        await self.rooms.throttles.check("call_join", user_id)
         await self.rooms.require_member(user_id, room_id)
         room = await self.store.rooms.get(room_id)
         if room is None or room["kind"] != "group":
@@ -157,7 +157,7 @@ class GroupCalls:
         now (before all its heartbeats are missed) and its calls move: `call.sfu_moved` either
         way."""
         call_id = validate("call.sfu_lost", data)["call_id"]
-        self.rooms.throttles.check("call_join", user_id)
+        await self.rooms.throttles.check("call_join", user_id)
         call = await self._call_of(user_id, call_id, rejoin=True)
         worker = await self.registry.up(call["worker_id"])
         if worker is not None:
@@ -230,9 +230,7 @@ class GroupCalls:
         )
         on_their_way = self.admissions.of_call(call["_id"]) - set(call["present_ids"])
         for user_id in [*call["present_ids"], *sorted(on_their_way)]:
-            await self._admit(
-                user_id, call, target, "call.sfu_moved", self.sink.sessions_of(user_id)
-            )
+            await self._admit(user_id, call, target, "call.sfu_moved", None)
         if not call["present_ids"]:
             self.arm_empty(call["_id"])
 
@@ -280,12 +278,12 @@ class GroupCalls:
         call: Doc,
         worker: WorkerInfo,
         type_: str,
-        sessions: list[str],
+        sessions: list[str] | None,
         origin: Origin | None = None,
     ) -> bool:
         """Send the user to the call on the worker: a join token (and ICE servers) to each of
-        `sessions`, and the admission counted until the token expires. False, with nothing
-        sent, when the call ended or moved meanwhile."""
+        `sessions` (None: every session of the user), and the admission counted until the
+        token expires. False, with nothing sent, when the call ended or moved meanwhile."""
         self.admissions.add(call["_id"], user_id)  # from now on the call does not end as empty
         self.registry.forgive(call["_id"], user_id)  # an evict would hit their new connection
         await self.registry.reserve(worker.id)
@@ -311,7 +309,9 @@ class GroupCalls:
         }
         if type_ == "call.sfu":
             payload["call"] = call_view(call)
-        for session in sessions:
+        if sessions is None:
+            await self.sink.publish([user_id], type_, payload, origin=origin)
+        for session in sessions or ():
             self.sink.publish_session(session, type_, payload, origin=origin)
         return True
 

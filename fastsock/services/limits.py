@@ -107,7 +107,7 @@ class Throttles:
         self._running: dict[str, Counter[object]] = {k: Counter() for k in self._concurrent}
         self._on_refused = on_refused
 
-    def check(self, kind: str, key: object, cost: int = 1) -> None:
+    async def check(self, kind: str, key: object, cost: int = 1) -> None:
         """Raise 429 `rate_limited` (with retry_after) if `key` is over its `kind` limit."""
         wait = self._limiters[kind].retry_after(key, cost)
         if wait == float("inf"):

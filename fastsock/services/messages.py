@@ -48,7 +48,7 @@ class Messages:
             raise InvalidRequest(
                 f"client_msg_id must not start with {CALL_PREFIX!r}", field="client_msg_id"
             )
-        self.rooms.throttles.check("send", user_id)
+        await self.rooms.throttles.check("send", user_id)
         attachment_ids = list(data["attachment_ids"])
         # Independent reads, in parallel; nothing is written before all of them passed.
         _, attachments, existing = await asyncio.gather(
@@ -141,7 +141,7 @@ class Messages:
 
     async def edit(self, user_id: str, data: Doc) -> Doc:
         data = validate("message.edit", data)
-        self.rooms.throttles.check("send", user_id)
+        await self.rooms.throttles.check("send", user_id)
         message, _ = await self.visible_message(user_id, data["message_id"])
         room_id = str(message["room_id"])
         if str(message["sender_id"]) != user_id:
@@ -166,7 +166,7 @@ class Messages:
 
     async def delete(self, user_id: str, data: Doc) -> Doc:
         message_id = validate("message.delete", data)["message_id"]
-        self.rooms.throttles.check("send", user_id)
+        await self.rooms.throttles.check("send", user_id)
         message, membership = await self.visible_message(user_id, message_id)
         room_id = str(message["room_id"])
         if str(message["sender_id"]) != user_id and membership["role"] != ADMIN:

@@ -15,6 +15,11 @@ class Presence:
 
     async def changed(self, user_id: str, online: bool) -> None:
         """The user's first socket opened or last one closed (on this node)."""
+        if await self.sink.presence_flipped(user_id, online):
+            await self.announce(user_id, online)
+
+    async def announce(self, user_id: str, online: bool) -> None:
+        """The user came online or went offline (on every node together)."""
         if not online:
             await self.typing.stop_all(user_id)
         contacts = await self.rooms.contacts_of(user_id)

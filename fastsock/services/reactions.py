@@ -31,7 +31,7 @@ class Reactions:
 
     async def _change(self, user_id: str, data: Doc, *, add: bool) -> Doc:
         message_id, emoji = data["message_id"], data["emoji"]
-        self.rooms.throttles.check("reaction", user_id)
+        await self.rooms.throttles.check("reaction", user_id)
         message, _ = await self.messages.visible_message(user_id, message_id)
         if message["deleted"]:
             raise Conflict("the message was deleted")

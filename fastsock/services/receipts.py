@@ -31,7 +31,7 @@ class Receipts:
         """Record that the user's client received these messages. Ids of messages the user
         sent, cannot see, or that are deleted are ignored (a client may confirm late)."""
         ids = validate("message.delivered", data)["message_ids"]
-        self.rooms.throttles.check("receipt", user_id)
+        await self.rooms.throttles.check("receipt", user_id)
         found = await self.store.messages.many(ids)
         my_rooms = {str(m["room_id"]) for m in await self.store.memberships.for_user(user_id)}
         eligible = {

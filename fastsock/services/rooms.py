@@ -68,7 +68,7 @@ class Rooms:
         `exclude`), never to anyone else."""
         members = await self.store.memberships.member_ids(room_id)
         members = [m for m in members if m != exclude and (only is None or m in only)]
-        await self.sink.publish(members, type_, data, **kw)
+        await self.sink.publish(members, type_, data, room_id=room_id, **kw)
 
     @asynccontextmanager
     async def change(self, room_id: str, activity_at: datetime | None = None) -> AsyncIterator[int]:
@@ -160,7 +160,7 @@ class Rooms:
     async def create_group(self, user_id: str, data: Doc) -> Doc:
         data = validate("room.create", data)
         member_ids = [m for m in data["member_ids"] if m != user_id]
-        self.throttles.check("invite", user_id, cost=max(1, len(member_ids)))
+        await self.throttles.check("invite", user_id, cost=max(1, len(member_ids)))
         await self._require_users(member_ids, "member_ids")
         at = now()
         room = await self.store.rooms.create(
@@ -192,7 +192,7 @@ class Rooms:
         room = await self.store.rooms.by_dm_key(dm_key)
         created = False
         if room is None:
-            self.throttles.check("invite", user_id)
+            await self.throttles.check("invite", user_id)
             at = now()
             doc = {
                 "kind": "direct",
@@ -238,7 +238,7 @@ class Rooms:
         await self.require_admin(user_id, room_id)
         room = await self._room(room_id)
         self._require_group(room)
-        self.throttles.check("invite", user_id, cost=len(user_ids))
+        await self.throttles.check("invite", user_id, cost=len(user_ids))
         await self._require_users(user_ids, "user_ids")
         return await self._add(room, user_ids)
 
@@ -292,7 +292,7 @@ class Rooms:
 
     async def mark_read(self, user_id: str, data: Doc) -> Doc:
         data = validate("message.read", data)
-        self.throttles.check("receipt", user_id)
+        await self.throttles.check("receipt", user_id)
         return await self.advance_read(user_id, data["room_id"], data["message_id"])
 
     async def advance_read(self, user_id: str, room_id: str, message_id: str) -> Doc:

@@ -40,7 +40,7 @@ class Typing:
     async def update(self, user_id: str, data: Doc) -> None:
         data = validate("typing", data)
         room_id = data["room_id"]
-        self.rooms.throttles.check("typing", user_id)
+        await self.rooms.throttles.check("typing", user_id)
         await self.rooms.require_member(user_id, room_id)
         key = (room_id, user_id)
         if not data["active"]:

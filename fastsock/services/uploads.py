@@ -97,10 +97,10 @@ class Uploads:
             self.max_image_pixels * images.MOST_BYTES_PER_PIXEL, IMAGE_WORKERS
         )
 
-    def begin(self, user_id: str, declared_size: int | None) -> None:
+    async def begin(self, user_id: str, declared_size: int | None) -> None:
         """Checks before any byte is read: the rate limit and a declared length."""
         try:
-            self.throttles.check("upload", user_id)
+            await self.throttles.check("upload", user_id)
         except ApiError:
             self.refused("rate_limited")
             raise

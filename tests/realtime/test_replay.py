@@ -44,7 +44,7 @@ async def until_detached(server: Server, *sockets: Socket) -> None:
         await ws.close_code()
     sessions = [ws.ready["session"] for ws in sockets if ws.ready is not None]
     deadline = time.monotonic() + 10
-    while any(hub.session_attached(session) for session in sessions):
+    while any(hub.attached(session) for session in sessions):
         assert time.monotonic() < deadline, "sessions still attached"
         await asyncio.sleep(0.02)
     await hub.wait_tasks(timeout=10)

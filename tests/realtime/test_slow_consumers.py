@@ -143,7 +143,7 @@ async def test_a_resumed_socket_that_stops_reading_is_still_dropped(
     stalled = await asyncio.to_thread(_stalled_client, api.port, slow.access_token, resume)
     try:
         deadline = time.monotonic() + 10
-        while not hub.session_attached(session):
+        while not hub.attached(session):
             assert time.monotonic() < deadline, "the resume did not attach"
             await asyncio.sleep(0.02)
         assert await _slow_closes(api) == "fastsock_ws_slow_consumer_closed_total 0.0"
