@@ -14,6 +14,8 @@ from tornado.httpserver import HTTPServer
 from tornado.web import Application, RequestHandler
 
 from fastsock.blobs import make_blob_store
+from fastsock.cluster import join_cluster, start_cluster_hub
+from fastsock.cluster.hub import ClusterHub
 from fastsock.config import Settings, check_cluster, check_metrics_access, ensure_jwt_secret
 from fastsock.connections import Endpoint, connection_bound
 from fastsock.context import AppContext
@@ -173,8 +175,10 @@ class Server:
         # Only now: a second server refused by the embedded database's lock must not delete
         # the running one's partial uploads.
         _clear_spool(s.uploads_path / ".spool")
-        hub = Hub(metrics)
+        hub = Hub(metrics) if s.redis_url is None else await start_cluster_hub(metrics, s.redis_url)
         services = Services.build(store, hub, blobs, s, metrics)
+        if isinstance(hub, ClusterHub):
+            join_cluster(hub, services)
         self.ctx = AppContext(s, store, services, hub, metrics)
         if s.sfu_secret:
             # Before the first request: group calls whose worker died meanwhile end.
@@ -276,6 +280,8 @@ class Server:
         if self.ctx is not None:
             self.ctx.services.typing.close()
             await self.ctx.services.accounts.hasher.close()
+        if self.ctx is not None and isinstance(self.ctx.hub, ClusterHub):
+            await self.ctx.hub.stop()
         if self.store is not None:
             await self.store.close()
         log.info("server_stopped")

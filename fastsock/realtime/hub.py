@@ -108,15 +108,21 @@ class Hub:
     async def open(self, user_id: str, socket: Transport) -> tuple[Session, bool] | None:
         """A new session for the socket; (session, the user just came online), or None when
         the user already holds SESSIONS_PER_USER open sockets."""
+        return self.open_session(user_id, socket, self.new_session_id())
+
+    def new_session_id(self) -> str:
+        return f"{self.node_id}.{secrets.token_urlsafe(12)}"
+
+    def open_session(
+        self, user_id: str, socket: Transport, session_id: str
+    ) -> tuple[Session, bool] | None:
         held = self._by_user.get(user_id, {})
         if len(held) >= SESSIONS_PER_USER:
             detached = [s for s in held.values() if s.socket is None]
             if not detached:
                 return None
             self._evict(detached[0])  # dicts keep insertion order: the first is the oldest
-        session = Session(
-            f"{self.node_id}.{secrets.token_urlsafe(12)}", user_id, self.replay_budget
-        )
+        session = Session(session_id, user_id, self.replay_budget)
         self._sessions[session.id] = session
         self._by_user.setdefault(user_id, {})[session.id] = session
         return session, self._attach(session, socket)
@@ -184,7 +190,7 @@ class Hub:
         session = self._sessions.get(session_id)
         return session is not None and session.socket is not None
 
-    async def session_attached(self, session_id: str) -> bool:
+    async def session_attached(self, user_id: str, session_id: str) -> bool:
         return self.attached(session_id)
 
     async def presence_flipped(self, user_id: str, online: bool) -> bool:
@@ -201,15 +207,19 @@ class Hub:
         origin: Origin | None = None,
         room_id: str | None = None,
     ) -> None:
+        self.deliver(user_ids, encode(type_, data), type_, origin)
+
+    def deliver(
+        self, user_ids: Iterable[str], payload: bytes, type_: str, origin: Origin | None
+    ) -> None:
+        """Deliver an encoded event to this process's sessions of the users (also the events
+        other nodes publish, in cluster mode)."""
         started = time.perf_counter()
-        payload: bytes | None = None
         delivered = 0
         for user_id in set(user_ids):
             sessions = self._by_user.get(user_id)
             if not sessions:
                 continue
-            if payload is None:
-                payload = encode(type_, data)
             for session in list(sessions.values()):
                 ref = origin.ref if origin and origin.connection_id == session.id else None
                 session.deliver(payload, ref)

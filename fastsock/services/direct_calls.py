@@ -307,7 +307,7 @@ class DirectCalls:
         """A request can be handled after its socket closed (requests queue): a device that
         joins a call already disconnected gets its grace period at once."""
         device = call.device_of(user_id)
-        if device is not None and not await self.sink.session_attached(device):
+        if device is not None and not await self.sink.session_attached(user_id, device):
             self.device_left(device, user_id)
 
     async def _ring_out(self, call: Call) -> None:
@@ -315,7 +315,7 @@ class DirectCalls:
             await self._finish(call, "missed")
 
     async def _lost(self, call: Call, user_id: str, session_id: str) -> None:
-        if await self.sink.session_attached(session_id):  # resumed in the same moment
+        if await self.sink.session_attached(user_id, session_id):  # resumed in the same moment
             return
         if call.state == ACTIVE:
             await self._finish(call, "completed", "connection_lost")

@@ -61,8 +61,8 @@ class EventSink(Protocol):
         """Whether any socket of the user is open (on any node)."""
         ...
 
-    async def session_attached(self, session_id: str) -> bool:
-        """Whether the session has a connected socket now."""
+    async def session_attached(self, user_id: str, session_id: str) -> bool:
+        """Whether the user's session has a connected socket now."""
         ...
 
     async def presence_flipped(self, user_id: str, online: bool) -> bool:

@@ -1,0 +1,29 @@
+"""Cluster mode (FASTSOCK_REDIS_URL): N FastSock nodes on one Redis and one MongoDB behave as
+one server. docs/architecture.md, "Several nodes", describes what is shared and how.
+
+- link.py: the bus between nodes and which nodes are alive
+- registry.py: every node's sessions and presence, in Redis
+- hub.py: the hub of a node, delivering to sessions on every node"""
+
+from __future__ import annotations
+
+from redis.exceptions import RedisError
+
+from fastsock.cluster.hub import ClusterHub
+from fastsock.metrics import Metrics
+from fastsock.services import Services
+
+
+async def start_cluster_hub(metrics: Metrics, redis_url: str) -> ClusterHub:
+    hub = ClusterHub(metrics, redis_url)
+    try:
+        await hub.start()
+    except (RedisError, OSError) as exc:
+        raise RuntimeError(f"Redis unreachable at FASTSOCK_REDIS_URL: {exc}") from exc
+    return hub
+
+
+def join_cluster(hub: ClusterHub, services: Services) -> None:
+    """Connect the services to what the other nodes do."""
+    presence = services.presence
+    hub.on_offline.append(lambda user_id: presence.announce(user_id, False))

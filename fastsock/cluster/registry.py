@@ -1,0 +1,126 @@
+"""Sessions and presence of every node, kept in Redis (cluster mode).
+
+- `sess:<user>`: the user's sessions on every node, scored 0 while a socket is attached and
+  with the time it detached otherwise. The session cap counts these; the oldest detached one
+  makes room for a new one, wherever it is.
+- `on:<user>`: the nodes holding an open socket of the user; `online`: the users with any.
+  A user goes online or offline when `on:<user>` stops or starts being empty: one script
+  decides it, so two nodes changing at once announce it once.
+- `nodeusers:<node>`: users with sessions on a node, for the cleanup after it dies.
+
+Scripts make each decision atomic; plain updates ride the node's ordered write queue."""
+
+from __future__ import annotations
+
+from fastsock.cluster.link import PREFIX, Link
+
+ONLINE = PREFIX + "online"
+
+# KEYS: sess:<user>, nodeusers:<node>. ARGV: session id, user id, cap.
+# -> {1, evicted session or ""} or {0, ""} when every session of the user is attached.
+OPEN = """
+local evicted = ''
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  local oldest = redis.call('ZRANGEBYSCORE', KEYS[1], '(0', '+inf', 'LIMIT', 0, 1)
+  if #oldest == 0 then return {0, ''} end
+  evicted = oldest[1]
+  redis.call('ZREM', KEYS[1], evicted)
+end
+redis.call('ZADD', KEYS[1], 0, ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[2])
+return {1, evicted}
+"""
+
+# KEYS: on:<user>, online. ARGV: node, user, 1 if the node holds a socket of the user else 0.
+# -> 1 came online, -1 went offline, 0 no change.
+PRESENCE = """
+local before = redis.call('SCARD', KEYS[1])
+if ARGV[3] == '1' then redis.call('SADD', KEYS[1], ARGV[1])
+else redis.call('SREM', KEYS[1], ARGV[1]) end
+local after = redis.call('SCARD', KEYS[1])
+if before == 0 and after > 0 then redis.call('SADD', KEYS[2], ARGV[2]) return 1 end
+if before > 0 and after == 0 then redis.call('SREM', KEYS[2], ARGV[2]) return -1 end
+return 0
+"""
+
+# KEYS: on:<user>, online, sess:<user>. ARGV: dead node, user, its session id prefix.
+# -> 1 if the user went offline with it.
+BURY = """
+local before = redis.call('SCARD', KEYS[1])
+redis.call('SREM', KEYS[1], ARGV[1])
+for _, s in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+  if string.sub(s, 1, #ARGV[3]) == ARGV[3] then redis.call('ZREM', KEYS[3], s) end
+end
+if before > 0 and redis.call('SCARD', KEYS[1]) == 0 then
+  redis.call('SREM', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+def _sessions(user_id: str) -> str:
+    return f"{PREFIX}sess:{user_id}"
+
+
+def _nodes_of(user_id: str) -> str:
+    return f"{PREFIX}on:{user_id}"
+
+
+def _users_of(node_id: str) -> str:
+    return f"{PREFIX}nodeusers:{node_id}"
+
+
+class SessionRegistry:
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        redis = link.redis
+        self._open = redis.register_script(OPEN)
+        self._presence = redis.register_script(PRESENCE)
+        self._bury = redis.register_script(BURY)
+
+    async def open(self, user_id: str, session_id: str, cap: int) -> tuple[bool, str | None]:
+        """Register a new attached session: (allowed, the session evicted to make room)."""
+        keys = [_sessions(user_id), _users_of(self.link.node_id)]
+        allowed, evicted = await self._open(keys=keys, args=[session_id, user_id, cap])
+        return bool(allowed), evicted.decode() or None
+
+    def attached(self, user_id: str, session_id: str) -> None:
+        key = _sessions(user_id)
+        self.link.enqueue(lambda p: p.zadd(key, {session_id: 0}, xx=True))
+
+    def detached(self, user_id: str, session_id: str, at_ms: int) -> None:
+        key = _sessions(user_id)
+        self.link.enqueue(lambda p: p.zadd(key, {session_id: max(1, at_ms)}, xx=True))
+
+    def dropped(self, user_id: str, session_id: str, last_here: bool) -> None:
+        """The session is gone; `last_here`: the user has no other session on this node."""
+        key, users = _sessions(user_id), _users_of(self.link.node_id)
+        self.link.enqueue(lambda p: p.zrem(key, session_id))
+        if last_here:
+            self.link.enqueue(lambda p: p.srem(users, user_id))
+
+    async def is_attached(self, user_id: str, session_id: str) -> bool:
+        return await self.link.redis.zscore(_sessions(user_id), session_id) == 0
+
+    async def presence(self, user_id: str, here: bool) -> int:
+        """This node does (`here`) or does not hold a socket of the user: 1 if the user came
+        online with that, -1 if they went offline, 0 if nothing changed."""
+        keys = [_nodes_of(user_id), ONLINE]
+        args = [self.link.node_id, user_id, int(here)]
+        return int(await self._presence(keys=keys, args=args))
+
+    async def online(self) -> set[str]:
+        return {u.decode() for u in await self.link.redis.smembers(ONLINE)}
+
+    async def bury(self, node_id: str) -> list[str]:
+        """Remove a dead node's sessions and presence: the users who went offline with it."""
+        redis = self.link.redis
+        users = [u.decode() for u in await redis.smembers(_users_of(node_id))]
+        offline = []
+        for user_id in users:
+            keys = [_nodes_of(user_id), ONLINE, _sessions(user_id)]
+            if await self._bury(keys=keys, args=[node_id, user_id, node_id + "."]):
+                offline.append(user_id)
+        await redis.delete(_users_of(node_id))
+        return offline
