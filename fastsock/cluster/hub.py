@@ -19,8 +19,11 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from fastsock.cluster.link import Link, node_of
 from fastsock.cluster.registry import SessionRegistry
+from fastsock.errors import Unavailable
 from fastsock.metrics import Metrics
 from fastsock.realtime.hub import SESSIONS_PER_USER, Hub, Session, Transport, encode
 from fastsock.services.events import Origin
@@ -82,7 +85,10 @@ class ClusterHub(Hub):
 
     async def open(self, user_id: str, socket: Transport) -> tuple[Session, bool] | None:
         session_id = self.new_session_id()
-        allowed, evicted = await self.registry.open(user_id, session_id, SESSIONS_PER_USER)
+        try:
+            allowed, evicted = await self.registry.open(user_id, session_id, SESSIONS_PER_USER)
+        except (RedisError, OSError) as exc:
+            raise Unavailable("the cluster is unavailable; try again in a moment") from exc
         if not allowed:
             return None
         if evicted is not None:

@@ -24,7 +24,14 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 from fastsock import logs
 from fastsock.connections import unsent_bytes
 from fastsock.context import AppContext
-from fastsock.errors import ApiError, InvalidRequest, RateLimited, TooLarge, Unauthenticated
+from fastsock.errors import (
+    ApiError,
+    InvalidRequest,
+    RateLimited,
+    TooLarge,
+    Unauthenticated,
+    Unavailable,
+)
 from fastsock.handlers.base import error_code
 from fastsock.realtime.hub import CLOSE_AUTH, Session, encode, envelope
 from fastsock.realtime.routes import ROUTES
@@ -283,22 +290,26 @@ class ChatSocket(WebSocketHandler):
             return
         outcome: str | None = None
         missed: list[bytes] = []
-        if resume is not None:
-            resumed = await hub.resume(user_id, self, *resume)
-            if isinstance(resumed, str):
-                outcome = "resync"
-                self.ctx.metrics.resume.labels(resumed).inc()
-            else:
-                self.session, missed, came_online = resumed
-                services.calls.device_back(self.session.id, user_id)
-                outcome = "ok"
-                self.ctx.metrics.resume.labels("ok").inc()
-        if self.session is None:
-            opened = await hub.open(user_id, self)
-            if opened is None:
-                self.close(CLOSE_ABUSE, "too many open connections")
-                return
-            self.session, came_online = opened
+        try:
+            if resume is not None:
+                resumed = await hub.resume(user_id, self, *resume)
+                if isinstance(resumed, str):
+                    outcome = "resync"
+                    self.ctx.metrics.resume.labels(resumed).inc()
+                else:
+                    self.session, missed, came_online = resumed
+                    services.calls.device_back(self.session.id, user_id)
+                    outcome = "ok"
+                    self.ctx.metrics.resume.labels("ok").inc()
+            if self.session is None:
+                opened = await hub.open(user_id, self)
+                if opened is None:
+                    self.close(CLOSE_ABUSE, "too many open connections")
+                    return
+                self.session, came_online = opened
+        except Unavailable:  # cluster mode without Redis: the client retries with backoff
+            self.close(1011, "cluster unavailable")
+            return
         if self.ws_connection is None:  # closed while the hub asked the cluster (Redis)
             self.on_close()
             return
