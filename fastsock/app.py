@@ -14,7 +14,7 @@ from tornado.httpserver import HTTPServer
 from tornado.web import Application, RequestHandler
 
 from fastsock.blobs import make_blob_store
-from fastsock.cluster import join_cluster, start_cluster_hub
+from fastsock.cluster import check_redis, join_cluster, start_cluster_hub
 from fastsock.cluster.hub import ClusterHub
 from fastsock.config import Settings, check_cluster, check_metrics_access, ensure_jwt_secret
 from fastsock.connections import Endpoint, connection_bound
@@ -170,6 +170,8 @@ class Server:
         await blobs.check()  # an unusable upload directory stops start-up here
         metrics = Metrics()
         started = time.monotonic()
+        if s.redis_url is not None:
+            await check_redis(s.redis_url)  # fail fast, before waiting for the database
         self.store = store = open_store(s, observe=metrics.observe_db)
         await store.prepare(DB_START_TIMEOUT_S)
         # Only now: a second server refused by the embedded database's lock must not delete

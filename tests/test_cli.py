@@ -76,6 +76,30 @@ def test_production_without_jwt_secret_refuses_to_start(tmp_path: Path) -> None:
     assert not (tmp_path / "data" / "jwt-secret").exists()
 
 
+def test_redis_with_the_embedded_database_refuses_to_start(tmp_path: Path) -> None:
+    proc = run_to_exit(
+        tmp_path, FASTSOCK_REDIS_URL="redis://127.0.0.1:1/0", FASTSOCK_PORT=str(free_port())
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "FASTSOCK_REDIS_URL" in lines[0] and "FASTSOCK_MONGO_URI" in lines[0]
+    assert not (tmp_path / "data").exists()
+
+
+def test_unreachable_redis_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    proc = run_to_exit(
+        tmp_path,
+        FASTSOCK_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        FASTSOCK_MONGO_URI=f"mongodb://127.0.0.1:{free_port()}/x?serverSelectionTimeoutMS=200",
+        FASTSOCK_PORT=str(free_port()),
+    )
+    assert proc.returncode == 1
+    lines = proc.stderr.splitlines()
+    assert "Traceback" not in proc.stderr
+    assert lines[-1].startswith("fastsock: cannot start:"), proc.stderr
+
+
 # --- a real start on the embedded database --------------------------------------------------
 
 

@@ -7,11 +7,23 @@ one server. docs/architecture.md, "Several nodes", describes what is shared and 
 
 from __future__ import annotations
 
+import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from fastsock.cluster.hub import ClusterHub
 from fastsock.metrics import Metrics
 from fastsock.services import Services
+
+
+async def check_redis(redis_url: str) -> None:
+    """Start-up stops here, with one line, when Redis does not answer."""
+    client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=5)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        raise RuntimeError(f"Redis unreachable at FASTSOCK_REDIS_URL: {exc}") from exc
+    finally:
+        await client.aclose()
 
 
 async def start_cluster_hub(metrics: Metrics, redis_url: str) -> ClusterHub:

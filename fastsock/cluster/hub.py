@@ -81,6 +81,14 @@ class ClusterHub(Hub):
     async def stop(self) -> None:
         await self.link.stop()
 
+    async def ready(self) -> bool:
+        if not self.link.connected:
+            return False
+        try:
+            return bool(await self.link.redis.ping())
+        except (RedisError, OSError):
+            return False
+
     # --- sessions -------------------------------------------------------------------------
 
     async def open(self, user_id: str, socket: Transport) -> tuple[Session, bool] | None:

@@ -78,6 +78,7 @@ class Link:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.live_nodes: set[str] = {node_id}
+        self.connected = False  # subscribed to the bus now (readiness)
         self._followups: set[asyncio.Task[None]] = set()
         self.on("dead", lambda _sender, node, _payload: self.dead(node))
 
@@ -88,6 +89,7 @@ class Link:
         await self.redis.ping()  # unreachable: start-up fails here, with the address
         await self._stamp()
         await self._pubsub.subscribe(ALL, node_channel(self.node_id))
+        self.connected = True
         for work in (self._read(), self._write(), self._heartbeat()):
             self._tasks.append(asyncio.create_task(work))
 
@@ -173,6 +175,7 @@ class Link:
                 )
             except (RedisError, OSError):
                 log.warning("cluster_bus_lost")
+                self.connected = False
                 self.reset()
                 await asyncio.sleep(RETRY_S)
                 with contextlib.suppress(RedisError, OSError):
@@ -180,6 +183,7 @@ class Link:
                     self._pubsub = self.redis.pubsub()
                     subscribed = node_channel(self.node_id)
                     await self._pubsub.subscribe(ALL, subscribed)
+                    self.connected = True
                     log.info("cluster_bus_back")
                 continue
             if message is None:

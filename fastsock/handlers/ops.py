@@ -21,6 +21,8 @@ class ReadyHandler(BaseHandler):
     async def get(self) -> None:
         if not await self.ctx.store.ping():
             raise Unavailable("the database is unreachable")
+        if not await self.ctx.hub.ready():
+            raise Unavailable("Redis is unreachable (cluster mode)")
         self.send_json({"status": "ready", "database": "ok"})
 
 

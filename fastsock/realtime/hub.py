@@ -196,6 +196,10 @@ class Hub:
     async def presence_flipped(self, user_id: str, online: bool) -> bool:
         return True  # one node: its sockets are all there are
 
+    async def ready(self) -> bool:
+        """Whether the hub can take sockets (cluster mode: Redis answers)."""
+        return True
+
     # --- delivery -------------------------------------------------------------------------
 
     async def publish(

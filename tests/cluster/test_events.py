@@ -28,3 +28,12 @@ async def test_room_message_reaches_members_on_every_node_once(nodes: Nodes) -> 
         ]
         assert copies == []  # exactly once: the one taken by expect
         assert sock.seqs == sorted(set(sock.seqs))  # no seq twice, in order
+
+
+async def test_readiness_includes_redis(nodes: Nodes) -> None:
+    api = nodes.api(0)
+    assert (await api.get("/readyz")).status == 200
+    nodes.servers[0].ctx.hub.link.connected = False  # as when the subscription broke
+    r = await api.get("/readyz")
+    assert (r.status, r.error_code) == (503, "unavailable")
+    assert "Redis" in r.body["error"]["message"]
