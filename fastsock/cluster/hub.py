@@ -79,6 +79,13 @@ class ClusterHub(Hub):
         self._online = await self.registry.online()
 
     async def stop(self) -> None:
+        """After the sockets closed (shutdown announces no presence while it closes them):
+        take this node's sessions out of the registry, and tell the contacts of the users
+        who went offline with it, as the others would after its death, only sooner."""
+        try:
+            await self._bury(self.node_id)
+        except (RedisError, OSError):
+            log.warning("cluster_leave_failed")  # the others bury this node when it is late
         await self.link.stop()
 
     async def ready(self) -> bool:

@@ -241,10 +241,16 @@ class Link:
                 continue  # our own stamp is late (this process stalled): the next one counts
             elif await self.redis.zrem(NODES, node):  # one node wins the claim
                 log.warning("cluster_node_dead", extra={"fields": {"node": node}})
-                for cleanup in self.on_node_dead:
-                    await cleanup(node)
-                self.broadcast("dead", node)
+                # Not in this loop: however long the cleanup takes, this node keeps stamping.
+                self._follow(self._clean_up(node))
         self.live_nodes = live | {self.node_id}
+
+    async def _clean_up(self, node_id: str) -> None:
+        try:
+            for cleanup in self.on_node_dead:
+                await cleanup(node_id)
+        finally:
+            self.broadcast("dead", node_id)
 
     def dead(self, node_id: str) -> None:
         """Another node buried `node_id` (kind `dead`)."""
@@ -254,9 +260,12 @@ class Link:
             return
         self.live_nodes.discard(node_id)
         for handler in self.on_dead:
-            task = asyncio.ensure_future(handler(node_id))
-            self._followups.add(task)
-            task.add_done_callback(self._followed)
+            self._follow(handler(node_id))
+
+    def _follow(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._followups.add(task)
+        task.add_done_callback(self._followed)
 
     def _followed(self, task: asyncio.Task[None]) -> None:
         self._followups.discard(task)
