@@ -1,7 +1,10 @@
-"""Token buckets: per-key rate limits held in this process.
+"""Token buckets: per-key rate limits.
 
-Each node limits what it sees; behind a load balancer a user's sockets are usually spread
-over few nodes, so the effective limit is at most a small multiple of the setting."""
+On one node the buckets are held in this process (RateLimiter). In cluster mode Throttles
+takes them from Redis instead (`share`, fastsock/cluster/limits.py): one budget per user and
+per address across all nodes. If Redis fails, the node's own buckets answer meanwhile, so a
+limit is per node during an outage. Password hashes in progress (`concurrent`) are always
+counted per node: that limit protects this node's hashing queue."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from fastsock.config import Limits
 from fastsock.errors import RateLimited
@@ -77,6 +81,17 @@ class RateLimiter:
             del self._buckets[key]
 
 
+class Buckets(Protocol):
+    """Token buckets kept outside this process (shared by the nodes of a cluster)."""
+
+    async def retry_after(
+        self, kind: str, key: object, rate: float, burst: int, cost: int
+    ) -> float | None:
+        """Like RateLimiter.retry_after for `kind`'s rate and burst; None when they cannot
+        answer now (the local limiter answers instead)."""
+        ...
+
+
 class Throttles:
     """Every per-user limit the services enforce, and the refusal counter."""
 
@@ -106,10 +121,20 @@ class Throttles:
         self._concurrent = {"auth": limits.auth_concurrent_per_ip}
         self._running: dict[str, Counter[object]] = {k: Counter() for k in self._concurrent}
         self._on_refused = on_refused
+        self._shared: Buckets | None = None
+
+    def share(self, buckets: Buckets) -> None:
+        """Take the rate limits from `buckets` from now on (cluster mode)."""
+        self._shared = buckets
 
     async def check(self, kind: str, key: object, cost: int = 1) -> None:
         """Raise 429 `rate_limited` (with retry_after) if `key` is over its `kind` limit."""
-        wait = self._limiters[kind].retry_after(key, cost)
+        limiter = self._limiters[kind]
+        wait = None
+        if self._shared is not None:
+            wait = await self._shared.retry_after(kind, key, limiter.rate, limiter.burst, cost)
+        if wait is None:
+            wait = limiter.retry_after(key, cost)
         if wait == float("inf"):
             self._on_refused(kind)
             raise RateLimited(f"too many {kind} requests at once", retry_after=60.0)
@@ -120,7 +145,7 @@ class Throttles:
     @contextlib.contextmanager
     def concurrent(self, kind: str, key: object) -> Iterator[None]:
         """Hold one of `key`'s places for `kind` while the block runs; 429 `rate_limited` when
-        they are all taken."""
+        they are all taken. Counted in this process, also in cluster mode."""
         running = self._running[kind]
         if running[key] >= self._concurrent[kind]:
             self._on_refused(kind)
