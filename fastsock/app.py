@@ -14,7 +14,7 @@ from tornado.httpserver import HTTPServer
 from tornado.web import Application, RequestHandler
 
 from fastsock.blobs import make_blob_store
-from fastsock.cluster import check_redis, join_cluster, start_cluster_hub
+from fastsock.cluster import check_redis, join_calls, join_cluster, start_cluster_hub
 from fastsock.cluster.hub import ClusterHub
 from fastsock.config import Settings, check_cluster, check_metrics_access, ensure_jwt_secret
 from fastsock.connections import Endpoint, connection_bound
@@ -26,7 +26,7 @@ from fastsock.paths import private_dir
 from fastsock.realtime.hub import Hub
 from fastsock.realtime.socket import HARD_FRAME_BYTES, ChatSocket
 from fastsock.services import Services
-from fastsock.store import Store, is_unavailable, open_store
+from fastsock.store import Store, open_store
 
 log = logging.getLogger("fastsock")
 
@@ -181,10 +181,12 @@ class Server:
         services = Services.build(store, hub, blobs, s, metrics)
         if isinstance(hub, ClusterHub):
             join_cluster(hub, services)
-        self.ctx = AppContext(s, store, services, hub, metrics)
-        if s.sfu_secret:
+            # The call leader, once elected, reconciles the group calls and sweeps the workers.
+            await join_calls(hub, services)
+        elif s.sfu_secret:
             # Before the first request: group calls whose worker died meanwhile end.
             await services.calls.group.workers.start()
+        self.ctx = AppContext(s, store, services, hub, metrics)
         max_connections = connection_bound(
             s.max_connections, resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         )
@@ -200,8 +202,8 @@ class Server:
             )
             self.metrics_port = metrics_only.port
         self._gc = asyncio.create_task(self._collect_garbage(services))
-        if s.sfu_secret:
-            self._sweeper = asyncio.create_task(self._sweep_workers(services))
+        if s.sfu_secret and not isinstance(hub, ClusterHub):
+            self._sweeper = asyncio.create_task(services.calls.group.workers.keep_up())
         log.info(
             "server_started",
             extra={
@@ -253,16 +255,6 @@ class Server:
             except Exception:
                 log.exception("upload_gc_failed")
             await asyncio.sleep(GC_INTERVAL_S)
-
-    async def _sweep_workers(self, services: Services) -> None:
-        """SFU workers silent for too long are lost and their calls move (every heartbeat)."""
-        while True:
-            await asyncio.sleep(self.settings.sfu_heartbeat_s)
-            try:
-                await services.calls.group.workers.sweep()
-            except Exception as exc:
-                if not is_unavailable(exc):
-                    log.exception("sfu_sweep_failed")
 
     async def stop(self) -> None:
         for task in (self._gc, self._sweeper):

@@ -3,7 +3,8 @@ any worker), health probes, and the commands waiting for each worker's next repl
 
 Entries change only by conditional writes: of two nodes sweeping the same silent worker, one
 marks it lost and moves its calls. The commands (`evict` a participant, `end` a call) are held
-in this node's memory and go out in the reply to the worker's next heartbeat or events post."""
+in this node's memory and go out in the reply to the worker's next heartbeat or events post
+(in cluster mode every post is handled by the call leader, which holds them: cluster/calls.py)."""
 
 from __future__ import annotations
 
@@ -208,6 +209,11 @@ class WorkerRegistry:
     def commands_for(self, worker_id: str) -> Doc:
         """The reply to a worker's post: what it must do, each command sent once."""
         return self._commands.pop(worker_id, Commands()).reply()
+
+    def forget_commands(self) -> None:
+        """Drop every waiting command, as a restart would (cluster mode: this node no longer
+        takes the workers' posts)."""
+        self._commands.clear()
 
 
 async def health(url: str, timeout: float) -> Doc | None:

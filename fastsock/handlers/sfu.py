@@ -4,7 +4,8 @@ Mounted only when FASTSOCK_SFU_SECRET is set. A worker authenticates each reques
 control token signed with that secret, whose `sub` must be the path's worker id: a user's
 access token (another secret, another `typ`) never passes. The secret is shared by every
 worker, so the workers are trusted as a group: any one of them can mint another's control
-tokens (and any join token). The token is never logged."""
+tokens (and any join token). The token is never logged. In cluster mode a worker may post to
+any node: the call leader handles the post (services/calls.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from fastsock.calls.sfu_tokens import TokenRefused, verify_control
 from fastsock.errors import Forbidden, Unauthenticated
 from fastsock.handlers.base import BaseHandler, bearer_token
 from fastsock.services import fields
-from fastsock.services.group_workers import GroupWorkers
 
 
 class WorkerHandler(BaseHandler):
@@ -39,35 +39,33 @@ class WorkerHandler(BaseHandler):
         if worker_id != self.path_args[0]:
             raise Forbidden("the control token is another worker's")
 
-    @property
-    def workers(self) -> GroupWorkers:
-        return self.services.calls.group.workers
-
 
 class RegisterHandler(WorkerHandler):
     route = "/internal/sfu/workers/{id}/register"
 
     async def post(self, worker_id: str) -> None:
-        self.send_json(await self.workers.registered(worker_id, self.json_body()))
+        calls = self.services.calls
+        self.send_json(await calls.worker_registered(worker_id, self.json_body()))
 
 
 class HeartbeatHandler(WorkerHandler):
     route = "/internal/sfu/workers/{id}/heartbeat"
 
     async def post(self, worker_id: str) -> None:
-        self.send_json(await self.workers.heartbeat(worker_id, self.json_body()))
+        calls = self.services.calls
+        self.send_json(await calls.worker_heartbeat(worker_id, self.json_body()))
 
 
 class EventsHandler(WorkerHandler):
     route = "/internal/sfu/workers/{id}/events"
 
     async def post(self, worker_id: str) -> None:
-        self.send_json(await self.workers.events(worker_id, self.json_body()))
+        self.send_json(await self.services.calls.worker_events(worker_id, self.json_body()))
 
 
 class DeregisterHandler(WorkerHandler):
     route = "/internal/sfu/workers/{id}"
 
     async def delete(self, worker_id: str) -> None:
-        await self.workers.gone(worker_id)
+        await self.services.calls.worker_gone(worker_id)
         self.no_content()

@@ -3,8 +3,10 @@
 A call is ringing -> active -> ended, or ends unanswered (declined, cancelled, missed) or at
 once (busy, unavailable). Each party takes part with one device (WebSocket session): the
 caller's inviting session and the callee's accepting session; SDP and ICE candidates travel
-only between those two. Live calls are held in this process's memory (a node serves both
-parties; see docs/architecture.md on several nodes) and every call is stored in `calls`.
+only between those two. Live calls are held in this process's memory and every call is stored
+in `calls`. In cluster mode the process is the call leader, which handles every node's call
+requests; it also notes the live calls in a `Ledger`, so that the next leader can end them if
+it stops leading (cluster/calls.py).
 
 State changes happen synchronously between awaits, so two racing requests (say, an accept
 and a cancel) cannot both win; the database writes for one call run in order behind them."""
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from fastsock.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unavailable
 from fastsock.metrics import Metrics
@@ -34,6 +36,16 @@ from fastsock.store import Store
 from fastsock.store.ids import new_id
 
 Doc = dict[str, Any]
+
+
+class Ledger(Protocol):
+    """Where live calls are noted besides this node's memory (cluster mode: in Redis, for the
+    next call leader). Each note is ordered before the events that follow it, so whatever a
+    party heard of a call, the ledger has (or has had) too."""
+
+    def keep(self, call: Call) -> None: ...
+
+    def drop(self, call: Call) -> None: ...
 
 
 class DirectCalls:
@@ -62,6 +74,7 @@ class DirectCalls:
         self._calls: dict[str, Call] = {}
         self._by_user: dict[str, Call] = {}  # a user takes part in at most one live call
         self._closing = False
+        self.ledger: Ledger | None = None  # cluster mode: set by cluster/calls.py
 
     def in_call(self, user_id: str) -> bool:
         """Whether the user takes part in a live 1:1 call (ringing or active) on this node."""
@@ -112,15 +125,21 @@ class DirectCalls:
             self._calls[call.id] = call
             self._by_user[user_id] = self._by_user[callee_id] = call
             self.metrics.calls_active.inc()
+            if self.ledger is not None:  # first: a leader dying now leaves no record ringing
+                self.ledger.keep(call)
             try:
                 await self.records.save_chained(call, insert=True)
             except BaseException:
                 self._forget(call)
+                if self.ledger is not None:
+                    self.ledger.drop(call)
                 raise
             finally:
                 call.announced.set()
-            if call.state != RINGING:  # ended while it was being stored (shutdown)
-                return
+            if call.state != RINGING:
+                if call.outcome is None:  # forgotten meanwhile: this node stopped leading
+                    raise Unavailable("calls are moving to another server; call again")
+                return  # ended while it was being stored (shutdown)
             call.ring_timer = self.work.later(self.ring_s, lambda: self._ring_out(call))
             await self._watch_device(call, user_id)
             view = call.view()
@@ -246,8 +265,33 @@ class DirectCalls:
         records are written in the background (`CallWork`)."""
         self._closing = True
         for call in list(self._calls.values()):
-            outcome = "completed" if call.state == ACTIVE else "cancelled"
-            await self._finish(call, outcome, "shutdown")
+            await self._end(call, "shutdown")
+
+    # --- cluster mode (cluster/calls.py) ---------------------------------------------------
+
+    async def devices_lost(self, lost: Callable[[str], bool], reason: str) -> None:
+        """Devices that can never come back (their node died, or shut down): their calls end
+        now, as if their grace period were over."""
+        for call in list(self._calls.values()):
+            for user_id in (call.caller_id, call.callee_id):
+                device = call.device_of(user_id)
+                if device is not None and lost(device):
+                    await self._device_gone(call, user_id, reason)
+
+    async def end_orphans(self, calls: list[Call], reason: str) -> None:
+        """Calls another node held when it stopped leading (from the ledger): their timers
+        went with it, so they end now and both parties are told."""
+        for call in calls:
+            call.announced.set()
+            await self._end(call, reason)
+
+    def abandon(self) -> None:
+        """This node no longer leads calls: forget every live call without a word (the next
+        leader ends them), and let its timers that still fire do nothing."""
+        for call in list(self._calls.values()):
+            call.state = ENDED
+            call.announced.set()
+            self._forget(call)
 
     # --- transitions ----------------------------------------------------------------------
 
@@ -259,6 +303,8 @@ class DirectCalls:
         call.callee_device = origin.connection_id
         call.answered_at = now()
         call.accepted_clock = time.monotonic()
+        if self.ledger is not None:
+            self.ledger.keep(call)
         self._tell(call, "call.accepted", {"call": call.view()}, origin if reply else None)
         # Written in the background: the callee's answer and candidates, which follow on the
         # same socket, must not queue behind a database write.
@@ -281,7 +327,13 @@ class DirectCalls:
         # The parties hear first: the call is over whether or not the database answers. The
         # record and the timeline entry follow in the background (shutdown waits for them).
         self._tell(call, OUTCOME_EVENTS[outcome], data)
+        if self.ledger is not None:
+            self.ledger.drop(call)  # after the events: a leader dying between tells them again
         self.work.run(self._record(call, view))
+
+    async def _end(self, call: Call, reason: str) -> None:
+        """Ended by the server: an answered call completes, an unanswered one is cancelled."""
+        await self._finish(call, "completed" if call.state == ACTIVE else "cancelled", reason)
 
     async def _record(self, call: Call, view: Doc) -> None:
         await self.records.save_chained(call)
@@ -317,10 +369,15 @@ class DirectCalls:
     async def _lost(self, call: Call, user_id: str, session_id: str) -> None:
         if await self.sink.session_attached(user_id, session_id):  # resumed in the same moment
             return
+        await self._device_gone(call, user_id, "connection_lost")
+
+    async def _device_gone(self, call: Call, user_id: str, reason: str) -> None:
+        """The user's device in the call is gone for good: the call ends (while it rings,
+        only the caller has a device in it)."""
         if call.state == ACTIVE:
-            await self._finish(call, "completed", "connection_lost")
+            await self._finish(call, "completed", reason)
         elif user_id == call.caller_id:
-            await self._finish(call, "cancelled", "connection_lost")
+            await self._finish(call, "cancelled", reason)
 
     async def _post(self, call: Call, view: Doc) -> None:
         # A callee who took part (or chose not to) has seen the call; a missed one is news.

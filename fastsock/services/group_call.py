@@ -84,3 +84,6 @@ class Admissions:
     def forget(self, call_id: str) -> None:
         for user_id in [u for u, (c, _) in self._by_user.items() if c == call_id]:
             del self._by_user[user_id]
+
+    def clear(self) -> None:
+        self._by_user.clear()

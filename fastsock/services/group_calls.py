@@ -3,11 +3,11 @@ room's call on an SFU worker, keeps who is in it from the workers' reports (take
 services/group_workers.py), moves calls off workers that drain or go silent, and ends them.
 
 The call's state lives in the store (`calls`, kind `group`), changed only by conditional writes,
-so any node can admit and any node can take a worker's reports; exactly one node wins each
-start, move and end. This node's memory holds caches and timers only: the live calls it knows
-(call -> room), who it saw present (the busy check of 1:1 calls), admissions (join tokens not
-yet expired), empty-call timers, and the commands waiting for each worker. Events go to the
-local hub (a single signaling node, as for 1:1 calls: docs/architecture.md)."""
+so of two requests racing for a start, move or end exactly one wins. This node's memory holds
+caches and timers: the live calls it knows (call -> room), who it saw present (the busy check
+of 1:1 calls), admissions (join tokens not yet expired), empty-call timers, and the commands
+waiting for each worker. In cluster mode they live on the call leader only, which handles every
+request and worker report (cluster/calls.py); events reach members on every node (the sink)."""
 
 from __future__ import annotations
 
@@ -77,7 +77,6 @@ class GroupCalls:
         self._empty_timers: dict[str, Any] = {}  # call -> asyncio.TimerHandle
         self._closing = False
         self.workers = GroupWorkers(self)
-        rooms.on_member_removed.append(self.member_removed)
 
     def in_call(self, user_id: str) -> bool:
         """In a group call, or about to join one (for the 1:1 busy check)."""
@@ -197,9 +196,17 @@ class GroupCalls:
     def close(self) -> None:
         """Shutdown: no more admissions. Calls go on, on their workers."""
         self._closing = True
-        for timer in self._empty_timers.values():
-            timer.cancel()
-        self._empty_timers.clear()
+        self._cancel_timers()
+
+    def forget_all(self) -> None:
+        """This node no longer leads calls (cluster mode): drop the caches, timers and worker
+        commands. The calls go on, on their workers; the next leader knows them again from the
+        store (`GroupWorkers.start`)."""
+        self._cancel_timers()
+        self._rooms.clear()
+        self._present.clear()
+        self.admissions.clear()
+        self.registry.forget_commands()
 
     # --- moving and ending ----------------------------------------------------------------
 
@@ -383,6 +390,11 @@ class GroupCalls:
         self._empty_timers[call_id] = self.work.later(
             self.settings.call_empty_grace_s, lambda: self._end_if_empty(call_id)
         )
+
+    def _cancel_timers(self) -> None:
+        for timer in self._empty_timers.values():
+            timer.cancel()
+        self._empty_timers.clear()
 
     def _cancel_empty(self, call_id: str) -> None:
         timer = self._empty_timers.pop(call_id, None)

@@ -1,7 +1,8 @@
 """What SFU workers tell FastSock about group calls (the internal API: registration,
 heartbeats, peer events, deregistration), and the upkeep of calls whose worker went away:
 the sweep every heartbeat period and the reconciliation at start-up (docs/calls.md, "Group
-calls"). The transitions themselves (join, leave, move, end) are services/group_calls.py."""
+calls"; in cluster mode both run on the call leader, from when it takes over: cluster/calls.py).
+The transitions themselves (join, leave, move, end) are services/group_calls.py."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from fastsock.calls.registry import ANSWERS
 from fastsock.errors import ApiError
 from fastsock.services.group_call import END_WORKER_LOST, MOVE_DRAIN, MOVE_LOST
 from fastsock.services.schemas import validate
+from fastsock.store import is_unavailable
 
 if TYPE_CHECKING:
     from fastsock.services.group_calls import GroupCalls
@@ -122,6 +124,16 @@ class GroupWorkers:
             else:
                 await self.calls.end(call, END_WORKER_LOST)
         await self.sweep()
+
+    async def keep_up(self) -> None:
+        """Sweep every heartbeat period, until cancelled."""
+        while True:
+            await asyncio.sleep(self.settings.sfu_heartbeat_s)
+            try:
+                await self.sweep()
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    log.exception("sfu_sweep_failed")
 
     async def sweep(self) -> None:
         """Every heartbeat period: workers silent for too long are lost and their calls move
