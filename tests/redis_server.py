@@ -30,12 +30,13 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
+    def start(self, port: int = 0) -> None:
+        """`port`: 0 for a free one; a restart passes the one it had, for its clients."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         for _ in range(5):  # a port taken between the probe and the bind: try another
-            self.port = free_port()
+            self.port = port or free_port()
             args = [binary, "--bind", "127.0.0.1", "--port", str(self.port)]
             args += ["--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
             self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

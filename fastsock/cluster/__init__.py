@@ -3,16 +3,23 @@ one server. docs/architecture.md, "Several nodes", describes what is shared and 
 
 - link.py: the bus between nodes and which nodes are alive
 - registry.py: every node's sessions and presence, in Redis
-- hub.py: the hub of a node, delivering to sessions on every node"""
+- hub.py: the hub of a node, delivering to sessions on every node
+- calls.py, rpc.py: the call leader, which holds the live calls, and requests to it
+- limits.py: rate limits, one budget across the nodes
+- locks.py: locks across the nodes (a room's changes)"""
 
 from __future__ import annotations
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from fastsock.cluster.calls import CallLeader
 from fastsock.cluster.hub import ClusterHub
+from fastsock.cluster.limits import SharedBuckets
+from fastsock.cluster.locks import ClusterLocks
 from fastsock.metrics import Metrics
 from fastsock.services import Services
+from fastsock.services.typing import Typing
 
 
 async def check_redis(redis_url: str) -> None:
@@ -39,3 +46,25 @@ def join_cluster(hub: ClusterHub, services: Services) -> None:
     """Connect the services to what the other nodes do."""
     presence = services.presence
     hub.on_offline.append(lambda user_id: presence.announce(user_id, False))
+    # A login ended on another node: refused here at once, not once `confirmed` runs out.
+    hub.on_login_closed.append(lambda _user_id, family: services.accounts.revoked.add(family))
+    _share_typing(hub, services.typing)
+    services.rooms.throttles.share(SharedBuckets(hub.link.redis))
+    services.rooms.change_lock = ClusterLocks(hub.link, "room")
+
+
+async def join_calls(hub: ClusterHub, services: Services) -> None:
+    """Calls: one node leads them, and every node hands it their requests (calls.py)."""
+    await CallLeader(hub, services.calls).start()
+
+
+def _share_typing(hub: ClusterHub, typing: Typing) -> None:
+    """Typing indicators end on any node (services/typing.py, "Cluster mode")."""
+    hub.watchers["typing"] = typing.seen_elsewhere
+    typing.ask_stop = lambda node, room_id, user_id: hub.link.send(
+        node, "ts", {"r": room_id, "u": user_id}
+    )
+    hub.link.on("ts", lambda _sender, h, _payload: hub.spawn(typing.stop_here(h["u"], h["r"])))
+    hub.link.on_node_dead.append(lambda node: typing.holder_gone(node, relay=True))
+    hub.link.on_dead.append(lambda node: typing.holder_gone(node, relay=False))
+    hub.on_reset.append(typing.forget_elsewhere)

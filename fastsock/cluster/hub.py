@@ -12,6 +12,7 @@ know has left (`_left`), so a removed member hears nothing more of the room on a
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 import time
@@ -21,7 +22,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from fastsock.cluster.link import Link, node_of
+from fastsock.cluster.link import RETRY_S, Link, node_of
 from fastsock.cluster.registry import SessionRegistry
 from fastsock.errors import Unavailable
 from fastsock.metrics import Metrics
@@ -52,6 +53,8 @@ class ClusterHub(Hub):
         self.link = Link(redis_url, self.node_id)
         self.registry = SessionRegistry(self.link)
         self._online: set[str] = set()  # users online on any node (Redis' `online`, mirrored)
+        self._reloading: asyncio.Task[None] | None = None  # _online, after a reset
+        self._moved: set[str] = set()  # resumed on another node: dropped once detached
         self._presence_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -61,6 +64,10 @@ class ClusterHub(Hub):
         # Told when users went offline with a dead node (this node buried it): announce.
         self.on_offline: list[Callable[[str], Awaitable[None]]] = []
         self.on_reset: list[Callable[[], None]] = []  # caches built from bus messages
+        # Told (sender node, event data) of the events of these types other nodes publish.
+        self.watchers: dict[str, Callable[[str, dict[str, Any]], None]] = {}
+        # Told (user, login) when another node ended a login (its revocation).
+        self.on_login_closed: list[Callable[[str, str], None]] = []
         for kind, handler in {
             "ev": self._on_event,
             "dv": self._on_devices,
@@ -82,6 +89,8 @@ class ClusterHub(Hub):
         """After the sockets closed (shutdown announces no presence while it closes them):
         take this node's sessions out of the registry, and tell the contacts of the users
         who went offline with it, as the others would after its death, only sooner."""
+        if self._reloading is not None:
+            self._reloading.cancel()
         try:
             await self._bury(self.node_id)
         except (RedisError, OSError):
@@ -99,6 +108,8 @@ class ClusterHub(Hub):
     # --- sessions -------------------------------------------------------------------------
 
     async def open(self, user_id: str, socket: Transport) -> tuple[Session, bool] | None:
+        if not self.link.connected:  # off the bus, its sessions would miss events unawares
+            raise Unavailable("the cluster is unavailable; try again in a moment")
         session_id = self.new_session_id()
         try:
             allowed, evicted = await self.registry.open(user_id, session_id, SESSIONS_PER_USER)
@@ -113,23 +124,38 @@ class ClusterHub(Hub):
     async def resume(
         self, user_id: str, socket: Transport, session_id: str, last_seq: int
     ) -> tuple[Session, list[bytes], bool] | str:
+        self._moved.discard(session_id)  # its client wants it here after all
         resumed = await super().resume(user_id, socket, session_id, last_seq)
         if isinstance(resumed, str):
             if resumed == "unknown" and node_of(session_id) != self.node_id:
-                # Held by another node: this client resyncs here, so that one can go now.
-                self.link.send(node_of(session_id), "ex", {"s": session_id, "u": user_id})
+                # Held by another node: this client resyncs here, so that one can go now,
+                # with its socket if that node has not noticed yet that it is dead.
+                header = {"s": session_id, "u": user_id, "moved": True}
+                self.link.send(node_of(session_id), "ex", header)
         else:
             self.registry.attached(user_id, session_id)
         return resumed
 
+    # Presence is decided per node, and Redis adds the nodes up (presence_flipped): a socket
+    # brings its user online, or takes them offline, when it is this node's first or last.
+
+    def _attach(self, session: Session, socket: Transport) -> bool:
+        first_here = not self._here(session.user_id)
+        super()._attach(session, socket)
+        return first_here
+
     def detach(self, session: Session, socket: Transport) -> bool:
-        went = super().detach(session, socket)
-        if session.socket is None:
-            self.registry.detached(session.user_id, session.id, int(time.time() * 1000))
-        return went
+        if session.socket is not socket:
+            return False  # already replaced by a resumed socket
+        super().detach(session, socket)
+        self.registry.detached(session.user_id, session.id, int(time.time() * 1000))
+        if session.id in self._moved:
+            self._evict(session)
+        return not self._here(session.user_id)
 
     def _drop(self, session: Session) -> None:
         known = session.id in self._sessions
+        self._moved.discard(session.id)
         super()._drop(session)
         if known:
             self.registry.dropped(
@@ -142,10 +168,15 @@ class ClusterHub(Hub):
         else:
             self.link.send(node_of(session_id), "ex", {"s": session_id, "u": user_id})
 
-    def _on_evict(self, _sender: str, header: dict[str, str], _payload: bytes) -> None:
+    def _on_evict(self, _sender: str, header: dict[str, Any], _payload: bytes) -> None:
         session = self._sessions.get(header["s"])
-        if session is not None and session.user_id == header["u"] and session.socket is None:
+        if session is None or session.user_id != header["u"]:
+            return
+        if session.socket is None:
             self._evict(session)
+        elif header.get("moved"):  # resumed elsewhere: as on one node, the old socket goes
+            self._moved.add(session.id)  # and the session with it (detach)
+            session.socket.close(4000, "replaced by a newer connection")
 
     async def session_attached(self, user_id: str, session_id: str) -> bool:
         if node_of(session_id) == self.node_id:
@@ -155,7 +186,11 @@ class ClusterHub(Hub):
     # --- presence -------------------------------------------------------------------------
 
     def is_online(self, user_id: str) -> bool:
-        return user_id in self._online or super().is_online(user_id)
+        return user_id in self._online or self._here(user_id)
+
+    def _here(self, user_id: str) -> bool:
+        """Whether this node holds a socket of the user."""
+        return super().is_online(user_id)
 
     async def presence_flipped(self, user_id: str, online: bool) -> bool:
         # One at a time per user on this node, each reporting the state as it is by then: a
@@ -164,7 +199,7 @@ class ClusterHub(Hub):
         if lock is None:
             lock = self._presence_locks[user_id] = asyncio.Lock()
         async with lock:
-            flip = await self.registry.presence(user_id, super().is_online(user_id))
+            flip = await self.registry.presence(user_id, self._here(user_id))
         if flip:
             self._mirror(user_id, flip > 0)
             self.link.broadcast("pr", {"u": user_id, "on": flip > 0})
@@ -212,6 +247,9 @@ class ClusterHub(Hub):
             return
         users = self._still_members(header["r"], header["u"])
         self.deliver(users, payload, header["t"], _origin(header["o"]))
+        watcher = self.watchers.get(header["t"])
+        if watcher is not None:
+            watcher(sender, json.loads(payload)["data"])
 
     def _still_members(self, room_id: str | None, user_ids: Iterable[str]) -> list[str]:
         left = self._left.get(room_id) if room_id is not None else None
@@ -256,6 +294,8 @@ class ClusterHub(Hub):
     def _on_close_login(self, sender: str, h: dict[str, str], _payload: bytes) -> None:
         if sender != self.node_id:
             super().close_login(h["u"], h["f"])
+            for closed in self.on_login_closed:
+                closed(h["u"], h["f"])
 
     # --- room membership ------------------------------------------------------------------
 
@@ -298,6 +338,21 @@ class ClusterHub(Hub):
             self._evict(session)
         self.node_id = self.link.node_id = secrets.token_hex(4)
         self._online.clear()
+        if self._reloading is not None:
+            self._reloading.cancel()
+        self._reloading = asyncio.ensure_future(self._reload_online())
         self._left.clear()
         for reset in self.on_reset:
             reset()
+
+    async def _reload_online(self) -> None:
+        """Mirror Redis' `online` again once the bus is back: its messages keep it from then."""
+        while True:
+            await asyncio.sleep(RETRY_S)
+            if not self.link.connected:
+                continue
+            try:
+                self._online = await self.registry.online()
+            except (RedisError, OSError):
+                continue
+            return

@@ -37,6 +37,8 @@ HEARTBEAT_S = 1.0
 NODE_TIMEOUT_S = 5.0
 RETRY_S = 0.5  # after Redis failed, wait this long before trying again
 BATCH = 512  # queued writes per pipeline
+MAX_CONNECTIONS = 64  # to Redis, per node (the subscription has its own)
+COMMAND_TIMEOUT_S = 5.0
 
 Handler = Callable[[str, Any, bytes], None]  # (sender node, header, payload)
 DeadHandler = Callable[[str], Awaitable[None]]
@@ -66,7 +68,16 @@ def parse(message: bytes) -> tuple[str, str, Any, bytes]:
 class Link:
     def __init__(self, url: str, node_id: str) -> None:
         self.node_id = node_id
-        self.redis = aioredis.Redis.from_url(url, decode_responses=False)
+        # Bounded: a burst of limit checks and locks waits for a connection rather than
+        # opening one each; a Redis that stops answering fails a command within seconds.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=COMMAND_TIMEOUT_S,
+            socket_connect_timeout=COMMAND_TIMEOUT_S,
+            socket_timeout=COMMAND_TIMEOUT_S,
+        )
+        self.redis = aioredis.Redis(connection_pool=pool)
         self._pubsub = self.redis.pubsub()
         self._handlers: dict[str, Handler] = {}
         self.on_node_dead: list[DeadHandler] = []  # run by the node that cleans up
@@ -79,6 +90,7 @@ class Link:
         self._tasks: list[asyncio.Task[None]] = []
         self.live_nodes: set[str] = {node_id}
         self.connected = False  # subscribed to the bus now (readiness)
+        self._stamped_as: str | None = None  # the id this node last stamped
         self._followups: set[asyncio.Task[None]] = set()
         self.on("dead", lambda _sender, node, _payload: self.dead(node))
 
@@ -163,10 +175,13 @@ class Link:
     # --- reading --------------------------------------------------------------------------
 
     async def _read(self) -> None:
-        subscribed = node_channel(self.node_id)
+        subscribed: str | None = node_channel(self.node_id)  # None: lost, to subscribe again
         while True:
             try:
-                if subscribed != node_channel(self.node_id):  # a reset renamed this node
+                if subscribed is None:
+                    await self._subscribe_again()
+                    subscribed = node_channel(self.node_id)
+                elif subscribed != node_channel(self.node_id):  # a reset renamed this node
                     await self._pubsub.unsubscribe(subscribed)
                     subscribed = node_channel(self.node_id)
                     await self._pubsub.subscribe(subscribed)
@@ -174,17 +189,12 @@ class Link:
                     ignore_subscribe_messages=True, timeout=HEARTBEAT_S
                 )
             except (RedisError, OSError):
-                log.warning("cluster_bus_lost")
-                self.connected = False
-                self.reset()
+                if self.connected:  # once an outage, however many tries it takes to end
+                    log.warning("cluster_bus_lost")
+                    self.connected = False
+                    self.reset()
+                subscribed = None
                 await asyncio.sleep(RETRY_S)
-                with contextlib.suppress(RedisError, OSError):
-                    await self._pubsub.aclose()
-                    self._pubsub = self.redis.pubsub()
-                    subscribed = node_channel(self.node_id)
-                    await self._pubsub.subscribe(ALL, subscribed)
-                    self.connected = True
-                    log.info("cluster_bus_back")
                 continue
             if message is None:
                 continue
@@ -200,6 +210,14 @@ class Link:
                 handler(sender, header, payload)
             except Exception:
                 log.exception("cluster_handler_failed", extra={"fields": {"kind": kind}})
+
+    async def _subscribe_again(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self._pubsub.aclose()
+        self._pubsub = self.redis.pubsub()
+        await self._pubsub.subscribe(ALL, node_channel(self.node_id))
+        self.connected = True
+        log.info("cluster_bus_back")
 
     def reset(self) -> None:
         """This node may have missed bus messages: the handlers drop what rests on them and
@@ -217,7 +235,14 @@ class Link:
         return int(seconds) * 1000 + int(micros) // 1000
 
     async def _stamp(self) -> None:
-        await self.redis.zadd(NODES, {self.node_id: await self.now_ms()})
+        node_id = self.node_id
+        added = await self.redis.zadd(NODES, {node_id: await self.now_ms()})
+        if added and self._stamped_as == node_id and node_id == self.node_id:
+            # Our entry was gone: another node buried this one (we stalled, or were cut off)
+            # and may have told it while we could not hear. Start again, as on `dead`.
+            log.warning("cluster_node_was_buried", extra={"fields": {"node": node_id}})
+            self.reset()
+        self._stamped_as = self.node_id
 
     async def _heartbeat(self) -> None:
         while True:

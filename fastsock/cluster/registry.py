@@ -87,7 +87,8 @@ class SessionRegistry:
 
     def attached(self, user_id: str, session_id: str) -> None:
         key = _sessions(user_id)
-        self.link.enqueue(lambda p: p.zadd(key, {session_id: 0}, xx=True))
+        # Not XX: a resume racing an eviction of the same session puts it back (it lives).
+        self.link.enqueue(lambda p: p.zadd(key, {session_id: 0}))
 
     def detached(self, user_id: str, session_id: str, at_ms: int) -> None:
         key = _sessions(user_id)

@@ -139,8 +139,9 @@ class Accounts:
     async def authenticate(self, access_token: Any) -> Login:
         """The login a valid access token stands for, for a request or a new socket. The
         signature and expiry decide, then whether the login was ended: this process's
-        revocations are in memory; the store also knows those made before a restart (or, until
-        issue 12's bus, on other nodes), and is asked at most once per CONFIRM_S per login."""
+        revocations are in memory (in cluster mode, other nodes' too: the bus tells them); the
+        store also knows those made before a restart, and is asked at most once per CONFIRM_S
+        per login."""
         login = self.check_access(access_token)
         family = login.family
         if family is None or family in self.confirmed:

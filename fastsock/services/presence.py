@@ -19,7 +19,8 @@ class Presence:
             await self.announce(user_id, online)
 
     async def announce(self, user_id: str, online: bool) -> None:
-        """The user came online or went offline (on every node together)."""
+        """The user came online or went offline (on every node together); offline ends their
+        typing indicators, wherever they are held (services/typing.py)."""
         if not online:
             await self.typing.stop_all(user_id)
         contacts = await self.rooms.contacts_of(user_id)

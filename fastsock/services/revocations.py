@@ -4,8 +4,10 @@ A login is a refresh-token family, and its access tokens carry the family (`fam`
 login (logout, a reused refresh token) records its family as revoked for as long as an access
 token issued before that moment can live, so this process refuses them without the database.
 The store's answer that a login was *not* ended is remembered briefly too (accounts.CONFIRM_S),
-so a request costs at most one read per login per period. In cluster mode (issue 12) the bus
-adds the revocations of the other nodes."""
+so a request costs at most one read per login per period. In cluster mode every node records
+the revocations the others announce on the bus (cluster.join_cluster) as its own, at once; a
+node that missed one (its bus was down, and it had closed its sockets then) refuses the login
+at most CONFIRM_S after it ended, once the store's word it remembered runs out."""
 
 from __future__ import annotations
 

@@ -3,12 +3,20 @@
 A user's `typing {room_id, active: true}` is relayed to the room's other members at most once
 per RELAY_INTERVAL_S; the indicator expires EXPIRY_S after its last refresh, and ends at once
 when the user sends a message in the room or closes their last socket. The state lives in
-this process: an indicator is short-lived, and losing it on a restart costs nothing."""
+this process: an indicator is short-lived, and losing it on a restart costs nothing.
+
+Cluster mode: an indicator lives on the node its `typing` frames reach, but the send or the
+last socket that ends it may be on another node. So each node notes which indicators the
+others relayed as started (the `typing` events it sees on the bus, `seen_elsewhere`), and
+asks the node holding one to end it (`ask_stop`) only when it has one to end: no bus message
+for a send or a close that ends nothing. When a node dies, the node that buries it relays the
+stop of the indicators it held (`holder_gone`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +28,10 @@ log = logging.getLogger("fastsock.typing")
 
 RELAY_INTERVAL_S = 2.0
 EXPIRY_S = 6.0
+# A live indicator is relayed as started again at least this often (each refresh relays once
+# RELAY_INTERVAL_S has passed, and it lives EXPIRY_S past its last one). Cluster mode: one not
+# relayed for longer ended where it was held, even if its stop never passed by (node stopped).
+RELAYED_AGAIN_S = EXPIRY_S + RELAY_INTERVAL_S
 
 
 @dataclass(slots=True)
@@ -36,6 +48,10 @@ class Typing:
         # after its indicator ends, so a quick stop/start cannot force extra relays.
         self._relayed_at: dict[tuple[str, str], float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Cluster mode: (room, user) -> the node holding an indicator it relayed as started,
+        # and when; `ask_stop(node, room_id, user_id)` asks that node to end it (stop_here).
+        self._elsewhere: dict[tuple[str, str], tuple[str, float]] = {}
+        self.ask_stop: Callable[[str, str, str], None] | None = None
 
     async def update(self, user_id: str, data: Doc) -> None:
         data = validate("typing", data)
@@ -62,7 +78,17 @@ class Typing:
             await self._relay(room_id, user_id, True)
 
     async def stop(self, user_id: str, room_id: str) -> None:
-        """End the user's indicator in the room, if there is one (also on send)."""
+        """End the user's indicator in the room, if there is one, on any node (also on send)."""
+        elsewhere = self._elsewhere.get((room_id, user_id))
+        if elsewhere is not None and self.ask_stop is not None:
+            holder, seen_at = elsewhere
+            # Kept until the holder's stop passes by (or it dies: holder_gone relays it).
+            if asyncio.get_running_loop().time() - seen_at <= RELAYED_AGAIN_S:
+                self.ask_stop(holder, room_id, user_id)
+        await self.stop_here(user_id, room_id)
+
+    async def stop_here(self, user_id: str, room_id: str) -> None:
+        """End the user's indicator in the room if this node holds it."""
         indicator = self._active.pop((room_id, user_id), None)
         if indicator is not None:
             indicator.expiry.cancel()
@@ -70,9 +96,36 @@ class Typing:
                 await self._relay(room_id, user_id, False)
 
     async def stop_all(self, user_id: str) -> None:
-        """The user's last socket closed."""
-        for room_id, uid in [k for k in self._active if k[1] == user_id]:
+        """The user's last socket closed (on every node)."""
+        keys = {k for k in [*self._active, *self._elsewhere] if k[1] == user_id}
+        for room_id, uid in sorted(keys):
             await self.stop(uid, room_id)
+
+    # --- cluster mode ---------------------------------------------------------------------
+
+    def seen_elsewhere(self, node: str, data: Doc) -> None:
+        """Another node relayed a `typing` event."""
+        key = (data["room_id"], data["user_id"])
+        if not data["active"]:
+            self._elsewhere.pop(key, None)
+            return
+        now = asyncio.get_running_loop().time()
+        if len(self._elsewhere) > 10_000:  # forget those that ended unseen
+            cutoff = now - RELAYED_AGAIN_S
+            self._elsewhere = {k: v for k, v in self._elsewhere.items() if v[1] > cutoff}
+        self._elsewhere[key] = (node, now)
+
+    async def holder_gone(self, node: str, *, relay: bool) -> None:
+        """`node` died. The node that buried it (`relay`) relays the stop of the indicators
+        it held: nobody else will."""
+        for key in [k for k, (holder, _) in self._elsewhere.items() if holder == node]:
+            del self._elsewhere[key]
+            if relay:
+                await self._relay(*key, active=False)
+
+    def forget_elsewhere(self) -> None:
+        """This node may have missed bus messages: what it learnt from them no longer holds."""
+        self._elsewhere.clear()
 
     def close(self) -> None:
         """Shutdown: no timer fires after the store is gone."""

@@ -7,13 +7,17 @@ node start it as a process of its own (tests/cluster/processes.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from fastsock.app import Server
+from fastsock.cluster.hub import ClusterHub
+from tests.cluster.processes import NodeProcess
 from tests.conftest import make_settings
 from tests.mongo_standin import EmbeddedMongo
 from tests.redis_server import RedisServer
@@ -63,6 +67,11 @@ class Nodes:
     def api(self, index: int) -> Api:
         return Api(self.servers[index].port)
 
+    def hub(self, index: int) -> ClusterHub:
+        ctx = self.servers[index].ctx
+        assert ctx is not None and isinstance(ctx.hub, ClusterHub)
+        return ctx.hub
+
     async def stop(self) -> None:
         for server in reversed(self.servers):
             await server.stop()
@@ -76,3 +85,37 @@ async def nodes(cluster_db: str, redis_url: str, tmp_path: Path) -> AsyncIterato
         await cluster.start()
     yield cluster
     await cluster.stop()
+
+
+@pytest.fixture
+async def node_process(
+    cluster_db: str, redis_url: str, tmp_path: Path
+) -> AsyncIterator[Callable[[], Awaitable[NodeProcess]]]:
+    """Starts a node as a process of its own, in the same cluster as `nodes`; every one is
+    reaped (SIGKILL at worst) when the test ends."""
+    started: list[NodeProcess] = []
+
+    async def start() -> NodeProcess:
+        node = NodeProcess(cluster_db, redis_url, tmp_path / f"process{len(started)}")
+        started.append(node)
+        await node.start()
+        return node
+
+    yield start
+    for node in started:
+        await node.stop()
+
+
+async def until(
+    condition: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 15.0
+) -> None:
+    """Wait until `condition` holds (checked every 20 ms), at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        held = condition()
+        if not isinstance(held, bool):
+            held = await held
+        if held:
+            return
+        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
+        await asyncio.sleep(0.02)
