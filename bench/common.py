@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -102,13 +102,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class ServerProcess:
-    """`python -m fastsock serve` on loopback with a throwaway data directory."""
+SERVE = (sys.executable, "-m", "fastsock", "serve")
 
-    def __init__(self, port: int, env: Mapping[str, str] | None = None) -> None:
+
+class ServerProcess:
+    """`python -m fastsock serve` (or `command`, given the same environment) on loopback with a
+    throwaway data directory."""
+
+    def __init__(
+        self, port: int, env: Mapping[str, str] | None = None, command: Sequence[str] = SERVE
+    ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.extra_env = dict(env or {})
+        self.command = list(command)
         self._tmp = tempfile.TemporaryDirectory(prefix="fastsock-bench-")
         self.log_path = Path(self._tmp.name) / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -130,7 +137,7 @@ class ServerProcess:
         env |= self.extra_env
         with self.log_path.open("wb") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "fastsock", "serve"],
+                self.command,
                 cwd=REPO,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -468,24 +475,40 @@ def run_main(
 ) -> int:
     """Start the server (unless --url), run within --timeout, always stop the server, report.
     Exit status 1 when the run failed or `failed(result)`, else 0."""
-    signal.signal(signal.SIGTERM, _terminate)
-    server: ServerProcess | None = None
-    try:
+
+    async def main(servers: list[ServerProcess]) -> Doc:
         if args.url:
             require_loopback(args.url)
-            base_url = args.url
-        else:
-            server = ServerProcess(args.port or free_port(), env)
-            server.start()
-            base_url = server.url
-        result = asyncio.run(asyncio.wait_for(run(args, base_url, server), args.timeout))
+            return await run(args, args.url, None)
+        server = ServerProcess(args.port or free_port(), env)
+        servers.append(server)
+        server.start()
+        return await run(args, server.url, server)
+
+    return run_servers(args.timeout, main, report, failed)
+
+
+def run_servers(
+    timeout: float,
+    main: Callable[[list[ServerProcess]], Awaitable[Doc]],
+    report: Callable[[Doc], None],
+    failed: Callable[[Doc], bool],
+) -> int:
+    """Run `main(servers)` within `timeout`; every server it appends to `servers` is stopped at
+    the end, also on errors, timeouts and SIGTERM. Exit status 1 when the run failed or
+    `failed(result)`, else 0."""
+    signal.signal(signal.SIGTERM, _terminate)
+    servers: list[ServerProcess] = []
+    try:
+        result = asyncio.run(asyncio.wait_for(main(servers), timeout))
     except (BenchError, TimeoutError) as exc:
-        print(f"error: {str(exc) or f'timed out after {args.timeout} s'}", file=sys.stderr)
-        if server is not None and server.exited() is not None:
-            print(server.log_tail(), file=sys.stderr)
+        print(f"error: {str(exc) or f'timed out after {timeout} s'}", file=sys.stderr)
+        for server in servers:
+            if server.exited() is not None:
+                print(server.log_tail(), file=sys.stderr)
         return 1
     finally:
-        if server is not None:
+        for server in servers:
             server.stop()
     report(result)
     return 1 if failed(result) else 0

@@ -106,8 +106,23 @@ class Metrics:
             "fastsock_group_calls_active", "Group calls in progress (all nodes)", registry=r
         )
 
+        # Labelled children by label value, looked up once each: `labels()` takes a lock and
+        # builds a key, which adds up on paths taken per event.
+        self._delivered: dict[str, Counter] = {}
+        self._db: dict[str, Histogram] = {}
+
+    def delivered(self, type_: str, count: int = 1) -> None:
+        """Count events of a type written to sockets."""
+        child = self._delivered.get(type_)
+        if child is None:
+            child = self._delivered[type_] = self.events_delivered.labels(type_)
+        child.inc(count)
+
     def observe_db(self, command: str, seconds: float) -> None:
-        self.db_operations.labels(command).observe(seconds)
+        child = self._db.get(command)
+        if child is None:
+            child = self._db[command] = self.db_operations.labels(command)
+        child.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -51,6 +51,14 @@ def join_cluster(hub: ClusterHub, services: Services) -> None:
     _share_typing(hub, services.typing)
     services.rooms.throttles.share(SharedBuckets(hub.link.redis))
     services.rooms.change_lock = ClusterLocks(hub.link, "room")
+    # Room members: every node's cache forgets a room whose members changed anywhere, and the
+    # whole cache when the node may have missed such news (hub.py, "Room membership").
+    rooms = services.rooms
+    rooms.on_members_changed.append(hub.members_changed)
+    hub.on_members_changed.append(
+        lambda room_id, _added, _removed: rooms.members.invalidate(room_id)
+    )
+    hub.on_reset.append(rooms.members.clear)
 
 
 async def join_calls(hub: ClusterHub, services: Services) -> None:

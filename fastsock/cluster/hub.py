@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
+import re
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
@@ -26,7 +26,14 @@ from fastsock.cluster.link import RETRY_S, Link, node_of
 from fastsock.cluster.registry import SessionRegistry
 from fastsock.errors import Unavailable
 from fastsock.metrics import Metrics
-from fastsock.realtime.hub import SESSIONS_PER_USER, Hub, Session, Transport, encode
+from fastsock.realtime.hub import (
+    SESSIONS_PER_USER,
+    Hub,
+    Session,
+    Transport,
+    encode,
+    new_node_id,
+)
 from fastsock.services.events import Origin
 
 log = logging.getLogger("fastsock.cluster")
@@ -35,6 +42,7 @@ log = logging.getLogger("fastsock.cluster")
 # time any node may still publish with a member list read before the change.
 LEFT_S = 60.0
 CLOSE_RESET = 1012  # "service restart": the client reconnects (and resyncs)
+NODE_ID = re.compile(r"[0-9a-f]{8}")  # as realtime/hub.new_node_id makes them
 
 MembersChanged = Callable[[str, list[str], list[str]], None]
 
@@ -127,11 +135,12 @@ class ClusterHub(Hub):
         self._moved.discard(session_id)  # its client wants it here after all
         resumed = await super().resume(user_id, socket, session_id, last_seq)
         if isinstance(resumed, str):
-            if resumed == "unknown" and node_of(session_id) != self.node_id:
+            node = node_of(session_id)  # client text: only a node id's shape makes a channel
+            if resumed == "unknown" and node != self.node_id and NODE_ID.fullmatch(node):
                 # Held by another node: this client resyncs here, so that one can go now,
                 # with its socket if that node has not noticed yet that it is dead.
                 header = {"s": session_id, "u": user_id, "moved": True}
-                self.link.send(node_of(session_id), "ex", header)
+                self.link.send(node, "ex", header)
         else:
             self.registry.attached(user_id, session_id)
         return resumed
@@ -336,7 +345,7 @@ class ClusterHub(Hub):
                 self.detach(session, socket)
                 socket.close(CLOSE_RESET, "cluster link lost: reconnect")
             self._evict(session)
-        self.node_id = self.link.node_id = secrets.token_hex(4)
+        self.node_id = self.link.node_id = new_node_id()
         self._online.clear()
         if self._reloading is not None:
             self._reloading.cancel()

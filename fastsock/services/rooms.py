@@ -5,7 +5,6 @@ members and room events."""
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -16,6 +15,8 @@ from fastsock.services import fields
 from fastsock.services.clock import now
 from fastsock.services.events import EventSink
 from fastsock.services.limits import Throttles
+from fastsock.services.locks import KeyedLock, LocalLocks
+from fastsock.services.members import MemberCache
 from fastsock.services.schemas import validate
 from fastsock.services.views import membership_fields, message_view, room_view
 from fastsock.store import Duplicate, Store
@@ -25,6 +26,9 @@ Doc = dict[str, Any]
 ADMIN, MEMBER = "admin", "member"
 # Told (room_id, user_id) after a member left or was removed (group calls evict them).
 MemberRemoved = Callable[[str, str], Awaitable[None]]
+# Told (room_id, added user ids, removed user ids) after any change of a room's members or
+# their roles (the cluster bus invalidates the other nodes' member caches).
+MembersChanged = Callable[[str, list[str], list[str]], Awaitable[None]]
 MAX_MEMBERS = 1000
 PUBLIC_LIMIT = 50
 
@@ -34,19 +38,23 @@ class Rooms:
         self.store = store
         self.sink = sink
         self.throttles = throttles
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self.change_lock: KeyedLock = LocalLocks()  # cluster mode: across nodes (join_cluster)
         self.on_member_removed: list[MemberRemoved] = []
+        self.members = MemberCache(self._load_members)
+        self.on_members_changed: list[MembersChanged] = []
 
     # --- the authorization point ----------------------------------------------------------
 
     async def require_member(self, user_id: str, room_id: Any) -> Doc:
-        """The caller's membership of the room, or 403 not_a_member. A room that does not exist
-        answers the same, so non-members learn nothing about which rooms exist."""
+        """The caller's membership of the room (`room_id`, `user_id`, `role`; the read pointer
+        is the store's), or 403 not_a_member. A room that does not exist answers the same, so
+        non-members learn nothing about which rooms exist. Answered from the member cache,
+        which every membership change invalidates (`_members_changed`)."""
         room_id = fields.object_id(room_id, "room_id")
-        membership = await self.store.memberships.get(room_id, user_id)
-        if membership is None:
+        role = (await self.members.of(room_id)).get(user_id)
+        if role is None:
             raise NotAMember("you are not a member of this room")
-        return membership
+        return {"room_id": room_id, "user_id": user_id, "role": role}
 
     async def require_admin(self, user_id: str, room_id: Any) -> Doc:
         membership = await self.require_member(user_id, room_id)
@@ -66,22 +74,43 @@ class Rooms:
     ) -> None:
         """Send a room event to the room's current members (narrowed to `only`, without
         `exclude`), never to anyone else."""
-        members = await self.store.memberships.member_ids(room_id)
-        members = [m for m in members if m != exclude and (only is None or m in only)]
-        await self.sink.publish(members, type_, data, room_id=room_id, **kw)
+        members = await self.members.of(room_id)
+        if only is None and exclude is None:
+            recipients = list(members)
+        else:
+            recipients = [m for m in members if m != exclude and (only is None or m in only)]
+        await self.sink.publish(recipients, type_, data, room_id=room_id, **kw)
+
+    async def _members_changed(self, room_id: str, added: list[str], removed: list[str]) -> None:
+        """Every change of a room's members or of their roles ends here, once stored: the
+        member cache forgets the room, then each `on_members_changed` hook is told."""
+        self.members.invalidate(room_id)
+        for hook in self.on_members_changed:
+            await hook(room_id, added, removed)
+
+    @asynccontextmanager
+    async def _changing_members(
+        self, room_id: str, added: list[str], removed: list[str]
+    ) -> AsyncIterator[None]:
+        """Around membership writes that fill in `added` and `removed`: `_members_changed`
+        after them, also when one failed (it may have been stored all the same)."""
+        try:
+            yield
+        finally:
+            await self._members_changed(room_id, added, removed)
+
+    async def _load_members(self, room_id: str) -> dict[str, str]:
+        return {str(m["user_id"]): m["role"] for m in await self.store.memberships.of_room(room_id)}
 
     @asynccontextmanager
     async def change(self, room_id: str, activity_at: datetime | None = None) -> AsyncIterator[int]:
         """Reserve the room's next change version for the one write made inside the block.
 
         Changes to a room are serialised here so versions become visible in order: a client
-        syncing with `changed_after=V` never sees V+1 before V. That holds within one server
-        process; several processes writing one room need the reservation and the write in one
-        MongoDB transaction (see docs/architecture.md)."""
-        lock = self._locks.get(room_id)
-        if lock is None:
-            lock = self._locks[room_id] = asyncio.Lock()
-        async with lock:
+        syncing with `changed_after=V` never sees V+1 before V. `change_lock` is per process on
+        one node, and across nodes in cluster mode (503 `unavailable` when it cannot be had;
+        docs/architecture.md)."""
+        async with self.change_lock.hold(room_id):
             yield await self.store.rooms.next_version(room_id, activity_at)
 
     # --- reading --------------------------------------------------------------------------
@@ -102,9 +131,12 @@ class Rooms:
     async def get(self, user_id: str, room_id: Any) -> Doc:
         """The room with every member's role and read pointer (for read ticks after a resync)."""
         room_id = fields.object_id(room_id, "room_id")
-        membership = await self.require_member(user_id, room_id)
+        await self.require_member(user_id, room_id)
         room = await self.view(await self._room(room_id))
         members = await self.store.memberships.of_room(room_id)
+        membership = next((m for m in members if str(m["user_id"]) == user_id), None)
+        if membership is None:  # left meanwhile
+            raise NotAMember("you are not a member of this room")
         room["members"] = [{"user_id": str(m["user_id"]), **membership_fields(m)} for m in members]
         return {**room, **membership_fields(membership)}
 
@@ -178,6 +210,7 @@ class Rooms:
             at,
         )
         room_id = room["_id"]
+        await self._members_changed(room_id, [user_id, *member_ids], [])
         view = await self.view(room)
         await self.publish(room_id, "room.created", {"room": view})
         return view
@@ -211,6 +244,8 @@ class Rooms:
                 room = await self.store.rooms.by_dm_key(dm_key)
                 assert room is not None
         room_id = room["_id"]
+        if created:
+            await self._members_changed(room_id, [user_id, other], [])
         view = await self.view(room)
         if created:
             await self.publish(room_id, "room.created", {"room": view})
@@ -255,7 +290,11 @@ class Rooms:
         if await self.store.memberships.count(room_id) + len(user_ids) > MAX_MEMBERS:
             raise Conflict(f"a room holds at most {MAX_MEMBERS} members")
         at = now()
-        added = [u for u in user_ids if await self.store.memberships.add(room_id, u, MEMBER, at)]
+        added: list[str] = []
+        async with self._changing_members(room_id, added, []):
+            for u in user_ids:
+                if await self.store.memberships.add(room_id, u, MEMBER, at):
+                    added.append(u)
         view = await self.view(room)
         if added:
             await self.publish(room_id, "room.member_added", {"room": view, "user_ids": added})
@@ -273,12 +312,17 @@ class Rooms:
         target_membership = await self.store.memberships.get(room_id, target)
         if target_membership is None:
             raise NotFound("that user is not a member")
-        if not await self.store.memberships.remove(room_id, target):
+        removed: list[str] = []
+        async with self._changing_members(room_id, [], removed):  # before anyone is told
+            if await self.store.memberships.remove(room_id, target):
+                removed.append(target)
+        if not removed:
             return  # removed concurrently: nothing more to announce
         remaining = await self.store.memberships.of_room(room_id)
         if remaining and not any(m["role"] == ADMIN for m in remaining):
             # The last admin left: the longest-standing member takes over.
-            await self.store.memberships.set_role(room_id, str(remaining[0]["user_id"]), ADMIN)
+            async with self._changing_members(room_id, [], []):  # a role: nobody came or went
+                await self.store.memberships.set_role(room_id, str(remaining[0]["user_id"]), ADMIN)
         view = await self.view(room)
         event = {"room": view, "user_id": target}
         # The removed user hears it once, then nothing more from this room.
