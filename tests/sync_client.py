@@ -43,6 +43,7 @@ class SyncClient:
     seq_errors: list[str] = field(default_factory=list)
     conn: WebSocketClientConnection | None = None
     _pump: asyncio.Task[None] | None = None
+    _resyncs: set[asyncio.Task[None]] = field(default_factory=set)  # told to by the server
 
     # --- connection ---------------------------------------------------------------------
 
@@ -139,6 +140,9 @@ class SyncClient:
             self.rooms.add(data["room"]["id"])
         elif type_ == "room.member_removed" and data["user_id"] == self.user.id:
             self.rooms.discard(data["room"]["id"])
+        elif type_ == "resync":  # a node was lost: refetch, as after a resync on reconnect
+            self._resyncs.add(task := asyncio.ensure_future(self.resync()))
+            task.add_done_callback(self._resyncs.discard)
         elif type_ == "ack" and "last_read_message_id" in data:
             key = (data["room_id"], self.user.id)
             self.read_pointers[key] = max(

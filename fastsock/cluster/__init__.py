@@ -6,7 +6,8 @@ one server. docs/architecture.md, "Several nodes", describes what is shared and 
 - hub.py: the hub of a node, delivering to sessions on every node
 - calls.py, rpc.py: the call leader, which holds the live calls, and requests to it
 - limits.py: rate limits, one budget across the nodes
-- locks.py: locks across the nodes (a room's changes)"""
+- locks.py: locks across the nodes (a room's changes)
+- outage.py: Redis failing, as the limits, locks and the call lease see it (logged once)"""
 
 from __future__ import annotations
 
@@ -59,6 +60,14 @@ def join_cluster(hub: ClusterHub, services: Services) -> None:
         lambda room_id, _added, _removed: rooms.members.invalidate(room_id)
     )
     hub.on_reset.append(rooms.members.clear)
+    hub.link.on_dead.append(lambda _node: _catch_up(hub))
+
+
+async def _catch_up(hub: ClusterHub) -> None:
+    """A node died: changes it had stored but not yet published on the bus (a send, an edit,
+    a receipt) will never be announced. Every client refetches what changed, as after a
+    resync, so nothing stored stays unseen until a reload."""
+    hub.tell_everyone("resync", {"reason": "node_lost"})
 
 
 async def join_calls(hub: ClusterHub, services: Services) -> None:

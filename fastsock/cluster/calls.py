@@ -4,17 +4,22 @@
 - Election: a lease in Redis (`calls:leader`, LEASE_S), taken by whichever node finds it free
   and renewed by its holder every heartbeat; each node learns the holder at the same time. A
   leader that cannot renew in time stops leading on its own (`_expired`) before the lease can
-  pass to another node, so two nodes never lead at once (short of a stall longer than the
-  margin: then the stalled one may act once more before it notices).
+  pass to another node, so two nodes never lead at once. A leader that stalled past that
+  moment notices before it acts: requests, notices and its calls' timers check the time
+  first (`_still_leading`, `Ledger.leads`).
 - Requests (`Calls.handle`: 1:1 and group call requests, the SFU workers' reports, a member's
   removal) travel to the leader over the bus (rpc.py); the errors it raises come back. Device
   notices (a socket of a call's device closed, resumed, or a new tab opened) are sent one way.
   With no leader known, a request waits REQUEST_TIMEOUT_S at most, then gets `unavailable`.
-- Taking over: the new leader ends the 1:1 calls of the ledger (the previous leader's, whose
-  timers and devices are gone with its memory) with reason `server_lost`, telling both parties,
-  then reconciles the group calls as a start-up does and runs the workers' sweep.
+- Taking over: the new leader adopts the 1:1 calls of the ledger (the previous leader's): they
+  go on as they stood, their parties told nothing (DirectCalls.adopt: timers re-armed, devices
+  that went away meanwhile get their grace period, those of dead nodes end their calls). It
+  takes device notices while it adopts (requests wait until it is done), then reconciles the
+  group calls as a start-up does and runs the workers' sweep.
 - Stopping to lead (the lease lost, the bus lost): the node forgets its calls without a word;
-  the next leader ends them from the ledger.
+  the next leader adopts them from the ledger. A leader that shuts down ends the calls of its
+  own devices and leaves the others to the next leader, giving the lease up once its ledger
+  notes are in Redis.
 - A node that dies: the leader ends at once the 1:1 calls of devices on it (their sessions can
   never resume: a client that reconnects elsewhere gets a new session). Group-call participants
   connected to it stay in their calls: their media goes to the SFU worker, which reports who is
@@ -25,13 +30,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from redis.exceptions import RedisError
 
 from fastsock.cluster.hub import ClusterHub
-from fastsock.cluster.link import HEARTBEAT_S, PREFIX, Link, node_of
+from fastsock.cluster.link import HEARTBEAT_S, NODE_TIMEOUT_S, NODES, PREFIX, Link, node_of
+from fastsock.cluster.outage import Outage
 from fastsock.cluster.rpc import Elsewhere, Rpc
 from fastsock.errors import ApiError, Unavailable
 from fastsock.services.call import Call
@@ -49,7 +56,6 @@ REQUEST_TIMEOUT_S = 8.0  # for a request: finding the leader and its answer
 SERVICE = "calls"
 NOTICE, READY = "cn", "ld"  # bus kinds: a device notice; a new leader has taken over
 NODE_CLOSED = "node_closed"  # a request to the leader from a node that shuts down
-SERVER_LOST = "server_lost"  # the end reason of the calls a new leader finds in the ledger
 NO_LEADER = "calls are moving to another server; try again in a moment"
 CLOSING = "the server is shutting down; try again in a moment"
 
@@ -72,18 +78,25 @@ return 0
 
 
 class Ledger:
-    """The live 1:1 calls, in Redis (direct_calls.Ledger), written through the node's ordered
-    queue: a note lands before the events that follow it."""
+    """The live 1:1 calls, in Redis (services/call_ledger.py), written through the node's
+    ordered queue: a note lands before the events that follow it. Only while this node leads:
+    the calls it forgot are the next leader's to note."""
 
-    def __init__(self, link: Link) -> None:
+    def __init__(self, link: Link, leads: Callable[[], bool]) -> None:
         self.link = link
+        self.leads = leads
 
     def keep(self, call: Call) -> None:
-        entry = _entry(call)
-        self.link.enqueue(lambda p: p.hset(LEDGER, call.id, entry))
+        if self.leads():
+            entry = _entry(call)
+            self.link.enqueue(lambda p: p.hset(LEDGER, call.id, entry))
 
     def drop(self, call: Call) -> None:
-        self.link.enqueue(lambda p: p.hdel(LEDGER, call.id))
+        if self.leads():
+            self.link.enqueue(lambda p: p.hdel(LEDGER, call.id))
+
+    def elsewhere(self, device: str) -> bool:
+        return node_of(device) != self.link.node_id
 
     async def calls(self) -> list[Call]:
         calls = []
@@ -106,7 +119,7 @@ class CallLeader:
         self.link = hub.link
         self.calls = calls
         self.rpc = Rpc(self.link)
-        self.ledger = Ledger(self.link)
+        self.ledger = Ledger(self.link, self._leads)
         self.leader: str | None = None  # the lease's holder, as last seen
         self._term: str | None = None  # this node's id while it holds the lease
         self._ready = False  # leading, and taken over
@@ -115,9 +128,8 @@ class CallLeader:
         self._changed = asyncio.Event()  # set (and replaced) when the above change
         self._closing = False
         self._tasks: dict[str, asyncio.Task[None]] = {}  # "lease", "takeover", "sweep"
-        redis = self.link.redis
-        self._take_or_renew = redis.register_script(TAKE_OR_RENEW)
-        self._release = redis.register_script(RELEASE)
+        self._lease_outage = Outage(back="call_lease_redis_back")  # logged once per outage
+        self._take_or_renew = self.link.redis.register_script(TAKE_OR_RENEW)
         self.rpc.serve(SERVICE, self._serve)
         self.link.on(NOTICE, self._on_notice)
         self.link.on(READY, self._on_ready)
@@ -139,10 +151,11 @@ class CallLeader:
         return await self._ask(name, args)
 
     def notify(self, name: str, args: list[Any]) -> None:
-        """Lost when there is no leader: a new leader ends every call it did not hold."""
+        """Lost when there is no leader: the next one checks the devices of the calls it
+        adopts."""
         if self._closing or self.leader is None:
             return
-        if self._ready:
+        if self._still_leading():
             self.calls.notice(name, args)
         else:
             self.link.send(self.leader, NOTICE, {"n": name, "a": args})
@@ -169,7 +182,9 @@ class CallLeader:
         while True:
             leader = await self._leader(deadline)
             if leader == self.link.node_id:
-                return await self._handle(name, args)
+                if self._still_leading():
+                    return await self._handle(name, args)
+                continue  # it stopped leading: wait for the next leader
             packed = [_pack(a) for a in args]
             try:
                 return await self.rpc.call(leader, SERVICE, name, packed, deadline - loop.time())
@@ -195,7 +210,7 @@ class CallLeader:
     # --- serving, while this node leads ---------------------------------------------------
 
     async def _serve(self, name: str, packed: list[Any]) -> Any:
-        if self._term is None:
+        if not self._still_leading():
             raise Elsewhere
         if not self._ready:  # taking over: the request waits for it
             try:
@@ -204,8 +219,8 @@ class CallLeader:
                         await self._changed.wait()
             except TimeoutError:
                 raise Unavailable(NO_LEADER) from None
-            if not self._ready:
-                raise Elsewhere
+        if not self._still_leading() or not self._ready:
+            raise Elsewhere
         return await self._handle(name, [_unpack(a) for a in packed])
 
     async def _handle(self, name: str, args: list[Any]) -> Any:
@@ -215,14 +230,16 @@ class CallLeader:
         return await self.calls.handle(name, args)
 
     def _on_notice(self, _sender: str, h: dict[str, Any], _payload: bytes) -> None:
-        if self._ready:  # else: sent to a leader that has stopped; the next one ends the call
+        # Taken while taking over too: the calls adopted by then hear of their devices. Else
+        # it was sent to a leader that has stopped; the next one checks the devices.
+        if self._still_leading():
             self.calls.notice(h["n"], h["a"])
 
     async def _node_dead(self, node_id: str) -> None:
         self.rpc.give_up(node_id)
         if node_id == self.leader:
             self._learn(None)
-        if self._ready:
+        if self._still_leading():  # while taking over too: for the calls adopted by then
             await self._devices_gone(node_id, "connection_lost")
 
     async def _devices_gone(self, node_id: str, reason: str) -> None:
@@ -235,8 +252,10 @@ class CallLeader:
             await asyncio.sleep(HEARTBEAT_S)
             try:
                 await self._tick()
-            except (RedisError, OSError):
-                log.warning("call_lease_failed")  # a leader stops leading at `_until`
+            except (RedisError, OSError) as exc:  # a leader stops leading at `_until`
+                self._lease_outage.failed("call_lease_failed", exc, 0.0)
+            else:
+                self._lease_outage.answered()
 
     async def _tick(self) -> None:
         """Take the lease if it is free, renew it if it is ours; learn who holds it."""
@@ -260,11 +279,24 @@ class CallLeader:
             self._step_down()
         self._learn(holder)
 
+    def _release(self, term: str) -> None:
+        """Give the lease up after this node's earlier writes (its queue is ordered): the next
+        leader reads the ledger as this one left it. If Redis fails, the lease expires."""
+        self.link.enqueue(lambda p: p.eval(RELEASE, 1, LEASE, term))
+
     async def _give_up(self, term: str) -> None:
-        try:
-            await self._release(keys=[LEASE], args=[term])
-        except (RedisError, OSError):
-            log.warning("call_lease_release_failed")  # it expires on its own
+        self._release(term)
+        await self.link.flush()
+
+    def _leads(self) -> bool:
+        """Whether this node leads now: it holds the lease, whose renewal is not overdue."""
+        return self._term is not None and asyncio.get_running_loop().time() < self._until
+
+    def _still_leading(self) -> bool:
+        """`_leads`, and if not because the renewal is overdue (a stall: the `_expired` timer
+        has not run yet), stop leading now, before anything acts on the calls."""
+        self._expired()
+        return self._term is not None
 
     def _expired(self) -> None:
         if self._term is not None and asyncio.get_running_loop().time() >= self._until:
@@ -272,11 +304,14 @@ class CallLeader:
             self._step_down()
 
     async def _take_over(self, term: str) -> None:
-        """End the calls the previous leader held; reconcile the group calls."""
+        """Adopt the calls the previous leader held; reconcile the group calls."""
         group = self.calls.group
         try:
-            orphans = await self.ledger.calls()
-            await self.calls.direct.end_orphans(orphans, SERVER_LOST)
+            notes = await self.ledger.calls()
+            alive = await self._alive()
+            adopted = await self.calls.direct.adopt(
+                notes, lambda device: node_of(device) not in alive
+            )
             if self.calls.settings.sfu_secret:
                 await group.workers.start()
         except Exception:
@@ -293,12 +328,19 @@ class CallLeader:
         if self.calls.settings.sfu_secret:
             self._tasks["sweep"] = asyncio.create_task(group.workers.keep_up())
         self._ready = True
-        log.info("call_leader_ready", extra={"fields": {"node": term, "ended": len(orphans)}})
+        log.info("call_leader_ready", extra={"fields": {"node": term, "adopted": adopted}})
         self.link.broadcast(READY, {})
         self._pulse()
 
+    async def _alive(self) -> set[str]:
+        """The nodes alive now by their stamps (link.py's rule, `_bury`), read afresh: a node
+        that has just started may lead before its link has looked."""
+        now = await self.link.now_ms()
+        stamped = await self.link.redis.zrangebyscore(NODES, now - NODE_TIMEOUT_S * 1000, "+inf")
+        return {node.decode() for node in stamped} | {self.link.node_id}
+
     def _step_down(self) -> None:
-        """Stop leading: forget the calls (the next leader ends them from the ledger)."""
+        """Stop leading: forget the calls (the next leader adopts them from the ledger)."""
         self._term, self._ready = None, False
         if self._expiry is not None:
             self._expiry.cancel()
@@ -316,7 +358,7 @@ class CallLeader:
         if term is not None:
             log.warning("call_leadership_reset", extra={"fields": {"node": term}})
             self._step_down()
-            self.link.enqueue(lambda p: p.eval(RELEASE, 1, LEASE, term))
+            self._release(term)
         self._learn(None)
 
     def _on_ready(self, sender: str, _h: Any, _payload: bytes) -> None:
@@ -355,7 +397,13 @@ def _unpack(packed: list[Any]) -> Any:
 
 
 def _entry(call: Call) -> bytes:
-    """What the next leader needs to end the call and tell its parties' devices."""
+    """What the next leader needs to adopt the call (or to conclude it, once it ended)."""
+    times = {
+        "created_at": call.created_at,
+        "answered_at": call.answered_at,
+        "ring_until": call.ring_until,
+        "ended_at": call.ended_at,
+    }
     return json.dumps(
         {
             "id": call.id,
@@ -366,24 +414,43 @@ def _entry(call: Call) -> bytes:
             "caller_device": call.caller_device,
             "callee_device": call.callee_device,
             "state": call.state,
-            "created_at": call.created_at.isoformat(),
-            "answered_at": call.answered_at.isoformat() if call.answered_at else None,
+            "announced": call.announced.is_set(),
+            "outcome": call.outcome,
+            "end_reason": call.end_reason,
+            **{name: t.isoformat() if t else None for name, t in times.items()},
         }
     ).encode()
 
 
 def _call(raw: bytes) -> Call:
+    """A ledger entry as a call; KeyError, ValueError or TypeError if it does not name one
+    whose parties could be told. What else it says may be missing or wrong (another version
+    wrote it): adoption checks it (services/call_ledger.py)."""
     e = json.loads(raw)
-    answered = e["answered_at"]
-    return Call(
+    call = Call(
         id=e["id"],
         room_id=e["room_id"],
         media=e["media"],
         caller_id=e["caller_id"],
         callee_id=e["callee_id"],
         caller_device=e["caller_device"],
-        callee_device=e["callee_device"],
-        state=e["state"],
         created_at=datetime.fromisoformat(e["created_at"]),
-        answered_at=datetime.fromisoformat(answered) if answered else None,
+        callee_device=e.get("callee_device"),
+        state=str(e.get("state")),
+        outcome=e.get("outcome"),
+        end_reason=e.get("end_reason"),
+        answered_at=_time(e.get("answered_at")),
+        ring_until=_time(e.get("ring_until")),
+        ended_at=_time(e.get("ended_at")),
     )
+    if e.get("announced") is True:
+        call.announced.set()
+    return call
+
+
+def _time(value: Any) -> datetime | None:
+    """A time of an entry; None if it has none or one this version cannot read."""
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None

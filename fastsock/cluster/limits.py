@@ -7,21 +7,18 @@ clock (the nodes' clocks never matter). A bucket idle long enough to be full aga
 no bucket and a full one are the same thing.
 
 When Redis fails, a check is answered by the node's own limiter instead (logged once per
-outage, the request is not failed); Redis is tried again after RETRY_S."""
+outage, the request is not failed); Redis is tried again after RETRY_S (outage.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import time
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from fastsock.cluster.link import PREFIX
-
-log = logging.getLogger("fastsock.cluster")
+from fastsock.cluster.outage import Outage
 
 RETRY_S = 1.0
 CALL_TIMEOUT_S = 0.5  # a hung Redis must not hold requests up
@@ -64,28 +61,20 @@ class SharedBuckets:
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._take = redis.register_script(TAKE)
-        self._down_since: float | None = None  # monotonic; set while Redis is failing
-        self._retry_at = 0.0
+        self._outage = Outage(back="cluster_limits_shared")
 
     async def retry_after(
         self, kind: str, key: object, rate: float, burst: int, cost: int
     ) -> float | None:
         """Take `cost` tokens: 0.0 if allowed, else seconds until they are there (inf: never
         at once); None when Redis cannot answer."""
-        if self._down_since is not None and time.monotonic() < self._retry_at:
+        if self._outage.failing():
             return None
         try:
             async with asyncio.timeout(CALL_TIMEOUT_S):
                 wait = await self._take([bucket_key(kind, key)], [repr(rate), burst, cost])
         except (RedisError, OSError, TimeoutError) as exc:
-            now = time.monotonic()
-            if self._down_since is None:
-                self._down_since = now
-                log.warning("cluster_limits_local", extra={"fields": {"error": repr(exc)}})
-            self._retry_at = now + RETRY_S
+            self._outage.failed("cluster_limits_local", exc, RETRY_S)
             return None
-        if self._down_since is not None:
-            down_s = round(time.monotonic() - self._down_since, 1)
-            log.info("cluster_limits_shared", extra={"fields": {"after_s": down_s}})
-            self._down_since = None
+        self._outage.answered()
         return float(wait)

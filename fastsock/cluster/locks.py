@@ -9,6 +9,12 @@ waiter over the bus (`lk`, to its node); waiters also ask again now and then (PO
 case a wake-up is lost or a lease lapses. A waiter that stops asking (it gave up, or its node
 died) loses its place after STALE_MS.
 
+A writer waits WAIT_S at most, on the local lock and in Redis together. Redis failing (an
+error, or no answer within CALL_TIMEOUT_S) refuses the writer at once, and every writer for
+RETRY_S after it, without asking Redis (outage.py): a node's queue of writers behind a hung
+Redis is refused in one go, not one CALL_TIMEOUT_S after another. A refused writer leaves the
+Redis queue in the background.
+
 The lease lasts LEASE_MS and is renewed every LEASE_MS / 3 while the block runs, so a slow
 write keeps it. What remains: a node stalled longer than the lease (or a Redis that restarts
 and forgets the key) lets a second writer in; `room_lock_lost` is logged when the holder
@@ -20,11 +26,12 @@ import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from redis.exceptions import RedisError
 
 from fastsock.cluster.link import PREFIX, Link
+from fastsock.cluster.outage import Outage
 from fastsock.errors import Unavailable
 from fastsock.services.locks import LocalLocks
 
@@ -33,6 +40,7 @@ log = logging.getLogger("fastsock.cluster")
 LEASE_MS = 5000
 STALE_MS = 1000  # a waiter that has not asked for this long leaves the queue
 WAIT_S = 8.0  # longer than a lease: a dead holder's lease lapses first
+RETRY_S = 1.0  # after Redis failed, writers are refused at once for this long
 POLL_S = (0.002, 0.05)  # first and longest pause between two asks (doubling), unless woken
 CALL_TIMEOUT_S = 2.0  # one Redis call; a hung Redis counts as a failed one
 WAKE = "lk"  # bus kind: the lock named in the header is free, and you are first in line
@@ -86,6 +94,8 @@ return 0
 """
 
 _FAILURES = (RedisError, OSError, TimeoutError)
+BUSY = "the room is busy; try again in a moment"
+FAILING = "the room cannot be changed now; try again in a moment"
 
 
 class ClusterLocks:
@@ -100,36 +110,46 @@ class ClusterLocks:
         self._renew = link.redis.register_script(RENEW)
         self._woken: dict[str, asyncio.Event] = {}  # lock name -> this node's one waiter
         self._leaving: set[asyncio.Task[None]] = set()
-        self._failing = False  # Redis failed, and has not answered since: log once per outage
+        self._outage = Outage(back="room_lock_redis_back")
         link.on(WAKE, self._on_wake)
 
     @asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[None]:
-        """Raises 503 `unavailable` (before the block runs) if Redis fails or the lock stays
-        taken for WAIT_S."""
-        async with self._local.hold(key):
-            name = self._prefix + key
+        """Raises 503 `unavailable` (before the block runs) if Redis fails, or failed less
+        than RETRY_S ago, or the lock is not had within WAIT_S."""
+        name = self._prefix + key
+        self._refuse_while_failing()
+        deadline = asyncio.get_running_loop().time() + WAIT_S
+        async with AsyncExitStack() as held:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await held.enter_async_context(self._local.hold(key))
+            except TimeoutError:
+                raise self._busy(name) from None
             keys = [name, name + ":queue", name + ":seen"]
             token = f"{self._link.node_id}.{secrets.token_hex(12)}"
-            await self._take(keys, token)
+            await self._take(keys, token, deadline)
             renewing = asyncio.create_task(self._keep(keys, token))
             try:
                 yield
             finally:
                 renewing.cancel()
-                await self._leave(keys, token)
+                await asyncio.shield(self._leave(keys, token))
 
-    async def _take(self, keys: list[str], token: str) -> None:
+    async def _take(self, keys: list[str], token: str, deadline: float) -> None:
+        self._refuse_while_failing()  # (Redis failed while this writer queued on this node)
+        if asyncio.get_running_loop().time() >= deadline:
+            raise self._busy(keys[0])  # (its turn on this node came too late: not asked)
         pause, longest = POLL_S
         woken = self._woken[keys[0]] = asyncio.Event()
-        bound = asyncio.timeout(WAIT_S)
+        bound = asyncio.timeout_at(deadline)
         try:
             async with bound:
                 while True:
                     woken.clear()
                     async with asyncio.timeout(CALL_TIMEOUT_S):
                         taken = await self._acquire(keys, [token, LEASE_MS, STALE_MS])
-                    self._answered()
+                    self._outage.answered()
                     if taken:
                         return
                     try:
@@ -138,25 +158,33 @@ class ClusterLocks:
                     except TimeoutError:
                         pause = min(longest, pause * 2)
         except BaseException as exc:
-            refusal = self._refusal(exc, bound.expired(), keys[0])
             # Whatever stopped the wait (a failure, the bound, a cancellation), the last ask
             # may have taken the lock unseen: leave, so no one waits for a lease to lapse.
-            await self._leave(keys, token)
+            leaving = self._leave(keys, token)
+            refusal = self._refusal(exc, bound.expired(), keys[0])
             if refusal is None:
+                await asyncio.shield(leaving)  # (a cancelled waiter is out of the queue)
                 raise
-            raise refusal from exc
+            raise refusal from exc  # at once: leaving is bounded, and goes on meanwhile
         finally:
             del self._woken[keys[0]]
 
     def _refusal(self, exc: BaseException, waited_too_long: bool, name: str) -> Unavailable | None:
         """What the client is told when taking the lock failed (None: not a failure)."""
         if waited_too_long:
-            log.warning("room_lock_busy", extra={"fields": {"key": name}})
-            return Unavailable("the room is busy; try again in a moment")
+            return self._busy(name)
         if isinstance(exc, _FAILURES):
-            self._failed("room_lock_unavailable", name, exc)
-            return Unavailable("the room cannot be changed now; try again in a moment")
+            self._outage.failed("room_lock_unavailable", exc, RETRY_S, key=name)
+            return Unavailable(FAILING)
         return None
+
+    def _busy(self, name: str) -> Unavailable:
+        log.warning("room_lock_busy", extra={"fields": {"key": name}})
+        return Unavailable(BUSY)
+
+    def _refuse_while_failing(self) -> None:
+        if self._outage.failing():
+            raise Unavailable(FAILING)
 
     def _on_wake(self, _sender: str, name: str, _payload: bytes) -> None:
         woken = self._woken.get(name)
@@ -171,38 +199,28 @@ class ClusterLocks:
                 async with asyncio.timeout(CALL_TIMEOUT_S):
                     kept = await self._renew(keys[:1], [token, LEASE_MS])
             except _FAILURES as exc:
-                self._failed("room_lock_renew_failed", keys[0], exc)
+                self._outage.failed("room_lock_renew_failed", exc, RETRY_S, key=keys[0])
                 continue
-            self._answered()
+            self._outage.answered()
             if not kept:
                 log.error("room_lock_lost", extra={"fields": {"key": keys[0]}})
                 return
 
-    async def _leave(self, keys: list[str], token: str) -> None:
-        """Best effort, and finished even if the caller is cancelled meanwhile: a lock left
-        behind lapses with its lease."""
+    def _leave(self, keys: list[str], token: str) -> asyncio.Task[None]:
+        """Best effort, bounded (CALL_TIMEOUT_S), in a task that finishes even if the caller
+        is cancelled meanwhile: a lock left behind lapses with its lease."""
         task = asyncio.create_task(self._release_quietly(keys, token))
         self._leaving.add(task)
         task.add_done_callback(self._leaving.discard)
-        await asyncio.shield(task)
+        return task
 
     async def _release_quietly(self, keys: list[str], token: str) -> None:
         try:
             async with asyncio.timeout(CALL_TIMEOUT_S):
                 first = await self._release(keys, [token])
         except _FAILURES as exc:
-            self._failed("room_lock_release_failed", keys[0], exc)
+            self._outage.failed("room_lock_release_failed", exc, RETRY_S, key=keys[0])
             return
-        self._answered()
+        self._outage.answered()
         if first is not None:
             self._link.send(first.decode().partition(".")[0], WAKE, keys[0])
-
-    def _failed(self, event: str, name: str, exc: BaseException) -> None:
-        if not self._failing:
-            self._failing = True
-            log.warning(event, extra={"fields": {"key": name, "error": repr(exc)}})
-
-    def _answered(self) -> None:
-        if self._failing:
-            self._failing = False
-            log.info("room_lock_redis_back")

@@ -2,10 +2,15 @@
 
 A request travels on the handling node's channel (`rq`), its reply on the requester's (`rp`),
 matched by a correlation id; each request is handled in a task of its own. An ApiError the
-handler raises travels back and is raised again on the requesting node with the same status,
-code, message, field and retry_after, so the client is answered as if its own node had handled
+handler raises travels back and is raised again on the requesting node as the same class
+(`ApiError.from_dict`: its code names it) with the same message, field and retry_after, so the
+client is answered, and the caller's `except` clauses behave, as if its own node had handled
 the request. A handler may refuse with `Elsewhere` (the request is not for this node, or no
-longer): the requester asks again where it should. No reply in time: `Unavailable`."""
+longer): the requester asks again where it should.
+
+No reply in time: `Unavailable`, and a request is never sent once its time is up. A request
+that times out may still run on the handling node (it was slow, or its reply was lost): the
+handlers must be safe to ask again (docs/architecture.md, "Calls")."""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastsock.cluster.link import Link
-from fastsock.errors import ApiError, RateLimited, Unavailable
+from fastsock.errors import ApiError, Unavailable
 from fastsock.store import is_unavailable
 
 log = logging.getLogger("fastsock.cluster")
@@ -32,7 +37,8 @@ class Elsewhere(Exception):
 
 
 class RemoteError(ApiError):
-    """An ApiError raised on another node: answered with the same status, code and body."""
+    """An ApiError raised on another node whose code this node does not know (another
+    version): answered with the same status, code and body."""
 
     def __init__(self, body: dict[str, Any]) -> None:
         super().__init__(body["message"], field=body.get("field"))
@@ -58,7 +64,10 @@ class Rpc:
     async def call(
         self, node: str, service: str, name: str, args: list[Any], timeout: float
     ) -> Any:
-        """The answer of `node`'s handler of `service`; raises what it raised."""
+        """The answer of `node`'s handler of `service`; raises what it raised. Not sent at all
+        when `timeout` is already up: the caller would answer `unavailable` while it ran."""
+        if timeout <= 0:
+            raise Unavailable(UNANSWERED)
         request_id = secrets.token_hex(8)
         reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = (node, reply)
@@ -120,6 +129,4 @@ class Rpc:
 
 
 def _error(body: dict[str, Any]) -> ApiError:
-    if "retry_after" in body:
-        return RateLimited(body["message"], retry_after=body["retry_after"])
-    return RemoteError(body)
+    return ApiError.from_dict(body["status"], body) or RemoteError(body)

@@ -266,6 +266,12 @@ class Hub:
         if session.socket is not None:
             self.metrics.delivered(type_)
 
+    def tell_everyone(self, type_: str, data: dict[str, Any]) -> None:
+        """Deliver one event to every session of this process (kept for those away)."""
+        payload = encode(type_, data)
+        for session in list(self._sessions.values()):
+            session.deliver(payload)
+
     def close_login(self, user_id: str, family: str) -> None:
         """Close the user's sockets signed in with one login (refresh-token family): it was
         revoked. Their clients cannot refresh a token of it, so they sign out."""

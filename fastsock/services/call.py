@@ -41,6 +41,7 @@ class Call:
     end_reason: str | None = None
     answered_at: datetime | None = None
     ended_at: datetime | None = None
+    ring_until: datetime | None = None  # unanswered by then: missed
     accepted_clock: float | None = None  # monotonic, for the setup-time metric
     ring_timer: asyncio.TimerHandle | None = None
     grace_timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
@@ -79,3 +80,9 @@ class Call:
 
     def view(self) -> Doc:
         return call_view(self.doc())
+
+
+def server_outcome(call: Call) -> str:
+    """How a call the server ends ends: an answered call completes, an unanswered one is
+    cancelled."""
+    return "completed" if call.state == ACTIVE else "cancelled"

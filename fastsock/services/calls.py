@@ -147,7 +147,8 @@ class Calls:
         try:
             await self._request("member_removed", room_id, user_id)
         except Unavailable:
-            # Cluster mode with no call leader to tell: the room change stands regardless.
+            # Cluster mode: no call leader to tell, or it could not act (rpc.py raises its
+            # Unavailable here as such). The room change stands regardless.
             where = {"room_id": room_id, "user_id": user_id}
             log.warning("call_member_removal_lost", extra={"fields": where})
 

@@ -5,8 +5,8 @@ once (busy, unavailable). Each party takes part with one device (WebSocket sessi
 caller's inviting session and the callee's accepting session; SDP and ICE candidates travel
 only between those two. Live calls are held in this process's memory and every call is stored
 in `calls`. In cluster mode the process is the call leader, which handles every node's call
-requests; it also notes the live calls in a `Ledger`, so that the next leader can end them if
-it stops leading (cluster/calls.py).
+requests; it also notes the live calls in a `Ledger`, so that the next leader can adopt them
+if it stops leading (cluster/calls.py).
 
 State changes happen synchronously between awaits, so two racing requests (say, an accept
 and a cancel) cannot both win; the database writes for one call run in order behind them."""
@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from datetime import timedelta
+from typing import Any
 
 from fastsock.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unavailable
 from fastsock.metrics import Metrics
@@ -26,7 +27,9 @@ from fastsock.services.call import (
     OUTCOME_EVENTS,
     RINGING,
     Call,
+    server_outcome,
 )
+from fastsock.services.call_ledger import Ledger, concluded, resumable
 from fastsock.services.call_records import CallRecords, CallWork
 from fastsock.services.clock import now
 from fastsock.services.events import EventSink, Origin
@@ -36,16 +39,6 @@ from fastsock.store import Store
 from fastsock.store.ids import new_id
 
 Doc = dict[str, Any]
-
-
-class Ledger(Protocol):
-    """Where live calls are noted besides this node's memory (cluster mode: in Redis, for the
-    next call leader). Each note is ordered before the events that follow it, so whatever a
-    party heard of a call, the ledger has (or has had) too."""
-
-    def keep(self, call: Call) -> None: ...
-
-    def drop(self, call: Call) -> None: ...
 
 
 class DirectCalls:
@@ -122,9 +115,7 @@ class DirectCalls:
         elif not self.sink.is_online(callee_id):
             await self._end_at_once(call, "unavailable", origin)
         else:
-            self._calls[call.id] = call
-            self._by_user[user_id] = self._by_user[callee_id] = call
-            self.metrics.calls_active.inc()
+            self._hold(call)
             if self.ledger is not None:  # first: a leader dying now leaves no record ringing
                 self.ledger.keep(call)
             try:
@@ -140,13 +131,18 @@ class DirectCalls:
                 if call.outcome is None:  # forgotten meanwhile: this node stopped leading
                     raise Unavailable("calls are moving to another server; call again")
                 return  # ended while it was being stored (shutdown)
-            call.ring_timer = self.work.later(self.ring_s, lambda: self._ring_out(call))
+            call.ring_until = now() + timedelta(seconds=self.ring_s)
+            self._ring(call)
             await self._watch_device(call, user_id)
             view = call.view()
             self.sink.publish_session(
                 call.caller_device, "call.created", {"call": view, "here": True}, origin=origin
             )
             self._tell_user(call, callee_id, "call.ringing", {"call": view})
+            if self.ledger is not None and call.state != ENDED:
+                # After the events: a call noted as announced has been heard of, and the next
+                # leader rings it on (one it was not, it ends).
+                self.ledger.keep(call)
 
     async def accept(self, user_id: str, data: Doc, origin: Origin) -> Doc:
         call = self._party_call(user_id, validate("call.accept", data)["call_id"])
@@ -261,11 +257,14 @@ class DirectCalls:
             timer.cancel()
 
     async def close(self) -> None:
-        """Shutdown: end every live call (the parties are told while sockets are open); their
-        records are written in the background (`CallWork`)."""
+        """Shutdown: end the live calls (the parties are told while sockets are open); their
+        records are written in the background (`CallWork`). In cluster mode a call whose
+        devices are all on other nodes goes on: the next leader adopts it from the ledger."""
         self._closing = True
         for call in list(self._calls.values()):
-            await self._end(call, "shutdown")
+            devices = [d for d in (call.caller_device, call.callee_device) if d is not None]
+            if self.ledger is None or not all(self.ledger.elsewhere(d) for d in devices):
+                await self._end(call, "shutdown")
 
     # --- cluster mode (cluster/calls.py) ---------------------------------------------------
 
@@ -278,16 +277,42 @@ class DirectCalls:
                 if device is not None and lost(device):
                     await self._device_gone(call, user_id, reason)
 
-    async def end_orphans(self, calls: list[Call], reason: str) -> None:
-        """Calls another node held when it stopped leading (from the ledger): their timers
-        went with it, so they end now and both parties are told."""
+    async def adopt(self, calls: list[Call], lost: Callable[[str], bool]) -> int:
+        """Take over the calls of the ledger, left by the previous leader: each goes on here as
+        it stood and its parties are told nothing (nothing changed for them). A ringing call
+        rings until its deadline; a device that is away gets its grace period, and one whose
+        node died (`lost`) ends its call at once. An ended call is told and stored again (the
+        previous leader may have stopped before); a note that makes no sense, or a ringing
+        call its parties may not have heard of, ends (`server_lost`). -> how many are taken
+        on."""
+        held: list[Call] = []
         for call in calls:
+            if concluded(call):
+                self._conclude(call, call.view())
+            # A user takes part in one call at a time.
+            elif resumable(call) and not {call.caller_id, call.callee_id} & self._by_user.keys():
+                self._hold(call)
+                held.append(call)
+            else:
+                self._close(call, server_outcome(call), "server_lost")
             call.announced.set()
-            await self._end(call, reason)
+        # Every call is held before the first await: a node found dead from now on ends the
+        # calls of its devices (`devices_lost`).
+        for call in held:
+            if call.state == RINGING:
+                self._ring(call)
+            for user_id in (call.caller_id, call.callee_id):
+                device = call.device_of(user_id)
+                if call.state != ENDED and device is not None and lost(device):
+                    await self._device_gone(call, user_id, "connection_lost")
+            for user_id in (call.caller_id, call.callee_id):
+                if call.state != ENDED:
+                    await self._watch_device(call, user_id)
+        return len(held)
 
     def abandon(self) -> None:
         """This node no longer leads calls: forget every live call without a word (the next
-        leader ends them), and let its timers that still fire do nothing."""
+        leader adopts them), and let its timers that still fire do nothing."""
         for call in list(self._calls.values()):
             call.state = ENDED
             call.announced.set()
@@ -314,30 +339,46 @@ class DirectCalls:
     async def _finish(self, call: Call, outcome: str, reason: str | None = None) -> None:
         """End a live call (no-op if something else ended it first), store it, tell both
         parties and post its timeline entry."""
-        if call.state == ENDED:
-            return
+        if call.state != ENDED:
+            self._close(call, outcome, reason)
+
+    async def _end(self, call: Call, reason: str) -> None:
+        """Ended by the server (`server_outcome`)."""
+        await self._finish(call, server_outcome(call), reason)
+
+    def _close(self, call: Call, outcome: str, reason: str | None) -> None:
         call.state, call.outcome, call.end_reason = ENDED, outcome, reason
         call.ended_at = now()
         self._forget(call)
         view = call.view()
         self.records.count(view)
+        self._conclude(call, view)
+
+    def _conclude(self, call: Call, view: Doc) -> None:
+        """Tell both parties how the call ended, then store it and post its timeline entry in
+        the background (shutdown waits for them): the call is over for the users whether or
+        not the database answers. The ledger notes the end before the events and forgets the
+        call once it is stored: a leader that stops meanwhile leaves it to the next one."""
         data: Doc = {"call": view}
-        if outcome == "completed":
-            data = {"call_id": call.id, "reason": reason, "duration_s": view["duration_s"], **data}
-        # The parties hear first: the call is over whether or not the database answers. The
-        # record and the timeline entry follow in the background (shutdown waits for them).
-        self._tell(call, OUTCOME_EVENTS[outcome], data)
+        if call.outcome == "completed":
+            data = {
+                "call_id": call.id,
+                "reason": call.end_reason,
+                "duration_s": view["duration_s"],
+                **data,
+            }
         if self.ledger is not None:
-            self.ledger.drop(call)  # after the events: a leader dying between tells them again
+            self.ledger.keep(call)
+        self._tell(call, OUTCOME_EVENTS[view["outcome"]], data)
         self.work.run(self._record(call, view))
 
-    async def _end(self, call: Call, reason: str) -> None:
-        """Ended by the server: an answered call completes, an unanswered one is cancelled."""
-        await self._finish(call, "completed" if call.state == ACTIVE else "cancelled", reason)
-
     async def _record(self, call: Call, view: Doc) -> None:
-        await self.records.save_chained(call)
-        await self._post(call, view)
+        try:
+            await self.records.save_chained(call)
+            await self._post(call, view)
+        finally:
+            if self.ledger is not None:
+                self.ledger.drop(call)
 
     async def _end_at_once(self, call: Call, outcome: str, origin: Origin) -> None:
         """busy / unavailable: the call never rings. Only the caller is told; the callee
@@ -362,13 +403,20 @@ class DirectCalls:
         if device is not None and not await self.sink.session_attached(user_id, device):
             self.device_left(device, user_id)
 
+    def _ring(self, call: Call) -> None:
+        """Ring until the call's deadline (at once if it is past): then it is missed."""
+        assert call.ring_until is not None
+        left = (call.ring_until - now()).total_seconds()
+        call.ring_timer = self.work.later(max(0.0, left), lambda: self._ring_out(call))
+
     async def _ring_out(self, call: Call) -> None:
-        if call.state == RINGING:  # not answered in the same moment the timer fired
+        # Not answered in the same moment the timer fired, and still this node's to end.
+        if call.state == RINGING and self._leads():
             await self._finish(call, "missed")
 
     async def _lost(self, call: Call, user_id: str, session_id: str) -> None:
-        if await self.sink.session_attached(user_id, session_id):  # resumed in the same moment
-            return
+        if not self._leads() or await self.sink.session_attached(user_id, session_id):
+            return  # another node leads now, or resumed in the same moment
         await self._device_gone(call, user_id, "connection_lost")
 
     async def _device_gone(self, call: Call, user_id: str, reason: str) -> None:
@@ -383,6 +431,15 @@ class DirectCalls:
         # A callee who took part (or chose not to) has seen the call; a missed one is news.
         seen_by = call.callee_id if call.outcome in ANSWERED_OR_DECLINED else None
         await self.records.post_entry(view, seen_by=seen_by)
+
+    def _hold(self, call: Call) -> None:
+        self._calls[call.id] = call
+        self._by_user[call.caller_id] = self._by_user[call.callee_id] = call
+        self.metrics.calls_active.inc()
+
+    def _leads(self) -> bool:
+        """Whether this node may change its calls (in cluster mode: it still leads)."""
+        return self.ledger is None or self.ledger.leads()
 
     def _forget(self, call: Call) -> None:
         if call.ring_timer is not None:

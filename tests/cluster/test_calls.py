@@ -1,14 +1,19 @@
 """Calls across nodes (docs/architecture.md, "Calls"): one node, the call leader, holds every
-live call and the others hand it their requests. The first node started leads; nodes that die
-are processes of their own, killed with SIGKILL (tests/cluster/processes.py)."""
+live call and the others hand it their requests, and the next leader adopts its calls. The
+first node started leads; nodes that die or stop are processes of their own, killed with
+SIGKILL or stopped with SIGTERM (tests/cluster/processes.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fastsock.cluster.calls import LEASE
+import pytest
+
+from fastsock.cluster.calls import LEASE, LEDGER, CallLeader
 from fastsock.store.ids import new_id
 from tests.cluster.conftest import Nodes, until
 from tests.cluster.processes import NodeProcess
@@ -19,6 +24,26 @@ from tests.support import Api, Socket, User
 
 DEATH_S = 30.0  # bound on waits for a dead node to be noticed (seconds on an idle machine)
 StartProcess = Callable[[], Awaitable[NodeProcess]]
+StartLeader = Callable[..., Awaitable[NodeProcess]]
+
+
+@pytest.fixture
+async def start_leader(
+    cluster_db: str, redis_url: str, tmp_path: Path
+) -> AsyncIterator[StartLeader]:
+    """Starts the first node of a cluster, which leads its calls, as a process of its own (to
+    be killed), with FASTSOCK_* settings of its own; every one is reaped when the test ends."""
+    started: list[NodeProcess] = []
+
+    async def start(**env: str) -> NodeProcess:
+        node = NodeProcess(cluster_db, redis_url, tmp_path / f"leader{len(started)}", **env)
+        started.append(node)
+        await node.start()
+        return node
+
+    yield start
+    for node in started:
+        await node.stop()
 
 
 async def _dm(api: Api, a: User, b: User) -> str:
@@ -47,6 +72,26 @@ async def _call(caller: Socket, callee: Socket, room: str) -> dict[str, Any]:
     for ws in (caller, callee):
         assert (await ws.expect("call.accepted"))["here"] is True
     return call
+
+
+async def _leader(cluster: Nodes) -> str:
+    holder = await cluster.hub(0).link.redis.get(LEASE)
+    assert holder is not None
+    return holder.decode()
+
+
+async def _taken_over(cluster: Nodes, old: str) -> None:
+    """Wait until the lease has left `old` for one of `cluster`'s nodes and every one of them
+    knows it: their call requests go there (and wait until it has taken over)."""
+
+    async def moved() -> bool:
+        holder = await cluster.hub(0).link.redis.get(LEASE)
+        if holder is None or holder.decode() == old:
+            return False
+        routers = [server.ctx.services.calls.router for server in cluster.servers if server.ctx]
+        return all(isinstance(r, CallLeader) and r.leader == holder.decode() for r in routers)
+
+    await until(moved, "another node leads the calls", timeout=DEATH_S)
 
 
 async def _call_entries(api: Api, user: User, room: str) -> list[dict[str, Any]]:
@@ -165,10 +210,63 @@ async def test_the_calls_of_a_node_that_dies_end_within_seconds(
     assert reply["type"] == "call.unavailable", reply
 
 
-async def test_when_the_call_leader_dies_the_next_one_ends_its_calls(
-    cluster_db: str, redis_url: str, tmp_path: Path, node_process: StartProcess
+@pytest.mark.parametrize("how", ["kill", "stop"])
+async def test_the_next_leader_adopts_the_calls_of_one_that_dies_or_stops(
+    cluster_db: str, redis_url: str, tmp_path: Path, start_leader: StartLeader, how: str
 ) -> None:
-    leader = await node_process()  # the first node: it leads
+    """SIGKILL (a crash) or SIGTERM (a rolling deploy) of the leader: an active call and a
+    ringing one whose parties are on the other nodes go on, nobody hearing a thing."""
+    leader = await start_leader(FASTSOCK_CALL_RING_S="120")
+    cluster = Nodes(cluster_db, redis_url, tmp_path)
+    try:
+        await cluster.start()
+        await cluster.start()
+        apis = (cluster.api(0), cluster.api(1))
+        alice, bob, carol, dave = [await apis[i % 2].register() for i in range(4)]
+        room, ringing_room = await _dm(apis[0], alice, bob), await _dm(apis[0], carol, dave)
+        alice_ws, bob_ws, carol_ws, dave_ws = [
+            await apis[i % 2].ws(user) for i, user in enumerate((alice, bob, carol, dave))
+        ]
+        await _online(leader.api(), alice, bob)
+        await _online(leader.api(), carol, dave)
+        call = await _call(alice_ws, bob_ws, room)
+        created = await carol_ws.request("call.invite", {"room_id": ringing_room, "media": "audio"})
+        ringing = created["data"]["call"]
+        assert (await dave_ws.expect("call.ringing"))["call"]["id"] == ringing["id"]
+
+        old = await _leader(cluster)
+        await (leader.kill() if how == "kill" else leader.stop())
+        await _taken_over(cluster, old)
+
+        # The active call goes on: signals reach the other device, both ways.
+        for sender, receiver, sdp in ((alice_ws, bob_ws, OFFER), (bob_ws, alice_ws, ANSWER)):
+            reply = await sender.request("call.signal", {"call_id": call["id"], "sdp": sdp})
+            assert reply["type"] == "ack", reply
+            assert (await receiver.expect("call.signal"))["sdp"] == sdp
+        # The ringing one can be answered.
+        reply = await dave_ws.request("call.accept", {"call_id": ringing["id"]})
+        assert reply["type"] == "ack", reply
+        for ws in (carol_ws, dave_ws):
+            assert (await ws.expect("call.accepted"))["call"]["id"] == ringing["id"]
+        # A hangup ends a call once, both told, one timeline entry.
+        assert (await bob_ws.request("call.hangup", {"call_id": call["id"]}))["type"] == "ack"
+        for ws in (alice_ws, bob_ws):
+            ended = await ws.expect("call.ended")
+            assert (ended["call_id"], ended["reason"]) == (call["id"], "hangup")
+        stored = await _one_entry(apis[0], alice, room, call["id"])
+        assert (stored["outcome"], stored["end_reason"]) == ("completed", "hangup")
+        for ws in (alice_ws, bob_ws, carol_ws, dave_ws):  # nothing else ended
+            await ws.assert_none("call.ended", quiet=0.3)
+            await ws.assert_none("call.cancelled", quiet=0)
+        assert await _call_entries(apis[0], carol, ringing_room) == []
+    finally:
+        await cluster.stop()
+
+
+async def test_a_ringing_call_outlives_its_leader_and_is_missed_once(
+    cluster_db: str, redis_url: str, tmp_path: Path, start_leader: StartLeader
+) -> None:
+    leader = await start_leader(FASTSOCK_CALL_RING_S="10")  # the deadline is the leader's
     cluster = Nodes(cluster_db, redis_url, tmp_path)
     try:
         await cluster.start()
@@ -178,27 +276,66 @@ async def test_when_the_call_leader_dies_the_next_one_ends_its_calls(
         room = await _dm(alice_api, alice, bob)
         alice_ws, bob_ws = await alice_api.ws(alice), await bob_api.ws(bob)
         await _online(leader.api(), alice, bob)
-        call = await _call(alice_ws, bob_ws, room)
+        created = await alice_ws.request("call.invite", {"room_id": room, "media": "audio"})
+        call = created["data"]["call"]
+        assert (await bob_ws.expect("call.ringing"))["call"]["id"] == call["id"]
 
+        old = await _leader(cluster)
         await leader.kill()
         for ws in (alice_ws, bob_ws):
-            ended = await ws.expect("call.ended", timeout=DEATH_S)
-            assert ended["call_id"] == call["id"] and ended["reason"] == "server_lost"
-            assert ended["call"]["outcome"] == "completed"
+            missed = await ws.expect("call.missed", timeout=DEATH_S)
+            assert missed["call"]["id"] == call["id"] and missed["call"]["end_reason"] is None
+        await _taken_over(cluster, old)
+        for ws in (alice_ws, bob_ws):  # the ring timer fired once, and nothing else ended it
+            await ws.assert_none("call.missed", quiet=0.5)
+            await ws.assert_none("call.cancelled", quiet=0)
         stored = await _one_entry(alice_api, alice, room, call["id"])
-        assert stored["end_reason"] == "server_lost"
-
-        # The new leader takes calls: the other way round this time.
-        again = await _call(bob_ws, alice_ws, room)
-        assert (await alice_ws.request("call.hangup", {"call_id": again["id"]}))["type"] == "ack"
-        for ws in (alice_ws, bob_ws):
-            ended = await ws.expect("call.ended")
-            assert ended["call_id"] == again["id"] and ended["reason"] == "hangup"
+        assert stored["outcome"] == "missed"
     finally:
         await cluster.stop()
 
 
-async def test_the_leadership_moves_the_old_leader_forgets_and_the_new_one_ends_calls(
+async def test_after_a_takeover_calls_end_for_devices_lost_with_the_leader_or_away(
+    cluster_db: str, redis_url: str, tmp_path: Path, start_leader: StartLeader
+) -> None:
+    """Bob's device was on the leader, which dies: his call ends at once. Dave's socket closes
+    while no node leads (his notice is lost): his call ends after the grace period."""
+    leader = await start_leader()
+    cluster = Nodes(cluster_db, redis_url, tmp_path)
+    try:
+        await cluster.start(call_grace_s=1.0)
+        await cluster.start(call_grace_s=1.0)
+        alice_api, carol_api = cluster.api(0), cluster.api(1)
+        alice, bob = await alice_api.register(), await alice_api.register()
+        carol, dave = await carol_api.register(), await carol_api.register()
+        room, other_room = await _dm(alice_api, alice, bob), await _dm(carol_api, carol, dave)
+        alice_ws, bob_ws = await alice_api.ws(alice), await leader.api().ws(bob)
+        carol_ws, dave_ws = await carol_api.ws(carol), await alice_api.ws(dave)
+        for user in (bob, dave):
+            await _online(leader.api(), alice, user)
+        call = await _call(alice_ws, bob_ws, room)
+        other = await _call(carol_ws, dave_ws, other_room)
+
+        old = await _leader(cluster)
+        await leader.kill()
+        dave_ws.close()
+        for ws, ended_call in ((alice_ws, call), (carol_ws, other)):
+            ended = await ws.expect("call.ended", timeout=DEATH_S)
+            assert (ended["call_id"], ended["reason"]) == (ended_call["id"], "connection_lost")
+        await _taken_over(cluster, old)
+        for ws in (alice_ws, carol_ws):  # once
+            await ws.assert_none("call.ended", quiet=0.5)
+        for api, user, dm, ended_call in (
+            (alice_api, alice, room, call),
+            (carol_api, carol, other_room, other),
+        ):
+            stored = await _one_entry(api, user, dm, ended_call["id"])
+            assert (stored["outcome"], stored["end_reason"]) == ("completed", "connection_lost")
+    finally:
+        await cluster.stop()
+
+
+async def test_the_leadership_moves_the_old_leader_forgets_and_the_new_one_adopts(
     nodes: Nodes,
 ) -> None:
     alice_api, bob_api = nodes.api(1), nodes.api(2)
@@ -209,10 +346,16 @@ async def test_the_leadership_moves_the_old_leader_forgets_and_the_new_one_ends_
     call = await _call(alice_ws, bob_ws, room)
 
     # As if node 0's lease had lapsed (a stall) and node 1 had taken it.
+    old = await _leader(nodes)
     await nodes.hub(0).link.redis.set(LEASE, nodes.hub(1).node_id, px=5000)
+    await _taken_over(nodes, old)
+    reply = await alice_ws.request("call.signal", {"call_id": call["id"], "sdp": OFFER})
+    assert reply["type"] == "ack", reply
+    assert (await bob_ws.expect("call.signal"))["sdp"] == OFFER
+    assert (await alice_ws.request("call.hangup", {"call_id": call["id"]}))["type"] == "ack"
     for ws in (alice_ws, bob_ws):
-        ended = await ws.expect("call.ended", timeout=15)
-        assert ended["call_id"] == call["id"] and ended["reason"] == "server_lost"
+        ended = await ws.expect("call.ended")
+        assert (ended["call_id"], ended["reason"]) == (call["id"], "hangup")
     for ws in (alice_ws, bob_ws):  # once: node 0 forgot the call without a word
         await ws.assert_none("call.ended", quiet=0.5)
     await _one_entry(alice_api, alice, room, call["id"])
@@ -220,6 +363,59 @@ async def test_the_leadership_moves_the_old_leader_forgets_and_the_new_one_ends_
     again = await _call(bob_ws, alice_ws, room)  # node 1 leads now; node 2 asks it
     assert (await alice_ws.request("call.hangup", {"call_id": again["id"]}))["type"] == "ack"
     assert (await bob_ws.expect("call.ended"))["call_id"] == again["id"]
+
+
+async def test_the_next_leader_concludes_ended_calls_and_ends_what_it_cannot_adopt(
+    nodes: Nodes,
+) -> None:
+    """Ledger notes as a leader that stopped may leave them: a call it ended but had not
+    stored yet (told again and stored), a ringing call noted before its parties had heard of
+    it (ended: `server_lost`), an entry no version wrote (dropped)."""
+    alice_api, bob_api = nodes.api(1), nodes.api(2)
+    alice, bob = await alice_api.register(), await bob_api.register()
+    carol, dave = await alice_api.register(), await bob_api.register()
+    room, other_room = await _dm(alice_api, alice, bob), await _dm(alice_api, carol, dave)
+    alice_ws, bob_ws = await alice_api.ws(alice), await bob_api.ws(bob)
+    carol_ws, dave_ws = await alice_api.ws(carol), await bob_api.ws(dave)
+    await _online(nodes.api(0), alice, bob)
+    await _online(nodes.api(0), carol, dave)
+    call = await _call(alice_ws, bob_ws, room)
+    created = await carol_ws.request("call.invite", {"room_id": other_room, "media": "audio"})
+    ringing = created["data"]["call"]
+    assert (await dave_ws.expect("call.ringing"))["call"]["id"] == ringing["id"]
+
+    redis = nodes.hub(0).link.redis
+
+    async def rewrite(call_id: str, **changes: object) -> None:
+        entry = json.loads(await redis.hget(LEDGER, call_id))
+        await redis.hset(LEDGER, call_id, json.dumps(entry | changes))
+
+    ended_at = datetime.now(UTC).isoformat()
+    await rewrite(
+        call["id"], state="ended", outcome="completed", end_reason="hangup", ended_at=ended_at
+    )
+    await rewrite(ringing["id"], announced=False)
+    await redis.hset(LEDGER, "junk", b"not a note")
+    old = await _leader(nodes)
+    await redis.set(LEASE, nodes.hub(1).node_id, px=5000)  # as in the test above
+    await _taken_over(nodes, old)
+
+    for ws in (alice_ws, bob_ws):
+        ended = await ws.expect("call.ended")
+        assert (ended["call_id"], ended["reason"]) == (call["id"], "hangup")
+    stored = await _one_entry(alice_api, alice, room, call["id"])
+    assert (stored["outcome"], stored["end_reason"]) == ("completed", "hangup")
+    for ws in (carol_ws, dave_ws):
+        cancelled = (await ws.expect("call.cancelled"))["call"]
+        assert (cancelled["id"], cancelled["end_reason"]) == (ringing["id"], "server_lost")
+    for ws in (alice_ws, bob_ws, carol_ws, dave_ws):  # once
+        await ws.assert_none("call.ended", quiet=0.3)
+        await ws.assert_none("call.cancelled", quiet=0)
+
+    async def ledger_empty() -> bool:  # each note dropped once its call is stored
+        return await redis.hlen(LEDGER) == 0
+
+    await until(ledger_empty, "the ledger emptied")
 
 
 async def test_group_call_admission_and_worker_reports_across_nodes(

@@ -1,23 +1,28 @@
 """Locks across nodes (fastsock/cluster/locks.py) against a real redis-server: two Links
-(with their own connections and bus subscriptions) stand for two nodes."""
+(with their own connections and bus subscriptions) stand for two nodes. The tests of a Redis
+that stops answering stall one of their own (CLIENT PAUSE), never the session's."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from fastsock.cluster import locks as cluster_locks
 from fastsock.cluster.link import PREFIX, Link
 from fastsock.cluster.locks import ClusterLocks
 from fastsock.errors import Unavailable
 from tests.cluster.conftest import until
+from tests.redis_server import RedisServer
 
 LOCK = f"{PREFIX}lock:room:r1"
 QUEUE = LOCK + ":queue"
+STALL_MS = 15_000  # a Redis that stops answering: far longer than any refusal below takes
 
 
 @pytest.fixture
@@ -38,6 +43,52 @@ def redis(links: list[Link]) -> aioredis.Redis:
 
 async def queued(client: aioredis.Redis) -> bool:
     return bool(await client.zcard(QUEUE))
+
+
+async def empty(client: aioredis.Redis) -> bool:
+    return not await queued(client)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, to stall: the session's one stays untouched."""
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def stall(server: RedisServer) -> None:
+    """Every client's commands wait for STALL_MS from now (the server, and the test, can still
+    be stopped meanwhile)."""
+    control = aioredis.from_url(server.url)
+    await control.execute_command("CLIENT", "PAUSE", STALL_MS, "ALL")
+    await control.aclose()
+
+
+async def still_stalled(server: RedisServer) -> bool:
+    probe = aioredis.from_url(server.url)
+    try:
+        async with asyncio.timeout(0.5):
+            await probe.ping()
+    except TimeoutError:
+        return True
+    finally:
+        await probe.aclose()
+    return False
+
+
+async def writers(locks: ClusterLocks, count: int) -> tuple[list[BaseException | None], int]:
+    """`count` writers of one room at once on one node: how each ended, and how many ran."""
+    ran = 0
+
+    async def write() -> None:
+        nonlocal ran
+        async with locks.hold("r1"):
+            ran += 1
+
+    ended = await asyncio.gather(*(write() for _ in range(count)), return_exceptions=True)
+    return ended, ran
 
 
 class Holder:
@@ -154,7 +205,7 @@ async def test_waiting_is_bounded(
         async with node_b.hold("r1"):
             ran = True
     assert not ran
-    assert await redis.zcard(QUEUE) == 0  # it left the queue
+    await until(lambda: empty(redis), "the refused waiter out of the queue (in the background)")
     holder.leave.set()
     await holder.task
 
@@ -207,3 +258,96 @@ async def test_cancelled_holder_releases(links: list[Link], redis: aioredis.Redi
     await other.entered.wait()
     other.leave.set()
     await other.task
+
+
+async def test_a_stalled_redis_refuses_every_local_writer_while_it_stalls(
+    own_redis: RedisServer,
+) -> None:
+    """The first writer finds Redis not answering (CALL_TIMEOUT_S); the writers queued behind
+    it on this node are refused at once, not each after a Redis call of its own."""
+    link = Link(own_redis.url, "na")  # not started: the lock needs commands only
+    locks = ClusterLocks(link, "room")
+    await stall(own_redis)
+    ended, ran = await writers(locks, 5)
+    assert all(isinstance(e, Unavailable) for e in ended), ended
+    assert ran == 0
+    assert await still_stalled(own_redis)  # every one refused while Redis still stalls
+    own_redis.stop()  # the background releases fail now, and end
+    await until(lambda: not locks._leaving, "the refused writers' releases ended")
+    await link.redis.aclose()
+
+
+async def test_one_deadline_covers_the_wait_on_the_node_and_in_redis(
+    own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each Redis call of the writers of one node ends in a timeout (nothing refuses them at
+    once here): a writer's turn on the node comes out of its WAIT_S, so the last of twenty is
+    refused within WAIT_S too, not after the others' Redis calls one after another (twenty
+    CALL_TIMEOUT_S are longer than the stall)."""
+    monkeypatch.setattr(cluster_locks, "RETRY_S", 0.0)  # ask a failing Redis every time
+    monkeypatch.setattr(cluster_locks, "CALL_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(cluster_locks, "WAIT_S", 1.5)
+    link = Link(own_redis.url, "na")
+    locks = ClusterLocks(link, "room")
+    await stall(own_redis)
+    ended, ran = await writers(locks, 20)
+    assert all(isinstance(e, Unavailable) for e in ended), ended
+    assert ran == 0
+    assert await still_stalled(own_redis)  # the last refused too while Redis still stalls
+    own_redis.stop()
+    await until(lambda: not locks._leaving, "the refused writers' releases ended")
+    await link.redis.aclose()
+
+
+async def test_a_refusal_does_not_wait_for_leaving_the_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Leaving the Redis queue after a failure goes on in the background (bounded)."""
+    link = Link("redis://127.0.0.1:1/0", "nd")  # nothing listens there
+    locks = ClusterLocks(link, "room")
+    go_on, left = asyncio.Event(), asyncio.Event()
+
+    async def slow_release(*_args: object) -> object:
+        try:
+            await go_on.wait()  # a Redis that takes its time (up to CALL_TIMEOUT_S)
+        finally:
+            left.set()
+        return None
+
+    monkeypatch.setattr(locks, "_release", slow_release)
+    with pytest.raises(Unavailable):
+        async with locks.hold("r1"):
+            pass
+    assert not left.is_set()  # refused before the release was over
+    go_on.set()
+    await until(left.is_set, "the release done in the background")
+    await link.redis.aclose()
+
+
+async def test_writers_are_refused_at_once_while_redis_fails_then_served_again(
+    links: list[Link], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "fastsock.cluster")
+    locks = ClusterLocks(links[0], "room")
+    acquire, release, asked = locks._acquire, locks._release, 0
+
+    async def broken(*_args: object) -> object:
+        nonlocal asked
+        asked += 1
+        raise RedisConnectionError("Redis went away")
+
+    monkeypatch.setattr(locks, "_acquire", broken)
+    monkeypatch.setattr(locks, "_release", broken)
+    for _ in range(3):
+        with pytest.raises(Unavailable):
+            async with locks.hold("r1"):
+                pass
+    assert asked == 1  # the others were refused without asking (for RETRY_S)
+    await until(lambda: not locks._leaving, "the refused writer's release tried")
+    monkeypatch.setattr(locks, "_acquire", acquire)  # Redis is back
+    monkeypatch.setattr(locks, "_release", release)
+    await until(lambda: not locks._outage.failing(), "RETRY_S over")
+    async with locks.hold("r1"):
+        pass
+    events = [r.getMessage() for r in caplog.records if r.name == "fastsock.cluster"]
+    assert events == ["room_lock_unavailable", "room_lock_redis_back"]  # once per outage

@@ -25,6 +25,18 @@ export function fmtSpan(seconds) {
 }
 
 export const people = (n) => `${n} ${n === 1 ? 'person' : 'people'}`;
+
+// Why the server ended a 1:1 call (`end_reason`): a device's connection dropped, or the call
+// server restarted and could not carry the call on (`server_lost`).
+const END_REASONS = { connection_lost: 'connection lost', server_lost: 'the call server restarted' };
+
+// `text`, then the reason the call ended after `sep`, if it is worth saying: an unanswered
+// call is worded by its outcome, so of those only a restart is said.
+function withReason(text, sep, call, { answered }) {
+  const reason = call?.end_reason;
+  const words = answered || reason === 'server_lost' ? END_REASONS[reason] : undefined;
+  return words ? `${text}${sep}${words}` : text;
+}
 export const isGroupCall = (call) => call?.kind === 'group';
 
 // The person a call entry is about: the other side of a 1:1 call, the starter of a group call.
@@ -54,10 +66,8 @@ export function callSummary(call, meId, partnerName) {
   const kind = mediaWord(call.media);
   const direction = `${outgoing ? 'Outgoing' : 'Incoming'} ${kind} call`;
   switch (call.outcome) {
-    case 'completed': {
-      const lost = call.end_reason === 'connection_lost' ? ' · connection lost' : '';
-      return { text: `${Media(call.media)} call · ${fmtDuration(call.duration_s)}`, detail: `${direction}${lost}`, missed: false };
-    }
+    case 'completed':
+      return { text: `${Media(call.media)} call · ${fmtDuration(call.duration_s)}`, detail: withReason(direction, ' · ', call, { answered: true }), missed: false };
     case 'declined':
       return outgoing
         ? { text: 'Call declined', detail: `${partnerName} declined your ${kind} call`, missed: true }
@@ -68,8 +78,8 @@ export function callSummary(call, meId, partnerName) {
         : { text: `Missed ${kind} call`, detail: `${partnerName} called you`, missed: true };
     case 'cancelled':
       return outgoing
-        ? { text: `Cancelled ${kind} call`, detail: direction, missed: false }
-        : { text: `Missed ${kind} call`, detail: `${partnerName} called you`, missed: true };
+        ? { text: `Cancelled ${kind} call`, detail: withReason(direction, ' · ', call, { answered: false }), missed: false }
+        : { text: `Missed ${kind} call`, detail: withReason(`${partnerName} called you`, ' · ', call, { answered: false }), missed: true };
     case 'busy':
       return outgoing
         ? { text: `${partnerName} was busy`, detail: `They were in another call`, missed: true }
@@ -94,14 +104,12 @@ export function finalText(type, call, { meId, partnerName, here }) {
   const outgoing = call ? call.caller_id === meId : true;
   switch (type) {
     case 'call.declined': return outgoing ? `${partnerName} declined the call` : (here ? 'Call declined' : 'Declined on another device');
-    case 'call.cancelled': return outgoing ? 'Call cancelled' : `Missed call from ${partnerName}`;
+    case 'call.cancelled': return withReason(outgoing ? 'Call cancelled' : `Missed call from ${partnerName}`, ' — ', call, { answered: false });
     case 'call.missed': return outgoing ? 'No answer' : `Missed call from ${partnerName}`;
     case 'call.busy': return `${partnerName} is in another call`;
     case 'call.unavailable': return `${partnerName} is unavailable — they'll see a missed call`;
-    case 'call.ended': {
-      const lost = call?.end_reason === 'connection_lost' ? ' — connection lost' : '';
-      return `Call ended${lost} · ${fmtDuration(call?.duration_s || 0)}`;
-    }
+    case 'call.ended':
+      return `${withReason('Call ended', ' — ', call, { answered: true })} · ${fmtDuration(call?.duration_s || 0)}`;
     default: return 'Call ended';
   }
 }

@@ -130,6 +130,9 @@ export const live = {
           if (data.active) this.fetchUser(data.user_id, { maxAge: 5000 });
         }
         break;
+      case 'resync': // a server node was lost: what it had stored may not have been announced
+        this.resync();
+        break;
       case 'presence': {
         // No `user.updated` event exists: presence is our cue to refetch the profile.
         const u = this.users.get(data.user_id);
