@@ -29,7 +29,7 @@ from fastsock.services.messages import Messages
 from fastsock.services.rooms import Rooms
 from fastsock.services.schemas import validate
 from fastsock.services.views import call_view
-from fastsock.store import Store
+from fastsock.store import Store, is_unavailable
 
 Doc = dict[str, Any]
 log = logging.getLogger("fastsock.calls")
@@ -146,11 +146,14 @@ class Calls:
         of its group call at once."""
         try:
             await self._request("member_removed", room_id, user_id)
-        except Unavailable:
-            # Cluster mode: no call leader to tell, or it could not act (rpc.py raises its
-            # Unavailable here as such). The room change stands regardless.
+        except Exception as exc:
+            # No call leader to tell (cluster mode), or the database failed meanwhile. The room
+            # change stands regardless; the worker's next heartbeat that still lists them
+            # puts them out (GroupWorkers.heartbeat).
+            if not isinstance(exc, Unavailable) and not is_unavailable(exc):
+                raise
             where = {"room_id": room_id, "user_id": user_id}
-            log.warning("call_member_removal_lost", extra={"fields": where})
+            log.warning("call_member_removal_deferred", extra={"fields": where})
 
     # --- what SFU workers report (handlers/sfu.py) ----------------------------------------
 

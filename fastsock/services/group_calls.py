@@ -186,12 +186,16 @@ class GroupCalls:
     async def member_removed(self, room_id: str, user_id: str) -> None:
         """A member left or was removed from the room: out of its call at once."""
         call = await self.store.calls.live_group(room_id)
-        if call is None:
-            return
+        if call is not None:
+            await self.put_out(call, user_id)
+
+    async def put_out(self, call: Doc, user_id: str) -> Doc:
+        """Someone no longer a member of the call's room: evicted, and out of the call."""
         self.admissions.discard(call["_id"], user_id)
         if user_id in call["present_ids"]:
             self.registry.evict(call["worker_id"], call["_id"], user_id)
-            await self.left(call, user_id, "removed", also=user_id)
+            call = await self.left(call, user_id, "removed", also=user_id)
+        return call
 
     def close(self) -> None:
         """Shutdown: no more admissions. Calls go on, on their workers."""

@@ -68,6 +68,11 @@ class GroupWorkers:
         for call in await self.store.calls.live_on_worker(worker_id):
             users = reported.pop(call["_id"], set())
             self.calls.know(call)
+            # Removed from the room while the removal could not reach the call (the database
+            # or the call leader away then): out now.
+            members = await self.calls.rooms.members.of(call["room_id"])
+            for user_id in sorted(users & set(call["present_ids"]) - set(members)):
+                call = await self.calls.put_out(call, user_id)
             for user_id in set(call["present_ids"]) - users:
                 if not self.calls.admissions.has(call["_id"], user_id):
                     call = await self.calls.left(call, user_id, "disconnected")

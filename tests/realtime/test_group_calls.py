@@ -15,6 +15,7 @@ import pytest
 
 from fastsock.app import Server
 from fastsock.calls.sfu_tokens import issue_control
+from fastsock.errors import Unavailable
 from fastsock.services.tokens import ACCESS, TokenCodec
 from fastsock.store.ids import new_id
 from tests.realtime.fake_workers import (
@@ -336,6 +337,32 @@ async def test_a_removed_member_the_worker_still_has_is_evicted_again(
         assert {"call_id": call_id, "user_id": bob.id} in r.body["evict"], r.body
         worker.calls[call_id].add(bob.id)  # that reply was lost: bob still gets the media
     assert (await active_call(api, alice, room))["present_ids"] == [alice.id]
+
+
+async def test_a_removal_the_call_missed_is_made_good_by_the_next_heartbeat(
+    world: tuple[Api, Server],
+) -> None:
+    """The room change stood but its hook could not reach the call (the database or, in
+    cluster mode, the call leader was away): the worker's next heartbeat puts them out."""
+    api, server = world
+    alice, bob = await api.register(), await api.register()
+    worker = await FakeWorker(api).start(beat=False)
+    room = await api.group(alice, bob)
+    alice_ws = await api.ws(alice)
+    call_id = (await joined(alice_ws, room, worker))["call_id"]
+    await joined(await api.ws(bob), room, worker)
+    assert server.ctx is not None
+
+    async def away(room_id: str, user_id: str) -> None:
+        raise Unavailable("the database is unreachable")
+
+    server.ctx.services.calls._requests["member_removed"] = away
+    assert (await api.delete(f"/rooms/{room}/members/{bob.id}", alice)).status == 204
+    assert (await active_call(api, alice, room))["present_ids"] == [alice.id, bob.id]
+    r = await worker.heartbeat()
+    assert {"call_id": call_id, "user_id": bob.id} in r.body["evict"], r.body
+    event = await alice_ws.expect("call.participant_left")
+    assert (event["user_id"], event["present_ids"]) == (bob.id, [alice.id])
 
 
 async def test_someone_the_worker_has_but_fastsock_does_not_is_reconciled(
