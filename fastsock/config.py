@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fastsock.config_calls import TURN_MAX_PORT, TURN_MIN_PORT, sfu_settings, turn_settings
 from fastsock.config_values import PREFIX, ConfigError, choice, flag, port_number, positive
@@ -206,6 +207,22 @@ def _mongo_uri(name: str, raw: str) -> str:
     return raw
 
 
+def _redis_url(name: str, raw: str) -> str:
+    """The URL as the redis client reads it; never echoed (it may hold a password)."""
+    from redis.asyncio.connection import parse_url  # only for `serve` in cluster mode
+
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{name} must start with redis://, rediss:// or unix://")
+    try:
+        parse_url(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    database = urlsplit(raw).path.strip("/") if not raw.startswith("unix://") else ""
+    if database and not database.isdigit():  # the client would use database 0 silently
+        raise ConfigError(f"{name}: the database must be a number, as in redis://host:6379/0")
+    return raw
+
+
 def _jwt_secret(name: str, raw: str) -> str:
     if len(raw) < 32:
         raise ConfigError(f"{name} must be at least 32 characters")
@@ -239,9 +256,7 @@ def load_settings(
     if (v := get("MONGO_URI")) is not None:
         kwargs["mongo_uri"] = _mongo_uri(PREFIX + "MONGO_URI", v)
     if (v := get("REDIS_URL")) is not None:
-        if not v.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"{PREFIX}REDIS_URL must start with redis://, rediss:// or unix://")
-        kwargs["redis_url"] = v
+        kwargs["redis_url"] = _redis_url(PREFIX + "REDIS_URL", v)
     if (v := get("SQLITE_SYNCHRONOUS")) is not None:
         kwargs["sqlite_synchronous"] = choice(
             PREFIX + "SQLITE_SYNCHRONOUS", v.lower(), ("full", "normal")

@@ -365,6 +365,9 @@ def test_load_settings_bounds_and_empty_values() -> None:
     assert empty.port == 8888 and empty.mongo_uri is None
 
 
+MONGO = {"FASTSOCK_MONGO_URI": "mongodb://db.example/fastsock"}
+
+
 @pytest.mark.parametrize(
     ("env", "variable"),
     [
@@ -380,6 +383,11 @@ def test_load_settings_bounds_and_empty_values() -> None:
         ({"FASTSOCK_CALL_RING_S": "0"}, "FASTSOCK_CALL_RING_S"),
         ({"FASTSOCK_CALL_GRACE_S": "soon"}, "FASTSOCK_CALL_GRACE_S"),
         ({"FASTSOCK_LIMIT_CALL_INVITES_PER_MIN": "-5"}, "FASTSOCK_LIMIT_CALL_INVITES_PER_MIN"),
+        ({"FASTSOCK_REDIS_URL": "http://x", **MONGO}, "FASTSOCK_REDIS_URL"),
+        ({"FASTSOCK_REDIS_URL": "redis://h:notaport/0", **MONGO}, "FASTSOCK_REDIS_URL"),
+        ({"FASTSOCK_REDIS_URL": "redis://h:6379/zero", **MONGO}, "FASTSOCK_REDIS_URL"),
+        ({"FASTSOCK_REDIS_URL": "redis://h/0?socket_timeout=x", **MONGO}, "FASTSOCK_REDIS_URL"),
+        ({"FASTSOCK_REDIS_URL": "redis://h:6379/0"}, "FASTSOCK_MONGO_URI"),  # embedded: one node
     ],
 )
 def test_load_settings_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
