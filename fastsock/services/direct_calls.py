@@ -41,6 +41,12 @@ from fastsock.store.ids import new_id
 Doc = dict[str, Any]
 
 
+# A call.signal costs one more token of the call_signal limit per this many SDP bytes: the
+# default burst (100) then lets at most ~400 KB through at once, below what a socket may leave
+# unsent before it is closed as too slow (512 KiB).
+SIGNAL_BYTES = 4096
+
+
 class DirectCalls:
     def __init__(
         self,
@@ -180,7 +186,10 @@ class DirectCalls:
         """Relay an SDP description or an ICE candidate to the other party's device."""
         has_sdp, has_candidate = "sdp" in data, "candidate" in data
         clean = validate("call.signal", data)
-        await self.rooms.throttles.check("call_signal", user_id)
+        # Counted by size too: the other device must read what it is sent, and a flood of
+        # large SDPs would get its socket closed as too slow (connections.py).
+        size = len(clean["sdp"]["sdp"]) if has_sdp else 0
+        await self.rooms.throttles.check("call_signal", user_id, cost=1 + size // SIGNAL_BYTES)
         if has_sdp == has_candidate:
             raise InvalidRequest("a signal carries exactly one of sdp or candidate")
         call = self._party_call(user_id, clean["call_id"])

@@ -575,3 +575,26 @@ async def test_media_state_is_rate_limited(db_uri: str | None, tmp_path: Path) -
         ]
     finally:
         await srv.stop()
+
+
+async def test_large_sdps_cost_more_of_the_signal_budget(
+    db_uri: str | None, tmp_path: Path
+) -> None:
+    # A burst of large SDPs would get the callee's socket closed as too slow: each 4 KiB costs
+    # one more signal, so the default burst lets about 400 KB through, not 6 MB.
+    limits = Limits(**{**_relaxed(), "call_signals_per_s": 0.01, "call_signals_burst": 100})
+    srv = await _server(db_uri, tmp_path, limits=limits)
+    try:
+        api = Api(srv.port)
+        *_, call_id, alice_ws, bob_ws = await _active_call(api)
+        big = {"type": "offer", "sdp": OFFER["sdp"] + "a=x-pad:" + "p" * 59_000 + "\r\n"}
+        answers = [await _do(alice_ws, "call.signal", {"call_id": call_id, "sdp": big})]
+        while answers[-1]["type"] == "ack" and len(answers) < 20:
+            answers.append(await _do(alice_ws, "call.signal", {"call_id": call_id, "sdp": big}))
+        assert [a["type"] for a in answers] == ["ack"] * 6 + ["error"]  # 15 tokens each
+        assert answers[-1]["data"]["code"] == "rate_limited"
+        for _ in range(6):
+            await bob_ws.expect("call.signal")
+        assert not bob_ws.closed
+    finally:
+        await srv.stop()
