@@ -5,7 +5,7 @@ RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 SFU_STAMP := $(VENV)/.installed-sfu
 
-.PHONY: run sfu test fuzz lint format bench bench-sfu clean
+.PHONY: run sfu test fuzz lint format bench bench-cluster bench-sfu clean
 
 $(PY):
 	"$$(scripts/find-python)" -m venv $(VENV)
@@ -57,6 +57,10 @@ lint: $(TEST_STAMP)
 
 bench: $(TEST_STAMP)
 	$(PY) bench/fanout.py
+
+# Two nodes on one Redis and the MongoDB stand-in, next to one node (bench/README.md).
+bench-cluster: $(TEST_STAMP)
+	$(PY) bench/fanout.py --servers fastsock,fastsock-mongo,fastsock-1node,fastsock-2nodes
 
 # Group calls: an SFU worker forwarding 3 calls of 4 vs MediaRelay transcoding (bench/README.md).
 bench-sfu: $(TEST_STAMP)

@@ -107,15 +107,24 @@ SERVE = (sys.executable, "-m", "fastsock", "serve")
 
 class ServerProcess:
     """`python -m fastsock serve` (or `command`, given the same environment) on loopback with a
-    throwaway data directory."""
+    throwaway data directory. Its stdin is a pipe held open until `stop`: a child that watches
+    it (the Mongo stand-in) stops by itself should this script die without stopping it."""
 
     def __init__(
-        self, port: int, env: Mapping[str, str] | None = None, command: Sequence[str] = SERVE
+        self,
+        port: int,
+        env: Mapping[str, str] | None = None,
+        command: Sequence[str] = SERVE,
+        *,
+        in_tmp: bool = False,
     ) -> None:
+        """`in_tmp`: run in the throwaway directory (redis-server writes there), not the
+        checkout."""
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.extra_env = dict(env or {})
         self.command = list(command)
+        self.in_tmp = in_tmp
         self._tmp = tempfile.TemporaryDirectory(prefix="fastsock-bench-")
         self.log_path = Path(self._tmp.name) / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -138,9 +147,9 @@ class ServerProcess:
         with self.log_path.open("wb") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen(
                 self.command,
-                cwd=REPO,
+                cwd=self._tmp.name if self.in_tmp else REPO,
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -166,7 +175,20 @@ class ServerProcess:
                     self.proc.kill()
                     self.proc.wait(STOP_TIMEOUT_S)
         finally:
+            if self.proc is not None and self.proc.stdin is not None:
+                self.proc.stdin.close()
             self._tmp.cleanup()
+
+    async def wait_output(self, marker: bytes) -> None:
+        """Wait until the process has printed `marker` (how a server without /readyz says it
+        is ready)."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while marker not in self.log_path.read_bytes():
+            if (code := self.exited()) is not None:
+                raise BenchError(f"{self.command[0]} exited with code {code}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise BenchError(f"{self.command[0]} not ready after {READY_TIMEOUT_S} s")
+            await asyncio.sleep(0.05)
 
 
 def require_loopback(url: str) -> None:
@@ -504,11 +526,12 @@ def run_servers(
     except (BenchError, TimeoutError) as exc:
         print(f"error: {str(exc) or f'timed out after {timeout} s'}", file=sys.stderr)
         for server in servers:
-            if server.exited() is not None:
-                print(server.log_tail(), file=sys.stderr)
+            # A server that died (one its start-up stopped already has no log left).
+            if server.exited() is not None and (tail := server.log_tail()):
+                print(tail, file=sys.stderr)
         return 1
     finally:
-        for server in servers:
+        for server in reversed(servers):  # the last started first: it may use the ones before
             server.stop()
     report(result)
     return 1 if failed(result) else 0

@@ -9,9 +9,14 @@ FastSock (its own process, embedded SQLite database): both servers are started a
 members connected, then --repeat rounds probe one server after the other, so that each pair
 of rounds ran under the same load. The script prints each server's medians over the rounds,
 the ratio (FastSock / reference: burst deliveries/s and p99, the median of the rounds' ratios)
-and each server's CPU per delivery (utime + stime of its process from /proc). Prints
-`key: value` lines and a final `RESULT {json}` line; exits 1 if a delivery was lost or
-duplicated (or the run failed). See bench/README.md.
+and each server's CPU per delivery (utime + stime of its process from /proc).
+
+`--servers` also takes FastSock on the tests' MongoDB stand-in: one node (`fastsock-mongo`),
+one node in cluster mode on a Redis (`fastsock-1node`) and two nodes sharing both, the
+members' sockets split between them (`fastsock-2nodes`, the issue's two-node mode: every
+delivery made, p99 <= 100 ms); each with its own stand-in and Redis, whose CPU is printed
+apart. Prints `key: value` lines and a final `RESULT {json}` line; exits 1 if a delivery was
+lost or duplicated (or the run failed). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -19,14 +24,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import platform
 import secrets
+import shutil
 import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import (
@@ -35,6 +42,7 @@ from common import (
     SERVE,
     Activity,
     Api,
+    BenchError,
     Client,
     Doc,
     ServerProcess,
@@ -54,10 +62,14 @@ from common import (
 
 DRAIN_TIMEOUT_S = 30.0  # after the last ack, how long to wait for missing deliveries
 REFERENCE = (sys.executable, str(Path(__file__).with_name("reference_server.py")))
-SERVERS = ("reference", "fastsock")
+# The MongoDB stand-in of the tests (tests/mongo_standin.py, in memory) and Debian's Redis.
+MONGO_STANDIN = (sys.executable, "-m", "tests.mongo_standin")
+REDIS = "redis-server"
+DEFAULT_SERVERS = ("reference", "fastsock")
 # The issue's targets on 2 cores, single node: burst deliveries/s >= 0.5x the reference's,
-# burst p99 <= 2x the reference's.
+# burst p99 <= 2x the reference's; two nodes: every delivery made, p99 <= 100 ms.
 TARGET_RATE, TARGET_P99 = 0.5, 2.0
+TWO_NODES, TWO_NODES_P99_MS = "fastsock-2nodes", 100.0
 
 
 # --- the servers under test -----------------------------------------------------------------
@@ -82,6 +94,8 @@ class Target:
     room_id: str
     seats: list[Seat]
     pids: list[int]
+    # Processes the server relies on whose CPU is counted apart: "redis", "database".
+    backing_pids: dict[str, int] = field(default_factory=dict)
     # Told (phase, True) when a timed phase starts sending and (phase, False) when its last
     # delivery arrived (bench/profile_send.py profiles the server in between).
     on_phase: Callable[[str, bool], None] | None = None
@@ -92,9 +106,11 @@ def start(
     env: dict[str, str] | None = None,
     command: Sequence[str] = SERVE,
     port: int | None = None,
+    *,
+    in_tmp: bool = False,
 ) -> ServerProcess:
     """Start a server process that `run_servers` stops at the end."""
-    server = ServerProcess(port or free_port(), env, command)
+    server = ServerProcess(port or free_port(), env, command, in_tmp=in_tmp)
     servers.append(server)
     server.start()
     return server
@@ -120,6 +136,28 @@ async def reference_target(
         server.stop()
 
 
+async def fastsock_room(
+    args: argparse.Namespace, base_urls: list[str], server: ServerProcess | None
+) -> tuple[str, list[Seat]]:
+    """The room, made through the API of the first node: its members registered, and their
+    sockets spread over the nodes (member i on node i mod N)."""
+    api = Api(base_urls[0])
+    try:
+        await api.wait_ready(server)
+        run_id = secrets.token_hex(3)
+        sessions = await register_users(api, args.members, f"fb{run_id}")
+        others = [s["user"]["id"] for s in sessions[1:]]
+        room = await create_room(api, sessions[0], others, f"fanout {run_id}")
+    finally:
+        api.close()
+    urls = [ws_url(u) for u in base_urls]
+    seats = [
+        Seat(s["user"]["id"], s["access_token"], urls[i % len(urls)])
+        for i, s in enumerate(sessions)
+    ]
+    return room["id"], seats
+
+
 @contextlib.asynccontextmanager
 async def fastsock_target(
     args: argparse.Namespace, servers: list[ServerProcess], command: Sequence[str] = SERVE
@@ -135,21 +173,68 @@ async def fastsock_target(
         # figures measure fan-out, not the limiter.
         server = start(servers, limit_env(BENCH_LIMITS), command, args.port)
         base_url, pids = server.url, [server.pid or 0]
-    api = Api(base_url)
     try:
-        await api.wait_ready(server)
-        run_id = secrets.token_hex(3)
-        sessions = await register_users(api, args.members, f"fb{run_id}")
-        others = [s["user"]["id"] for s in sessions[1:]]
-        room = await create_room(api, sessions[0], others, f"fanout {run_id}")
-        url = ws_url(base_url)
-        seats = [Seat(s["user"]["id"], s["access_token"], url) for s in sessions]
+        room_id, seats = await fastsock_room(args, [base_url], server)
         where = "embedded SQLite, own process" if server else base_url
-        yield Target("fastsock", f"FastSock ({where})", room["id"], seats, pids)
+        yield Target("fastsock", f"FastSock ({where})", room_id, seats, pids)
     finally:
-        api.close()
         if server is not None:
             server.stop()
+
+
+@contextlib.asynccontextmanager
+async def mongo_target(
+    args: argparse.Namespace,
+    servers: list[ServerProcess],
+    *,
+    name: str,
+    nodes: int,
+    redis: bool,
+    command: Sequence[str] = SERVE,
+) -> AsyncIterator[Target]:
+    """FastSock on the MongoDB stand-in (`nodes` processes sharing it), in cluster mode on
+    one Redis when `redis`: the stand-in, Redis and each node in their own process, on free
+    loopback ports, stopped at the end. The members' sockets alternate between the nodes."""
+    started: list[ServerProcess] = []  # stopped in reverse: the nodes, Redis, the database
+    try:
+        db_port = free_port()
+        database = start(servers, command=[*MONGO_STANDIN, "--port", str(db_port)], port=db_port)
+        started.append(database)
+        await database.wait_output(b"LISTENING ")
+        backing = {"database": database.pid or 0}
+        env = limit_env(BENCH_LIMITS) | {
+            "FASTSOCK_MONGO_URI": f"mongodb://127.0.0.1:{db_port}/fanout?directConnection=true",
+            # Every node must accept the tokens the first one issued.
+            "FASTSOCK_JWT_SECRET": secrets.token_urlsafe(32),
+        }
+        if redis:
+            if shutil.which(REDIS) is None:
+                raise BenchError(f"{REDIS} is not installed (apt-get install redis-server)")
+            redis_port = free_port()
+            bus = [REDIS, "--bind", "127.0.0.1", "--port", str(redis_port)]
+            bus += ["--save", "", "--appendonly", "no"]  # no persistence; its dir: in_tmp
+            cache = start(servers, command=bus, port=redis_port, in_tmp=True)
+            started.append(cache)
+            await cache.wait_output(b"Ready to accept connections")
+            backing["redis"] = cache.pid or 0
+            env["FASTSOCK_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+        for _ in range(nodes):
+            started.append(start(servers, env, command))
+        fleet = started[-nodes:]
+        for node in fleet[1:]:  # (the first: fastsock_room waits for it)
+            api = Api(node.url)
+            try:
+                await api.wait_ready(node)
+            finally:
+                api.close()
+        room_id, seats = await fastsock_room(args, [n.url for n in fleet], fleet[0])
+        what = f"{nodes} node{'s' if nodes > 1 else ''}, Mongo stand-in"
+        what += ", Redis (cluster mode)" if redis else ""
+        pids = [n.pid or 0 for n in fleet]
+        yield Target(name, f"FastSock ({what})", room_id, seats, pids, backing)
+    finally:
+        for process in reversed(started):
+            process.stop()
 
 
 # --- WebSocket members ----------------------------------------------------------------------
@@ -260,6 +345,7 @@ async def timed(
     if target.on_phase is not None:
         target.on_phase(name, True)
     cpu0, client0 = server_cpu_s(target.pids), time.process_time()
+    backing0 = {k: proc_cpu_s(pid) for k, pid in target.backing_pids.items()}
     try:
         await send(phase)
     except ExceptionGroup as group:
@@ -267,6 +353,7 @@ async def timed(
     with contextlib.suppress(TimeoutError):  # missing deliveries are reported as lost
         await asyncio.wait_for(phase.all_delivered.wait(), DRAIN_TIMEOUT_S)
     cpu1, client_cpu = server_cpu_s(target.pids), time.process_time() - client0
+    backing1 = {k: proc_cpu_s(pid) for k, pid in target.backing_pids.items()}
     if target.on_phase is not None:
         target.on_phase(name, False)
 
@@ -284,7 +371,7 @@ async def timed(
     acks = sorted(phase.ack_ms)
     wall = max(phase.last_delivery - phase.first_send, 1e-9)
     server_cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
-    return {
+    out: Doc = {
         "messages": messages,
         "deliveries": phase.deliveries,
         "expected_deliveries": phase.expected,
@@ -304,6 +391,14 @@ async def timed(
         "lost": lost,
         "duplicated": duplicated,
     }
+    if backing0:  # CPU per delivery of Redis and the database, each apart from the server's
+        out["backing_cpu_us_per_delivery"] = {
+            k: None
+            if (a := backing0[k]) is None or (b := backing1[k]) is None
+            else round((b - a) / max(phase.deliveries, 1) * 1e6, 1)
+            for k in backing0
+        }
+    return out
 
 
 class Probe:
@@ -372,11 +467,23 @@ def summary(rounds: list[Doc]) -> Doc:
     return out
 
 
-# How each server is started; a server of several nodes would be one more entry.
+# How each server is started. On the Mongo stand-in: one node (the database's cost next to
+# `fastsock`'s SQLite), one node in cluster mode (Redis' cost), two nodes (the second's).
 StartTarget = Callable[
     [argparse.Namespace, list[ServerProcess]], contextlib.AbstractAsyncContextManager[Target]
 ]
-TARGETS: dict[str, StartTarget] = {"reference": reference_target, "fastsock": fastsock_target}
+TARGETS: dict[str, StartTarget] = {
+    "reference": reference_target,
+    "fastsock": fastsock_target,
+    **{
+        name: functools.partial(mongo_target, name=name, nodes=nodes, redis=redis)
+        for name, nodes, redis in (
+            ("fastsock-mongo", 1, False),
+            ("fastsock-1node", 1, True),
+            (TWO_NODES, 2, True),
+        )
+    },
+}
 
 
 async def run(
@@ -426,11 +533,31 @@ async def run(
             "targets_met": rate >= TARGET_RATE and p99 <= TARGET_P99,
             "rounds": each,
         }
+    if TWO_NODES in results:
+        out["two_nodes"] = two_nodes(results[TWO_NODES], probes)
+    return out
+
+
+def two_nodes(result: Doc, probes: Mapping[str, Probe]) -> Doc:
+    """The two-node targets (every delivery made, p99 <= 100 ms in both phases: the medians
+    over the rounds), and the burst next to one node on the same stand-in, round by round."""
+    phases = ("paced", "burst")
+    p99 = {phase: result[phase]["latency_ms"]["p99"] for phase in phases}
+    every = not any(result[ph]["lost"] or result[ph]["duplicated"] for ph in phases)
+    out: Doc = {
+        "p99_ms": p99,
+        "every_delivery": every,
+        "targets_met": every and max(p99.values()) <= TWO_NODES_P99_MS,
+    }
+    if "fastsock-mongo" in probes:
+        pairs = zip(probes["fastsock-mongo"].rounds, probes[TWO_NODES].rounds, strict=True)
+        out["vs_one_node"] = [ratios(one["burst"], two["burst"]) for one, two in pairs]
     return out
 
 
 def ratios(ref: Doc, fs: Doc) -> Doc:
-    """FastSock's burst figures over the reference's, in one round."""
+    """One server's burst figures over another's (FastSock's over the reference's), in one
+    round."""
     rate = fs["deliveries_per_s"] / max(ref["deliveries_per_s"], 1)
     p99 = fs["latency_ms"]["p99"] / max(ref["latency_ms"]["p99"], 1e-3)
     return {"burst_deliveries_per_s": round(rate, 3), "burst_p99": round(p99, 2)}
@@ -453,6 +580,10 @@ def phase_lines(name: str, r: Doc) -> list[str]:
         f" / {lat['max']}",
         f"    ack ms p50 / p99: {ack['p50']} / {ack['p99']}",
         f"    server cpu: {cpu_text}",
+        *(
+            f"    {what} cpu: {'n/a' if us is None else f'{us} us per delivery'}"
+            for what, us in r.get("backing_cpu_us_per_delivery", {}).items()
+        ),
         f"    bench client cpu s: {r['client_cpu_s']}",
         f"    rate limited retries: {r['rate_limited']}; lost: {r['lost']},"
         f" duplicated: {r['duplicated']}",
@@ -480,6 +611,8 @@ def report(r: Doc) -> None:
             + ", ".join(str(x["burst"]["deliveries_per_s"]) for x in rounds),
             "  burst p99 ms by round: "
             + ", ".join(str(x["burst"]["latency_ms"]["p99"]) for x in rounds),
+            "  paced p99 ms by round: "
+            + ", ".join(str(x["paced"]["latency_ms"]["p99"]) for x in rounds),
             f"  seq gaps: {s['seq_gaps']}, closed sockets: {s['closed_sockets']}",
         ]
     if "ratio" in r:
@@ -494,6 +627,22 @@ def report(r: Doc) -> None:
             " by round: " + ", ".join(str(x["burst_p99"]) for x in each) + ")",
             f"targets: {'met' if ratio['targets_met'] else 'MISSED'}",
         ]
+    if "two_nodes" in r:
+        two = r["two_nodes"]
+        lines.append(
+            f"{TWO_NODES} targets (every delivery made, p99 <= {TWO_NODES_P99_MS:g} ms):"
+            f" every delivery {'made' if two['every_delivery'] else 'NOT made'},"
+            f" p99 ms paced {two['p99_ms']['paced']} / burst {two['p99_ms']['burst']}:"
+            f" {'met' if two['targets_met'] else 'MISSED'}"
+        )
+        if "vs_one_node" in two:
+            each = two["vs_one_node"]
+            lines.append(
+                f"{TWO_NODES}/fastsock-mongo by round: burst deliveries/s "
+                + ", ".join(str(x["burst_deliveries_per_s"]) for x in each)
+                + "; burst p99 "
+                + ", ".join(str(x["burst_p99"]) for x in each)
+            )
     emit(lines, r)
 
 
@@ -512,8 +661,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="rounds of both phases per server")
     p.add_argument(
         "--servers",
-        default=",".join(SERVERS),
-        help="which servers to probe, in order (default: reference,fastsock)",
+        default=",".join(DEFAULT_SERVERS),
+        help=f"which servers to probe, in order, of {', '.join(TARGETS)}"
+        " (default: reference,fastsock)",
     )
     target = p.add_mutually_exclusive_group()
     target.add_argument("--port", type=int, help="port for the started FastSock (default: free)")
@@ -522,8 +672,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=600.0, help="overall limit in seconds")
     args = p.parse_args(argv)
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
-    if not args.servers or set(args.servers) - set(SERVERS):
-        p.error(f"--servers takes a comma-separated list of {', '.join(SERVERS)}")
+    if not args.servers or set(args.servers) - set(TARGETS):
+        p.error(f"--servers takes a comma-separated list of {', '.join(TARGETS)}")
+    if (args.url or args.port) and "fastsock" not in args.servers:
+        p.error("--url and --port are for the fastsock server: list it in --servers")
     if not 1 <= args.members <= 1000:
         p.error("--members must be 1..1000 (the server's room size limit)")
     if not 1 <= args.senders <= args.members:
