@@ -37,12 +37,9 @@ from common import (
     SETUP_LIMITS,
     Activity,
     Api,
-    BenchError,
     Client,
     Doc,
-    ServerProcess,
     add_target_args,
-    child_pids,
     cpu_text,
     emit,
     gather_bounded,
@@ -50,13 +47,13 @@ from common import (
     limits_line,
     machine,
     percentile,
-    proc_cpu_s,
-    proc_mem_mib,
     register_users,
     run_main,
     wait_quiet,
     ws_url,
 )
+from errors import BenchError
+from processes import ServerProcess, child_pids, proc_cpu_s, proc_mem_mib
 
 # The started server: setup limits plus call invites (5/min per user by default).
 LIMITS = {**SETUP_LIMITS, "CALL_INVITES_PER_MIN": "100000"}

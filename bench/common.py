@@ -1,16 +1,14 @@
 """Shared parts of the FastSock benchmarks (fanout.py, storm.py, resume.py).
 
-The server under test (a throwaway `python -m fastsock serve` on loopback, always stopped),
-the HTTP API client, user registration and room creation, a WebSocket client that
+The HTTP API client, user registration and room creation, a WebSocket client that
 authenticates, resumes and checks `seq` numbering, and the `main()` boilerplate with its
-overall timeout. See bench/README.md.
+overall timeout that always stops the servers it started (processes.py). See bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import functools
 import ipaddress
 import json
@@ -19,35 +17,31 @@ import os
 import platform
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
+from errors import BenchError
+from processes import READY_TIMEOUT_S, ServerProcess, start_server
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 Doc = dict[str, Any]
 
-REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "bench-password-1"
 REGISTER_CONCURRENCY = 8  # scrypt costs ~50 ms per registration on the server
 CONNECT_CONCURRENCY = 16
 IDS_PER_REQUEST = 100  # the server's cap on member ids per request
 HTTP_TIMEOUT_S = 30.0
-READY_TIMEOUT_S = 60.0  # server start-up (embedded database included)
 CONNECT_TIMEOUT_S = 15.0
 ACK_TIMEOUT_S = 15.0
 SEND_ATTEMPTS = 20  # retries after `error rate_limited`
 QUIET_S = 0.5  # traffic must stop this long before a phase is timed
 QUIET_MAX_S = 30.0
-STOP_TIMEOUT_S = 15.0
 
 REGISTER_ATTEMPTS = 5  # retries after 429 (a --url server's registration limit)
 
@@ -70,10 +64,6 @@ BENCH_LIMITS = {
 }
 
 
-class BenchError(Exception):
-    """The run could not complete (server, HTTP or protocol failure)."""
-
-
 class RateLimitedError(BenchError):
     """An HTTP 429 answer."""
 
@@ -94,101 +84,6 @@ def limits_line(server: ServerProcess | None, limits: Mapping[str, str] = BENCH_
 
 
 # --- the server under test ------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-SERVE = (sys.executable, "-m", "fastsock", "serve")
-
-
-class ServerProcess:
-    """`python -m fastsock serve` (or `command`, given the same environment) on loopback with a
-    throwaway data directory. Its stdin is a pipe held open until `stop`: a child that watches
-    it (the Mongo stand-in) stops by itself should this script die without stopping it."""
-
-    def __init__(
-        self,
-        port: int,
-        env: Mapping[str, str] | None = None,
-        command: Sequence[str] = SERVE,
-        *,
-        in_tmp: bool = False,
-    ) -> None:
-        """`in_tmp`: run in the throwaway directory (redis-server writes there), not the
-        checkout."""
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.extra_env = dict(env or {})
-        self.command = list(command)
-        self.in_tmp = in_tmp
-        self._tmp = tempfile.TemporaryDirectory(prefix="fastsock-bench-")
-        self.log_path = Path(self._tmp.name) / "server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
-
-    def start(self) -> None:
-        # Only our settings: a fresh embedded database, never the caller's FASTSOCK_* config.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FASTSOCK_")}
-        env |= {
-            "FASTSOCK_HOST": "127.0.0.1",
-            "FASTSOCK_PORT": str(self.port),
-            "FASTSOCK_DATA_DIR": str(Path(self._tmp.name) / "data"),
-            # Every simulated client connects from 127.0.0.1 (up to 1,000 sockets).
-            "FASTSOCK_MAX_CONNECTIONS_PER_IP": "100000",
-        }
-        env |= self.extra_env
-        with self.log_path.open("wb") as log:  # the child keeps its own copy of the fd
-            self.proc = subprocess.Popen(
-                self.command,
-                cwd=self._tmp.name if self.in_tmp else REPO,
-                env=env,
-                stdin=subprocess.PIPE,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def exited(self) -> int | None:
-        return None if self.proc is None else self.proc.poll()
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not exit in time; always removes the data dir."""
-        try:
-            if self.proc is not None and self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(STOP_TIMEOUT_S)
-        finally:
-            if self.proc is not None and self.proc.stdin is not None:
-                self.proc.stdin.close()
-            self._tmp.cleanup()
-
-    async def wait_output(self, marker: bytes) -> None:
-        """Wait until the process has printed `marker` (how a server without /readyz says it
-        is ready)."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while marker not in self.log_path.read_bytes():
-            if (code := self.exited()) is not None:
-                raise BenchError(f"{self.command[0]} exited with code {code}:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise BenchError(f"{self.command[0]} not ready after {READY_TIMEOUT_S} s")
-            await asyncio.sleep(0.05)
 
 
 def require_loopback(url: str) -> None:
@@ -460,6 +355,13 @@ def percentile(sorted_values: list[float], pct: float) -> float:
     return sorted_values[rank - 1]
 
 
+def cpu_text(cpu: Doc, proc: str) -> str:
+    figures = cpu.get(proc)
+    if figures is None:
+        return "n/a (pass --pid with --url)"
+    return f"{figures['cpu_s']} ({figures['core_pct']}% of one core)"
+
+
 def machine(load_1m: float, base_url: str, server: ServerProcess | None) -> Doc:
     """The first RESULT fields: where the figures come from."""
     return {
@@ -502,9 +404,7 @@ def run_main(
         if args.url:
             require_loopback(args.url)
             return await run(args, args.url, None)
-        server = ServerProcess(args.port or free_port(), env)
-        servers.append(server)
-        server.start()
+        server = start_server(servers, env, port=args.port)
         return await run(args, server.url, server)
 
     return run_servers(args.timeout, main, report, failed)
@@ -535,52 +435,3 @@ def run_servers(
             server.stop()
     report(result)
     return 1 if failed(result) else 0
-
-
-# --- CPU time and memory of the server and its embedded database (/proc) ---------------------
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def proc_cpu_s(pid: int | None) -> float | None:
-    """utime + stime of one process in seconds; None if unknown or gone."""
-    if pid is None:
-        return None
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()  # fields 3.. (the name may contain spaces)
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def child_pids(pid: int) -> list[int]:
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                children.append(int(stat.parent.name))
-    return sorted(children)
-
-
-def proc_mem_mib(pid: int | None) -> dict[str, float] | None:
-    """Resident memory now (VmRSS) and its peak (VmHWM) in MiB."""
-    if pid is None:
-        return None
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    out = {}
-    for line in status.splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out["rss" if key == "VmRSS" else "peak"] = round(int(value.split()[0]) / 1024, 1)
-    return out
-
-
-def cpu_text(cpu: Doc, proc: str) -> str:
-    figures = cpu.get(proc)
-    if figures is None:
-        return "n/a (pass --pid with --url)"
-    return f"{figures['cpu_s']} ({figures['core_pct']}% of one core)"

@@ -28,20 +28,18 @@ from common import (
     SETUP_LIMITS,
     Activity,
     Api,
-    BenchError,
     Client,
     Doc,
-    ServerProcess,
     emit,
-    free_port,
     gather_bounded,
     limit_env,
-    proc_mem_mib,
     register_users,
     run_servers,
     wait_quiet,
     ws_url,
 )
+from errors import BenchError
+from processes import ServerProcess, proc_mem_mib, start_server
 
 TARGET_KIB = 40  # per socket, at 20,000
 WANTED_FDS = 65536
@@ -74,9 +72,7 @@ async def run(args: argparse.Namespace, servers: list[ServerProcess]) -> Doc:
         {**SETUP_LIMITS, "AUTH_CONCURRENT_PER_IP": "100000", "HASH_WORKERS": str(os.cpu_count())}
     )
     env["FASTSOCK_MAX_CONNECTIONS"] = str(sockets_n + 100)
-    server = ServerProcess(args.port or free_port(), env)
-    servers.append(server)
-    server.start()
+    server = start_server(servers, env, port=args.port)
     api = Api(server.url)
     clients: list[Client] = []
     try:

@@ -39,16 +39,15 @@ from common import (
     PASSWORD,
     Api,
     Doc,
-    ServerProcess,
     add_target_args,
     emit,
     limit_env,
     machine,
     percentile,
-    proc_cpu_s,
     register_users,
     run_main,
 )
+from processes import ServerProcess, proc_cpu_s
 
 # The probe user registers once and uploads every round: neither limit is what is measured.
 LIMITS = {"REGISTRATIONS_PER_MIN": "100000", "UPLOADS_PER_MIN": "100000"}

@@ -28,7 +28,10 @@ from pathlib import Path
 from types import FrameType
 
 import fanout
-from common import BenchError, Doc, ServerProcess, emit, run_servers
+from common import Doc, emit, run_servers
+from errors import BenchError
+from fanout_servers import Target, fastsock_target
+from processes import ServerProcess
 from pyinstrument import Profiler
 from pyinstrument.frame import Frame
 from pyinstrument.renderers import ConsoleRenderer
@@ -141,9 +144,9 @@ def report(r: Doc) -> None:
 @contextlib.asynccontextmanager
 async def profiled_target(
     args: argparse.Namespace, servers: list[ServerProcess], command: list[str]
-) -> AsyncIterator[fanout.Target]:
+) -> AsyncIterator[Target]:
     """FastSock served by `serve`, told by signal when each phase starts and ends."""
-    async with fanout.fastsock_target(args, servers, command) as target:
+    async with fastsock_target(args, servers, command) as target:
         pid = target.pids[0]
         target.on_phase = lambda _, starts: os.kill(pid, SIGNALS[starts])
         yield target

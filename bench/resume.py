@@ -30,14 +30,11 @@ from dataclasses import dataclass
 from common import (
     Activity,
     Api,
-    BenchError,
     Client,
     Doc,
-    ServerProcess,
     add_target_args,
     create_room,
     emit,
-    free_port,
     limit_env,
     limits_line,
     machine,
@@ -46,6 +43,8 @@ from common import (
     wait_quiet,
     ws_url,
 )
+from errors import BenchError
+from processes import ServerProcess, free_port
 
 PAGE = 100  # the history page size (the server's maximum)
 PRESENCE_TIMEOUT_S = 15.0  # for the server to notice a dropped socket

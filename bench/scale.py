@@ -39,19 +39,17 @@ from common import (
     PASSWORD,
     Activity,
     Api,
-    BenchError,
     Client,
     Doc,
-    ServerProcess,
     emit,
-    free_port,
     gather_bounded,
     limit_env,
     machine,
     percentile,
-    proc_cpu_s,
     ws_url,
 )
+from errors import BenchError
+from processes import ServerProcess, free_port, proc_cpu_s
 from tornado.httpclient import HTTPRequest
 
 REPO = Path(__file__).resolve().parent.parent

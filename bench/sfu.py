@@ -40,20 +40,18 @@ from common import (  # noqa: E402
     SETUP_LIMITS,
     Activity,
     Api,
-    BenchError,
     Client,
     Doc,
-    ServerProcess,
     create_room,
-    free_port,
     gather_bounded,
     limit_env,
     machine,
-    proc_cpu_s,
     register_users,
     run_main,
     ws_url,
 )
+from errors import BenchError  # noqa: E402
+from processes import ServerProcess, free_port, proc_cpu_s  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from sfu_media import Clip, Inbox, Publisher, Samples, audio_clip, video_clip  # noqa: E402
 from sfu_peers import (  # noqa: E402

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterable, Mapping
@@ -26,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from common import CLK_TCK, REPO, BenchError, Client, Doc, proc_cpu_s
+from common import Client, Doc
+from errors import BenchError
+from processes import CLK_TCK, REPO, log_tail, proc_cpu_s, stop_process
 from sfu_media import Clip, Inbox, Publisher, Samples
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
@@ -36,7 +37,6 @@ from tests.sfu.media import connect
 # As the web client: one transport for every m-line. aiortc's default (balanced) leaves the
 # second and later video m-lines of a first offer on a transport that BUNDLE then discards.
 PEER_CONFIG = RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-STOP_TIMEOUT_S = 15.0
 STEP_TIMEOUT_S = 30.0  # any one wait of a join (a failure detector on a loaded machine)
 
 
@@ -81,19 +81,10 @@ class Child:
             raise BenchError(f"{self.name} exited with code {code}:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 20) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
+        return log_tail(self.log_path, lines)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(STOP_TIMEOUT_S)
+        stop_process(self.proc)
 
 
 def others_s(core: int | None, pids: Iterable[int | None]) -> float:

@@ -34,9 +34,7 @@ from common import (
     Api,
     Client,
     Doc,
-    ServerProcess,
     add_target_args,
-    child_pids,
     cpu_text,
     create_room,
     emit,
@@ -45,12 +43,12 @@ from common import (
     limits_line,
     machine,
     percentile,
-    proc_cpu_s,
     register_users,
     run_main,
     wait_quiet,
     ws_url,
 )
+from processes import ServerProcess, child_pids, proc_cpu_s
 
 RELAY_INTERVAL_S = 2.0  # fastsock/services/typing.py: one active relay per user, room, 2 s
 EXPIRY_S = 6.0  # ... and an indicator ends this long after its last refresh

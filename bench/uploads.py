@@ -34,17 +34,9 @@ from PIL import ExifTags, Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (
-    Api,
-    BenchError,
-    Doc,
-    ServerProcess,
-    add_target_args,
-    emit,
-    machine,
-    register_users,
-    run_main,
-)
+from common import Api, Doc, add_target_args, emit, machine, register_users, run_main
+from errors import BenchError
+from processes import ServerProcess
 
 MIB = 1024 * 1024
 # The embedded server's limit is 25 MiB; the largest sample stays just under it.
