@@ -1,7 +1,8 @@
 """Cluster mode (FASTSOCK_REDIS_URL): N FastSock nodes on one Redis and one MongoDB behave as
 one server. docs/architecture.md, "Several nodes", describes what is shared and how.
 
-- link.py: the bus between nodes and which nodes are alive
+- link.py: the bus between nodes and which nodes are alive (outbox.py: its ordered writes,
+  numbering.py: the numbers that show a node what it missed)
 - registry.py: every node's sessions and presence, in Redis
 - hub.py: the hub of a node, delivering to sessions on every node
 - calls.py, rpc.py: the call leader, which holds the live calls, and requests to it
@@ -10,6 +11,9 @@ one server. docs/architecture.md, "Several nodes", describes what is shared and 
 - outage.py: Redis failing, as the limits, locks and the call lease see it (logged once)"""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -23,23 +27,28 @@ from fastsock.services import Services
 from fastsock.services.typing import Typing
 
 
-async def check_redis(redis_url: str) -> None:
-    """Start-up stops here, with one line, when Redis does not answer."""
-    client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=5)
+@contextlib.contextmanager
+def _reaching_redis() -> Iterator[None]:
+    """Start-up stops with one line when Redis does not answer."""
     try:
-        await client.ping()
+        yield
     except (RedisError, OSError) as exc:
         raise RuntimeError(f"Redis unreachable at FASTSOCK_REDIS_URL: {exc}") from exc
+
+
+async def check_redis(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=5)
+    try:
+        with _reaching_redis():
+            await client.ping()
     finally:
         await client.aclose()
 
 
 async def start_cluster_hub(metrics: Metrics, redis_url: str) -> ClusterHub:
     hub = ClusterHub(metrics, redis_url)
-    try:
+    with _reaching_redis():
         await hub.start()
-    except (RedisError, OSError) as exc:
-        raise RuntimeError(f"Redis unreachable at FASTSOCK_REDIS_URL: {exc}") from exc
     return hub
 
 
@@ -53,13 +62,13 @@ def join_cluster(hub: ClusterHub, services: Services) -> None:
     services.rooms.throttles.share(SharedBuckets(hub.link.redis))
     services.rooms.change_lock = ClusterLocks(hub.link, "room")
     # Room members: every node's cache forgets a room whose members changed anywhere, and the
-    # whole cache when the node may have missed such news (hub.py, "Room membership").
+    # whole cache when the node may have missed such news (hub.py, "Starting again").
     rooms = services.rooms
     rooms.on_members_changed.append(hub.members_changed)
     hub.on_members_changed.append(
         lambda room_id, _added, _removed: rooms.members.invalidate(room_id)
     )
-    hub.on_reset.append(rooms.members.clear)
+    hub.bus_caches.append(rooms.members.clear)
     hub.link.on_dead.append(lambda _node: _catch_up(hub))
 
 
@@ -84,4 +93,4 @@ def _share_typing(hub: ClusterHub, typing: Typing) -> None:
     hub.link.on("ts", lambda _sender, h, _payload: hub.spawn(typing.stop_here(h["u"], h["r"])))
     hub.link.on_node_dead.append(lambda node: typing.holder_gone(node, relay=True))
     hub.link.on_dead.append(lambda node: typing.holder_gone(node, relay=False))
-    hub.on_reset.append(typing.forget_elsewhere)
+    hub.bus_caches.append(typing.forget_elsewhere)

@@ -28,6 +28,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -37,7 +38,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from fastsock.cluster.hub import ClusterHub
-from fastsock.cluster.link import HEARTBEAT_S, NODE_TIMEOUT_S, NODES, PREFIX, Link, node_of
+from fastsock.cluster.link import HEARTBEAT_S, PREFIX, Link, node_of
 from fastsock.cluster.outage import Outage
 from fastsock.cluster.rpc import Elsewhere, Rpc
 from fastsock.errors import ApiError, Unavailable
@@ -286,7 +287,8 @@ class CallLeader:
 
     async def _give_up(self, term: str) -> None:
         self._release(term)
-        await self.link.flush()
+        with contextlib.suppress(RedisError):  # not released: the lease lapses on its own
+            await self.link.flush()
 
     def _leads(self) -> bool:
         """Whether this node leads now: it holds the lease, whose renewal is not overdue."""
@@ -333,11 +335,9 @@ class CallLeader:
         self._pulse()
 
     async def _alive(self) -> set[str]:
-        """The nodes alive now by their stamps (link.py's rule, `_bury`), read afresh: a node
-        that has just started may lead before its link has looked."""
-        now = await self.link.now_ms()
-        stamped = await self.link.redis.zrangebyscore(NODES, now - NODE_TIMEOUT_S * 1000, "+inf")
-        return {node.decode() for node in stamped} | {self.link.node_id}
+        """The nodes alive now, read afresh: a node that has just started may lead before its
+        link has looked."""
+        return await self.link.alive() | {self.link.node_id}
 
     def _step_down(self) -> None:
         """Stop leading: forget the calls (the next leader adopts them from the ledger)."""

@@ -45,6 +45,15 @@ async def redis_url(redis_server: RedisServer) -> str:
 
 
 @pytest.fixture
+async def private_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    """A Redis of the test's own, for tests that stop or stall it: the session's is shared."""
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def cluster_db(mongo: EmbeddedMongo) -> str:
     return mongo.uri_for("c" + uuid.uuid4().hex[:12])
 

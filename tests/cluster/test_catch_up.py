@@ -19,13 +19,14 @@ async def test_a_send_stored_by_a_node_that_died_unannounced_reaches_everyone(
     # as a node does that the kernel stops between storing a message and publishing it.
     frozen = asyncio.Event()
 
-    async def never(_batch: object) -> None:
+    async def never(_batch: object) -> bool:
         await frozen.wait()
+        return True
 
     async def silent() -> bool:
-        return False
+        return True  # "still stamped": node 0 does not learn it was buried
 
-    link._execute = never  # type: ignore[method-assign]
+    link.outbox._execute = never  # type: ignore[method-assign]
     link._stamp = silent  # type: ignore[method-assign]
     sent = await api0.send(alice, room, "stored, never announced")
     # Another node buries node 0 (5 s) and every client is told to catch up.

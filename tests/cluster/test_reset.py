@@ -6,7 +6,7 @@ Until it is on the bus again, a node refuses new sockets."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import uuid
 from pathlib import Path
 
 import pytest
@@ -19,22 +19,13 @@ from tests.redis_server import RedisServer
 from tests.support import Socket
 
 
-@pytest.fixture
-async def private_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    """Its own: the session's Redis is shared by the other tests."""
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
 async def _resumed(api_ws: Socket) -> dict:
     assert api_ws.ready is not None
     return {"session": api_ws.ready["session"], "last_seq": api_ws.seqs[-1] if api_ws.seqs else 0}
 
 
 async def test_nodes_reset_when_redis_goes_and_work_as_one_when_it_is_back(
-    cluster_db: str, private_redis: RedisServer, tmp_path: Path
+    cluster_db: str, private_redis: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     nodes = Nodes(cluster_db, private_redis.url, tmp_path)
     try:
@@ -64,6 +55,35 @@ async def test_nodes_reset_when_redis_goes_and_work_as_one_when_it_is_back(
         assert (await bob_back.expect("message.new"))["message"]["text"] == "after"
         await until(lambda: _online(nodes, 0, bob.id), "node 0 sees bob online")
         assert (await api0.get("/readyz")).status == 200
+        # Each node said once that it lost Redis, however many of its tries failed.
+        for event in ("cluster_bus_lost", "cluster_heartbeat_failed"):
+            assert [r.getMessage() for r in caplog.records].count(event) == 2, event
+    finally:
+        await nodes.stop()
+
+
+async def test_a_removal_made_while_redis_was_away_holds_on_every_node_once_it_is_back(
+    cluster_db: str, private_redis: RedisServer, tmp_path: Path
+) -> None:
+    """A node's member cache, refilled from the database during the outage, misses the
+    removals made meanwhile on other nodes (their news never came): it goes once the node
+    is back on the bus."""
+    nodes = Nodes(cluster_db, private_redis.url, tmp_path)
+    try:
+        for _ in range(2):
+            await nodes.start()
+        api0, api1 = nodes.api(0), nodes.api(1)
+        alice, bob = await api0.register(), await api0.register()
+        room = await api0.group(alice, bob)
+        private_redis.stop()
+        await until(lambda: not any(nodes.hub(i).link.connected for i in range(2)), "bus lost")
+        assert (await api1.get(f"/history/room/{room}", bob)).status == 200  # cached on node 1
+        assert (await api0.delete(f"/rooms/{room}/members/{bob.id}", alice)).status == 204
+        private_redis.start(private_redis.port)
+        await until(lambda: all(nodes.hub(i).link.connected for i in range(2)), "bus back")
+        assert (await api1.get(f"/history/room/{room}", bob)).status == 403
+        message = {"client_msg_id": uuid.uuid4().hex, "text": "still here?"}
+        assert (await api1.post(f"/rooms/{room}/messages", message, bob)).status == 403
     finally:
         await nodes.stop()
 
