@@ -99,13 +99,14 @@ async def nodes(cluster_db: str, redis_url: str, tmp_path: Path) -> AsyncIterato
 @pytest.fixture
 async def node_process(
     cluster_db: str, redis_url: str, tmp_path: Path
-) -> AsyncIterator[Callable[[], Awaitable[NodeProcess]]]:
-    """Starts a node as a process of its own, in the same cluster as `nodes`; every one is
-    reaped (SIGKILL at worst) when the test ends."""
+) -> AsyncIterator[Callable[..., Awaitable[NodeProcess]]]:
+    """Starts a node as a process of its own (with FASTSOCK_* settings of its own, if given),
+    in the same cluster as `nodes`; every one is reaped (SIGKILL at worst) when the test
+    ends."""
     started: list[NodeProcess] = []
 
-    async def start() -> NodeProcess:
-        node = NodeProcess(cluster_db, redis_url, tmp_path / f"process{len(started)}")
+    async def start(**env: str) -> NodeProcess:
+        node = NodeProcess(cluster_db, redis_url, tmp_path / f"process{len(started)}", **env)
         started.append(node)
         await node.start()
         return node

@@ -6,7 +6,7 @@ SIGKILL or stopped with SIGTERM (tests/cluster/processes.py)."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,27 +23,7 @@ from tests.realtime.test_calls import ANSWER, CANDIDATE, OFFER
 from tests.support import Api, Socket, User
 
 DEATH_S = 30.0  # bound on waits for a dead node to be noticed (seconds on an idle machine)
-StartProcess = Callable[[], Awaitable[NodeProcess]]
-StartLeader = Callable[..., Awaitable[NodeProcess]]
-
-
-@pytest.fixture
-async def start_leader(
-    cluster_db: str, redis_url: str, tmp_path: Path
-) -> AsyncIterator[StartLeader]:
-    """Starts the first node of a cluster, which leads its calls, as a process of its own (to
-    be killed), with FASTSOCK_* settings of its own; every one is reaped when the test ends."""
-    started: list[NodeProcess] = []
-
-    async def start(**env: str) -> NodeProcess:
-        node = NodeProcess(cluster_db, redis_url, tmp_path / f"leader{len(started)}", **env)
-        started.append(node)
-        await node.start()
-        return node
-
-    yield start
-    for node in started:
-        await node.stop()
+StartProcess = Callable[..., Awaitable[NodeProcess]]
 
 
 async def _dm(api: Api, a: User, b: User) -> str:
@@ -212,11 +192,11 @@ async def test_the_calls_of_a_node_that_dies_end_within_seconds(
 
 @pytest.mark.parametrize("how", ["kill", "stop"])
 async def test_the_next_leader_adopts_the_calls_of_one_that_dies_or_stops(
-    cluster_db: str, redis_url: str, tmp_path: Path, start_leader: StartLeader, how: str
+    cluster_db: str, redis_url: str, tmp_path: Path, node_process: StartProcess, how: str
 ) -> None:
     """SIGKILL (a crash) or SIGTERM (a rolling deploy) of the leader: an active call and a
     ringing one whose parties are on the other nodes go on, nobody hearing a thing."""
-    leader = await start_leader(FASTSOCK_CALL_RING_S="120")
+    leader = await node_process(FASTSOCK_CALL_RING_S="120")
     cluster = Nodes(cluster_db, redis_url, tmp_path)
     try:
         await cluster.start()
@@ -264,9 +244,9 @@ async def test_the_next_leader_adopts_the_calls_of_one_that_dies_or_stops(
 
 
 async def test_a_ringing_call_outlives_its_leader_and_is_missed_once(
-    cluster_db: str, redis_url: str, tmp_path: Path, start_leader: StartLeader
+    cluster_db: str, redis_url: str, tmp_path: Path, node_process: StartProcess
 ) -> None:
-    leader = await start_leader(FASTSOCK_CALL_RING_S="10")  # the deadline is the leader's
+    leader = await node_process(FASTSOCK_CALL_RING_S="10")  # the deadline is the leader's
     cluster = Nodes(cluster_db, redis_url, tmp_path)
     try:
         await cluster.start()
@@ -296,11 +276,11 @@ async def test_a_ringing_call_outlives_its_leader_and_is_missed_once(
 
 
 async def test_after_a_takeover_calls_end_for_devices_lost_with_the_leader_or_away(
-    cluster_db: str, redis_url: str, tmp_path: Path, start_leader: StartLeader
+    cluster_db: str, redis_url: str, tmp_path: Path, node_process: StartProcess
 ) -> None:
     """Bob's device was on the leader, which dies: his call ends at once. Dave's socket closes
     while no node leads (his notice is lost): his call ends after the grace period."""
-    leader = await start_leader()
+    leader = await node_process()
     cluster = Nodes(cluster_db, redis_url, tmp_path)
     try:
         await cluster.start(call_grace_s=1.0)
