@@ -1,4 +1,4 @@
-"""`fastsock serve`, `fastsock turn` and `fastsock migrate` (also `python -m fastsock ...`).
+"""`fastsock serve`, `turn`, `migrate`, `backup` and `restore` (also `python -m fastsock ...`).
 
 `turn` needs only the standard library (no database driver, no Tornado), so it runs on a
 TURN host with a bare Python 3.13 and this checkout (turn/run)."""
@@ -58,6 +58,31 @@ def _turn(config_file: str | None, print_only: bool) -> int:
     os.execv(binary, [binary, "-c", str(path)])
 
 
+def _backup_or_restore(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fastsock import backup, restore
+
+    settings = load_settings(config_file=args.config)
+    try:
+        if args.command == "backup":
+            outcome = backup.backup(settings, Path(args.out))
+        else:
+            outcome = restore.restore(settings, Path(args.archive), args.force)
+    except backup.BackupError as exc:
+        print(f"fastsock {args.command}: {exc}", file=sys.stderr)
+        return backup.FAILED
+    except OSError as exc:  # disk full, permissions...: the temporary files are gone
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"fastsock {args.command}: {exc.strerror or exc}{where}", file=sys.stderr)
+        return backup.FAILED
+    except KeyboardInterrupt:
+        after = "nothing written at OUT" if args.command == "backup" else "run it again"
+        print(f"fastsock {args.command}: interrupted; {after}", file=sys.stderr)
+        return 130
+    return backup.report(outcome)
+
+
 def _batch(raw: str) -> int:
     try:
         value = int(raw)
@@ -105,8 +130,34 @@ def main(argv: list[str] | None = None) -> None:
         "--batch", type=_batch, default=1000, help="documents per write (default 1000)"
     )
     migrate.add_argument("--config", help="file of FASTSOCK_KEY=value lines (env wins)")
+    backup = sub.add_parser(
+        "backup",
+        help="archive the embedded database, the uploads and the generated JWT secret",
+        description="Write OUT, a .tar.gz (mode 0600) with an online snapshot of the embedded "
+        "database, the local uploads and the generated JWT secret, while the server runs. Exit "
+        "0: written; 1: failed, OUT untouched; 2: usage or configuration error; 3: MongoDB: "
+        "the database is not in OUT (only local uploads, if any): dump it with mongodump as "
+        "printed.",
+    )
+    backup.add_argument("out", metavar="OUT", help="the archive to write, e.g. fastsock.tar.gz")
+    backup.add_argument("--config", help="file of FASTSOCK_KEY=value lines (env wins)")
+    restore = sub.add_parser(
+        "restore",
+        help="restore a `fastsock backup` archive into the data dir (server stopped)",
+        description="Check ARCHIVE entirely, then put its uploads, database and JWT secret in "
+        "place, in that order, then remove the uploads only the old database used. Exit 0: "
+        "restored; 1: refused or failed (an interrupted restore leaves the old database or "
+        "the new one: run it again with --force); 2: usage or configuration error.",
+    )
+    restore.add_argument("archive", metavar="ARCHIVE")
+    restore.add_argument(
+        "--force", action="store_true", help="replace an existing database, secret and uploads"
+    )
+    restore.add_argument("--config", help="file of FASTSOCK_KEY=value lines (env wins)")
     args = parser.parse_args(argv)
     try:
+        if args.command in ("backup", "restore"):
+            sys.exit(_backup_or_restore(args))
         if args.command == "migrate":
             from fastsock.migrate import run
             from fastsock.store.locations import UsageError

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 from tornado.httpserver import HTTPServer
 from tornado.web import Application, RequestHandler
 
+from fastsock import openapi, tracing
 from fastsock.blobs import make_blob_store
 from fastsock.cluster import check_redis, join_calls, join_cluster, start_cluster_hub
 from fastsock.cluster.hub import ClusterHub
@@ -21,7 +21,9 @@ from fastsock.connections import Endpoint, connection_bound
 from fastsock.context import AppContext
 from fastsock.handlers import accounts, calls, client_config, ops, rooms, sfu, uploads, web
 from fastsock.handlers.base import BaseHandler, NotFoundHandler
+from fastsock.handlers.openapi import OpenApiHandler
 from fastsock.metrics import Metrics
+from fastsock.open_files import raise_open_files_limit
 from fastsock.paths import private_dir
 from fastsock.realtime.hub import Hub
 from fastsock.realtime.socket import HARD_FRAME_BYTES, ChatSocket
@@ -70,6 +72,7 @@ HANDLERS: list[type[BaseHandler]] = [
     ops.HealthHandler,
     ops.ReadyHandler,
     ops.MetricsHandler,
+    OpenApiHandler,
     # The SFU workers' internal API: mounted only with FASTSOCK_SFU_SECRET (make_app).
     sfu.RegisterHandler,
     sfu.HeartbeatHandler,
@@ -127,6 +130,7 @@ def make_app(ctx: AppContext) -> Application:
     return Application(
         routes,
         ctx=ctx,
+        openapi=openapi.render(HANDLERS),  # every route, whichever are mounted here
         default_handler_class=NotFoundHandler,
         default_handler_args={"ctx": ctx},
         log_function=_log_request,
@@ -153,6 +157,8 @@ class Server:
     def __init__(self, settings: Settings) -> None:
         check_cluster(settings)
         check_metrics_access(settings)
+        self.tracing = tracing.load_config()  # the OTEL_* variables; ConfigError if bad
+        self._traces = False  # whether this server started tracing (and so ends it)
         self.settings = ensure_jwt_secret(settings)
         self.store: Store | None = None
         self.http: HTTPServer | None = None  # the main port's
@@ -165,6 +171,7 @@ class Server:
 
     async def start(self) -> None:
         s = self.settings
+        self._traces = tracing.setup(self.tracing, "fastsock")  # before the store: its spans
         private_dir(s.data_dir)
         blobs = make_blob_store(s)
         await blobs.check()  # an unusable upload directory stops start-up here
@@ -174,9 +181,9 @@ class Server:
             await check_redis(s.redis_url)  # fail fast, before waiting for the database
         self.store = store = open_store(s, observe=metrics.observe_db)
         await store.prepare(DB_START_TIMEOUT_S)
-        # Only now: a second server refused by the embedded database's lock must not delete
-        # the running one's partial uploads.
-        _clear_spool(s.uploads_path / ".spool")
+        # Only now: a second server refused by the embedded database's lock (the same data dir)
+        # must not delete the running one's partial uploads.
+        _clear_spool(s.spool_path)
         hub = Hub(metrics) if s.redis_url is None else await start_cluster_hub(metrics, s.redis_url)
         services = Services.build(store, hub, blobs, s, metrics)
         if isinstance(hub, ClusterHub):
@@ -187,9 +194,8 @@ class Server:
             # Before the first request: group calls whose worker died meanwhile end.
             await services.calls.group.workers.start()
         self.ctx = AppContext(s, store, services, hub, metrics)
-        max_connections = connection_bound(
-            s.max_connections, resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        )
+        open_files = raise_open_files_limit()
+        max_connections = connection_bound(s.max_connections, open_files)
         # No tornado xheaders: it prefers X-Real-Ip, which proxies pass on from the client.
         # Handlers read the client address with handlers.base.client_address.
         main = self._endpoint(
@@ -212,6 +218,7 @@ class Server:
                     "port": self.port,
                     "metrics_port": self.metrics_port,
                     "max_connections": max_connections,
+                    "open_files_limit": open_files,
                     "max_connections_per_ip": s.peer_connection_cap,
                     "database": store.description,
                     "startup_ms": round((time.monotonic() - started) * 1000),
@@ -278,6 +285,10 @@ class Server:
             await self.ctx.hub.stop()
         if self.store is not None:
             await self.store.close()
+        if self.ctx is not None:
+            self.ctx.services.uploads.blobs.close()  # the upload dir's lock, for a restore
+        if self._traces:
+            await asyncio.to_thread(tracing.shutdown)  # exports what is buffered
         log.info("server_stopped")
 
 

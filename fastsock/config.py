@@ -15,7 +15,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from fastsock.config_calls import TURN_MAX_PORT, TURN_MIN_PORT, sfu_settings, turn_settings
-from fastsock.config_values import PREFIX, ConfigError, choice, flag, port_number, positive
+from fastsock.config_values import PREFIX as PREFIX  # `as`: re-exported, imported from here
+from fastsock.config_values import ConfigError as ConfigError
+from fastsock.config_values import choice, flag, port_number, positive
 
 
 def _half_the_cores() -> int:
@@ -59,7 +61,7 @@ class Limits:
 
 
 # FASTSOCK_LIMIT_<NAME> -> Limits field, with its parser.
-LIMIT_VARS = {
+LIMIT_VARS: dict[str, tuple[str, type[int] | type[float]]] = {
     "SEND_PER_S": ("send_per_s", float),
     "SEND_BURST": ("send_burst", int),
     "TYPING_PER_S": ("typing_per_s", float),
@@ -103,6 +105,8 @@ DEFAULT_UPLOAD_TYPES = (
 
 # Pillow refuses to decode more (its decompression-bomb limit, about 89.5 million pixels).
 MAX_IMAGE_MEGAPIXELS = 89
+JWT_SECRET_FILE = "jwt-secret"  # in the data dir: the generated secret (ensure_jwt_secret)
+JWT_SECRET_MIN = 32  # characters
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +174,12 @@ class Settings:
         return self.upload_dir if self.upload_dir is not None else self.data_dir / "uploads"
 
     @property
+    def spool_path(self) -> Path:
+        """Uploads being received: this node's scratch space. Not in the upload directory,
+        which several nodes may share: each clears its own spool when it starts."""
+        return self.data_dir / "upload-spool"
+
+    @property
     def embedded_db(self) -> bool:
         return self.mongo_uri is None
 
@@ -224,8 +234,8 @@ def _redis_url(name: str, raw: str) -> str:
 
 
 def _jwt_secret(name: str, raw: str) -> str:
-    if len(raw) < 32:
-        raise ConfigError(f"{name} must be at least 32 characters")
+    if len(raw) < JWT_SECRET_MIN:
+        raise ConfigError(f"{name} must be at least {JWT_SECRET_MIN} characters")
     return raw
 
 
@@ -313,8 +323,8 @@ def load_settings(
         if (v := get("LIMIT_" + suffix)) is not None:
             limits[attr] = positive(PREFIX + "LIMIT_" + suffix, v, parse)
     if limits:
-        kwargs["limits"] = Limits(**limits)  # type: ignore[arg-type]
-    settings = Settings(**kwargs)  # type: ignore[arg-type]
+        kwargs["limits"] = Limits(**limits)  # type: ignore[arg-type]  # each parsed as its field
+    settings = Settings(**kwargs)  # type: ignore[arg-type]  # each value parsed for its field
     check_cluster(settings)
     if settings.production and not settings.jwt_secret:
         raise ConfigError(f"{PREFIX}JWT_SECRET must be set when {PREFIX}ENV=production")
@@ -354,12 +364,12 @@ def ensure_jwt_secret(settings: Settings) -> Settings:
     dir, so tokens survive restarts."""
     if settings.jwt_secret:
         return settings
-    path = settings.data_dir / "jwt-secret"
+    path = settings.data_dir / JWT_SECRET_FILE
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             # Write then rename, so a crash never leaves an empty secret behind.
-            tmp = path.with_name(f".jwt-secret.{os.getpid()}")
+            tmp = path.with_name(f".{JWT_SECRET_FILE}.{os.getpid()}")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_urlsafe(48))
@@ -369,7 +379,7 @@ def ensure_jwt_secret(settings: Settings) -> Settings:
         secret = path.read_text().strip()
     except OSError as exc:
         raise ConfigError(f"{PREFIX}DATA_DIR {settings.data_dir}: {exc.strerror}") from exc
-    if len(secret) < 32:
+    if len(secret) < JWT_SECRET_MIN:
         raise ConfigError(
             f"{PREFIX}DATA_DIR {path} holds an invalid secret; delete it or set {PREFIX}JWT_SECRET"
         )

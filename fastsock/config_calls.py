@@ -61,11 +61,12 @@ def turn_settings(get: Callable[[str], str | None]) -> dict[str, object]:
         if not re.fullmatch(r"[A-Za-z0-9.-]{1,128}", v):
             raise ConfigError(f"{PREFIX}TURN_REALM must be a domain-like name ([A-Za-z0-9.-])")
         kwargs["turn_realm"] = v
+    min_port, max_port = TURN_MIN_PORT, TURN_MAX_PORT
     if (v := get("TURN_MIN_PORT")) is not None:
-        kwargs["turn_min_port"] = _turn_port(PREFIX + "TURN_MIN_PORT", v, 1024)
+        kwargs["turn_min_port"] = min_port = _turn_port(PREFIX + "TURN_MIN_PORT", v, 1024)
     if (v := get("TURN_MAX_PORT")) is not None:
-        kwargs["turn_max_port"] = _turn_port(PREFIX + "TURN_MAX_PORT", v, 1024)
-    if kwargs.get("turn_min_port", TURN_MIN_PORT) > kwargs.get("turn_max_port", TURN_MAX_PORT):
+        kwargs["turn_max_port"] = max_port = _turn_port(PREFIX + "TURN_MAX_PORT", v, 1024)
+    if min_port > max_port:
         raise ConfigError(f"{PREFIX}TURN_MIN_PORT must not be above {PREFIX}TURN_MAX_PORT")
     cert, pkey = get("TURN_CERT"), get("TURN_PKEY")
     if (cert is None) != (pkey is None):

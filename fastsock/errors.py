@@ -91,6 +91,7 @@ class RateLimited(ApiError):
     def to_dict(self) -> dict[str, str]:
         # Rounded up, never to zero: "retry now" would only earn another refusal.
         wait = max(0.001, math.ceil(self.retry_after * 1000) / 1000)
+        # The one error with a number in it (the base type says strings, as all others have).
         return {**super().to_dict(), "retry_after": wait}  # type: ignore[dict-item]
 
     @classmethod

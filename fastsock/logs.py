@@ -1,8 +1,10 @@
 """Structured logs: one JSON object per line with `ts, level, event, request_id, user_id?`.
 
 Callers log an event name and safe fields (`log.info("db_down", extra={"fields": {...}})`).
-Tokens, passwords and message text are never passed to a logger. The SFU worker (sfu/) logs
-through this module too, so it imports nothing beyond the standard library."""
+Tokens, passwords and message text are never passed to a logger. Inside a recording span
+(fastsock/tracing.py) a line also carries its `trace_id` and `span_id` (hex, as trace viewers
+show them). The SFU worker (sfu/) logs through this module too, so it imports nothing beyond
+the standard library and the OpenTelemetry API."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import json
 import logging
 import sys
 import time
+
+from opentelemetry import trace
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 user_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("user_id", default=None)
@@ -28,6 +32,11 @@ class JsonFormatter(logging.Formatter):
             entry["request_id"] = rid
         if (uid := user_id.get()) is not None:
             entry["user_id"] = uid
+        span = trace.get_current_span()
+        if span.is_recording():
+            ids = span.get_span_context()
+            entry["trace_id"] = trace.format_trace_id(ids.trace_id)
+            entry["span_id"] = trace.format_span_id(ids.span_id)
         entry.update({k: v for k, v in getattr(record, "fields", {}).items() if v is not None})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

@@ -1,8 +1,9 @@
 """`python -m sfu` / `fastsock-sfu`: run one SFU worker (docs/operations.md, "SFU workers").
 
-Settings come from SFU_* variables; a bad one, or aiortc internals that moved, stop the start
-with one line on stderr and exit status 2. SIGTERM drains (no new joins, FastSock moves the
-calls, then exit 0); SIGINT stops at once (FastSock still moves the calls)."""
+Settings come from SFU_* variables (tracing: the OTEL_* ones, as FastSock's); a bad one, or
+aiortc internals that moved, stop the start with one line on stderr and exit status 2. SIGTERM
+drains (no new joins, FastSock moves the calls, then exit 0); SIGINT stops at once (FastSock
+still moves the calls)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import logging
 import signal
 import sys
 
-from fastsock import logs
+from fastsock import logs, tracing
 from fastsock.config_values import ConfigError
+from fastsock.open_files import raise_open_files_limit
 from sfu.config import SfuSettings, load_sfu_settings
 
 
-async def _run(settings: SfuSettings) -> int:
+async def _run(settings: SfuSettings, traces: tracing.TracingConfig) -> int:
     from sfu.app import Worker
     from sfu.ice import configure_ice
 
@@ -27,6 +29,7 @@ async def _run(settings: SfuSettings) -> int:
         max_port=settings.rtc_max_port,
     )
     worker = Worker(settings)
+    tracing.setup(traces, "fastsock-sfu")  # OTEL_* as for FastSock: joins get spans
     await worker.start()
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[None]] = set()
@@ -44,12 +47,14 @@ async def _run(settings: SfuSettings) -> int:
         flush=True,
     )
     await worker.finished
+    await asyncio.to_thread(tracing.shutdown)  # exports what is buffered
     return 0
 
 
 def main() -> None:
     try:
         settings = load_sfu_settings()
+        traces = tracing.load_config()
     except ConfigError as exc:
         print(f"sfu: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -61,11 +66,12 @@ def main() -> None:
         print(exc, file=sys.stderr)  # one line, "sfu: ..." already
         sys.exit(2)
     logs.setup(settings.log_level)  # FastSock's format: one JSON object per line on stderr
+    raise_open_files_limit()  # aiortc: one UDP socket per peer
     # aiortc and aioice log every ICE check and RTCP packet at INFO.
     for noisy in ("aiortc", "aioice"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
-        sys.exit(asyncio.run(_run(settings)))
+        sys.exit(asyncio.run(_run(settings, traces)))
     except OSError as exc:
         print(f"sfu: cannot start: {exc}", file=sys.stderr)
         sys.exit(1)

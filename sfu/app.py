@@ -174,6 +174,7 @@ class Worker:
         cpu, wall = time.process_time(), time.monotonic()
         used = 0.0 if self._cpu is None else (cpu - self._cpu[0]) / max(wall - self._cpu[1], 1e-3)
         self._cpu = (cpu, wall)
+        metrics.CPU.set(used)
         rooms = list(self.rooms.values())
         return {
             "peers": self.peers,

@@ -128,7 +128,7 @@ def load_sfu_settings(environ: Mapping[str, str] | None = None) -> SfuSettings:
         )
     if (v := get("ENV")) is not None:
         kwargs["env"] = choice(PREFIX + "ENV", v, ("development", "production"))
-    settings = SfuSettings(**kwargs)  # type: ignore[arg-type]
+    settings = SfuSettings(**kwargs)  # type: ignore[arg-type]  # each value parsed for its field
     if settings.rtc_min_port > settings.rtc_max_port:
         raise ConfigError(f"{PREFIX}RTC_MIN_PORT must not be above {PREFIX}RTC_MAX_PORT")
     # One UDP socket per peer (media is bundled): the range must hold a full worker.

@@ -10,11 +10,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import av
 from aiortc import MediaStreamTrack, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError
 
-from sfu.frames import EncodedFrame
+from sfu.frames import EncodedFrame, Packet
 from sfu.metrics import BYTES, FORWARD_SECONDS, PACKETS, QUEUE_DROPS
 
 if TYPE_CHECKING:
@@ -85,7 +84,7 @@ class ForwardTrack(MediaStreamTrack):
         if self.kind == "video":
             self._gated = True
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> Packet:
         while not self._queue:
             if self._ended:
                 raise MediaStreamError

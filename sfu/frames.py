@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import av
 
@@ -14,10 +14,13 @@ Kind = Literal["audio", "video"]
 # What aiortc's encoders' pack() convert from: RTP clock rates of VP8 and Opus.
 TIME_BASES: dict[str, Fraction] = {"video": Fraction(1, 90000), "audio": Fraction(1, 48000)}
 
+# A packet made from bytes, of no container's stream (av types a packet by its stream's kind).
+type Packet = av.Packet[Any]
+
 
 @dataclass(slots=True, frozen=True)
 class EncodedFrame:
-    packet: av.Packet
+    packet: Packet
     keyframe: bool  # always True for audio: any Opus packet can start a stream
     arrived: float  # time.monotonic() when the frame was complete
     level: int | None = None  # audio: RFC 6464 level (0..127 = -dBov) when the publisher sends it

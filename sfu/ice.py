@@ -16,6 +16,7 @@ from typing import Any
 
 import aioice.ice
 from aioice import turn
+from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aiortc import RTCBundlePolicy, RTCConfiguration
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def _host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
 
 async def _component_candidates(
     self: aioice.ice.Connection, component: int, addresses: list[str], timeout: int = 5
-) -> list[aioice.ice.Candidate]:
+) -> list[Candidate]:
     """aioice's host candidate gathering with ports from the range and the announced IP; its own
     code then adds whatever else the connection has (TURN, for in-process clients)."""
     settings = _settings
@@ -81,11 +82,11 @@ async def _component_candidates(
             continue
         bound, port = protocol.transport.get_extra_info("sockname")[:2]
         host = _announced(bound, settings.public_ip)
-        protocol.local_candidate = aioice.ice.Candidate(
-            foundation=aioice.ice.candidate_foundation("host", "udp", host),
+        protocol.local_candidate = Candidate(
+            foundation=candidate_foundation("host", "udp", host),
             component=component,
             transport="udp",
-            priority=aioice.ice.candidate_priority(component, "host"),
+            priority=candidate_priority(component, "host"),
             host=host,
             port=port,
             type="host",

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from functools import cache
 from importlib import metadata
 from types import SimpleNamespace
+from typing import Any
 
 PINNED = {"aiortc": "1.16.0", "av": "19.0.2"}
 FIX = "pip install " + " ".join(f"{name}=={version}" for name, version in PINNED.items())
@@ -68,8 +69,9 @@ def _checks() -> list[tuple[str, Callable[[], bool]]]:
     from aiortc.rtp import HeaderExtensions
 
     @cache
-    def receiver() -> RTCRtpReceiver:  # a throw-away one, never started
-        return RTCRtpReceiver("video", SimpleNamespace(state="new"))
+    def receiver() -> Any:  # Any: probed for private attributes that no type declares
+        transport: Any = SimpleNamespace(state="new")  # a throw-away receiver, never started
+        return RTCRtpReceiver("video", transport)
 
     def source(owner: object, name: str, *needles: str) -> Callable[[], bool]:
         return lambda: all(needle in inspect.getsource(getattr(owner, name)) for needle in needles)

@@ -71,7 +71,8 @@ class MarkerJitterBuffer:
         return False, None
 
     def _release(self) -> bool:
-        seq, parts = self._start, []
+        seq = self._start
+        parts: list[Any] = []
         assert seq is not None
         while (packet := self._packets.get(seq)) is not None:
             if not parts and not packet.payload:  # padding between frames: nothing to forward

@@ -6,9 +6,19 @@ worker process owns exactly one worker, so module-level metrics are enough.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
 
 REGISTRY = CollectorRegistry()
+# process_cpu_seconds_total, process_resident_memory_bytes, ... of the worker process.
+REGISTRY.register(PROCESS_COLLECTOR)
+REGISTRY.register(PLATFORM_COLLECTOR)
 
 # Frame arrival at the worker -> handed to the subscriber's sender: mostly queueing time.
 FORWARD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
@@ -19,6 +29,12 @@ TRACKS = Gauge(
     "sfu_tracks_forwarded", "Forwarded tracks (one per subscriber and publisher)", registry=REGISTRY
 )
 ROOMS = Gauge("sfu_rooms", "Calls hosted by this worker", registry=REGISTRY)
+CPU = Gauge(
+    "sfu_cpu_ratio",
+    "CPU the worker process used over the last heartbeat interval, in cores (1 = one core busy): "
+    "the figure FastSock weighs when it picks a worker",
+    registry=REGISTRY,
+)
 FORWARD_SECONDS = Histogram(
     "sfu_forward_seconds",
     "From a complete frame arriving from its publisher to its hand-over to a subscriber's sender",

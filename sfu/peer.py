@@ -31,6 +31,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from fastsock.errors import Conflict, InvalidRequest, TooLarge
 from sfu import metrics
+from sfu.frames import Packet
 from sfu.ice import rtc_configuration
 from sfu.publisher import Publisher
 from sfu.taps import tap_receiver
@@ -88,7 +89,7 @@ class SlotTrack(MediaStreamTrack):
         self._rebase = True
         self._changed.set()
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> Packet:
         while True:
             source = self.source
             if source is None:
@@ -103,20 +104,23 @@ class SlotTrack(MediaStreamTrack):
                 continue
             if self.source is not source:  # replaced while we waited
                 continue
+            pts = packet.pts
+            assert pts is not None  # every frame is stamped (frames.encoded_frame)
             if self._rebase:
                 self._rebase = False
                 if self._last_pts is not None:
-                    self._offset = self._last_pts + FRAME_TICKS[self.kind] - packet.pts
+                    self._offset = self._last_pts + FRAME_TICKS[self.kind] - pts
             if self._offset:
-                packet = _shifted(packet, self._offset)
-            self._last_pts = packet.pts
+                pts += self._offset
+                packet = _shifted(packet, pts)
+            self._last_pts = pts
             return packet
 
 
-def _shifted(packet: av.Packet, offset: int) -> av.Packet:
+def _shifted(packet: Packet, pts: int) -> Packet:
     # A copy: the packet may be shared with the publisher's other subscribers.
     moved = av.Packet(bytes(packet))
-    moved.pts = packet.pts + offset
+    moved.pts = pts
     moved.time_base = packet.time_base
     return moved
 
@@ -229,7 +233,7 @@ class Peer:
     def _on_track(self, track: MediaStreamTrack) -> None:
         # Synchronous on purpose: the receiver must be tapped before aiortc starts it.
         transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
-        kind: Kind = transceiver.kind  # type: ignore[assignment]
+        kind: Kind = transceiver.kind  # type: ignore[assignment]  # a str to aiortc; ours: 2 kinds
         if self.inbound.get(kind) is not transceiver or kind in self.publishers:
             return  # not a publish slot (never: forwarding slots are sendonly)
         speaker = self.room.speaker if kind == "audio" else None

@@ -21,8 +21,9 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from tornado.ioloop import IOLoop
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
+from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol13
 
+from fastsock import tracing
 from fastsock.connections import unsent_bytes
 from fastsock.errors import ApiError, InvalidRequest, RateLimited, TooLarge
 from fastsock.services.limits import RateLimiter
@@ -57,7 +58,11 @@ Ref = str | int
 
 Types = type | tuple[type, ...]
 NONE = type(None)
-CANDIDATE = {"sdpMid": (str, NONE), "sdpMLineIndex": (int, NONE), "usernameFragment": (str, NONE)}
+CANDIDATE: dict[str, Types] = {
+    "sdpMid": (str, NONE),
+    "sdpMLineIndex": (int, NONE),
+    "usernameFragment": (str, NONE),
+}
 
 
 def _is(value: object, types: Types) -> bool:
@@ -154,7 +159,7 @@ class WorkerSocket(WebSocketHandler):
             self._waiting = False
             self.worker.unjoined -= 1
         if self._join_timer is not None:
-            IOLoop.current().remove_timeout(self._join_timer)  # type: ignore[arg-type]
+            IOLoop.current().remove_timeout(self._join_timer)
             self._join_timer = None
 
     # --- channel (what the peer and room use) ---------------------------------------------
@@ -220,24 +225,30 @@ class WorkerSocket(WebSocketHandler):
         if type_ != "join":
             self.close(CLOSE_INVALID, "the first frame must be join")
             return
-        try:
-            token = data.get("token")
-            publish = data.get("publish")
-            if set(data) != {"token", "publish"} or not isinstance(publish, dict):
-                raise JoinRefused(CLOSE_INVALID, "join needs token and publish")
+        with tracing.ws_span("join", None) as span:  # never the token
             try:
-                flags = _flags(publish, ("audio", "video"), "publish.")
-            except InvalidRequest as exc:
-                raise JoinRefused(CLOSE_INVALID, exc.message[:100]) from None
-            self.peer = self.worker.join(self, token, flags, started=time.monotonic())
-        except JoinRefused as refused:
-            self.close(refused.code, refused.reason)
-            return
+                token = data.get("token")
+                publish = data.get("publish")
+                if set(data) != {"token", "publish"} or not isinstance(publish, dict):
+                    raise JoinRefused(CLOSE_INVALID, "join needs token and publish")
+                try:
+                    flags = _flags(publish, ("audio", "video"), "publish.")
+                except InvalidRequest as exc:
+                    raise JoinRefused(CLOSE_INVALID, exc.message[:100]) from None
+                self.peer = self.worker.join(self, token, flags, started=time.monotonic())
+            except JoinRefused as refused:
+                tracing.refused(span, str(refused.code))
+                self.close(refused.code, refused.reason)
+                return
+            if span is not None:
+                span.set_attribute("user.id", self.peer.user_id)
+                span.set_attribute("fastsock.call.id", self.peer.room.call_id)
         self._done_waiting()
-        assert self.ws_connection is not None
+        connection = self.ws_connection
+        assert isinstance(connection, WebSocketProtocol13)  # the only protocol Tornado has
         # Tornado's per-socket settings (no public setter): a joined socket's frames may be
         # up to MAX_FRAME_BYTES (an SDP answer).
-        self.ws_connection.params.max_message_size = HARD_FRAME_BYTES
+        connection.params.max_message_size = HARD_FRAME_BYTES
 
     async def _dispatch(self, type_: str, data: dict[str, Any], ref: Ref | None) -> None:
         peer = self.peer
@@ -260,6 +271,7 @@ class WorkerSocket(WebSocketHandler):
                 _candidate(candidate)
             await peer.add_candidate(candidate)
         elif type_ == "publish":
+            # _flags keys its answer by the names given, here the two kinds.
             peer.set_publish(_flags(data, ("audio", "video")))  # type: ignore[arg-type]
         elif type_ == "state":
             flags = _flags(data, ("audio_muted", "video_muted"))

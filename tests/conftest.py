@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from fastsock.app import Server
+from fastsock.blobs.local import LOCK_FILE
 from fastsock.config import Limits, Settings
 from tests.mongo_standin import EmbeddedMongo
 from tests.support import Api
@@ -144,10 +145,11 @@ class BlobWorld:
             listing = s3.list_objects_v2(Bucket=self.bucket)
             return {o["Key"] for o in listing.get("Contents", [])}
         root = self.settings.uploads_path
-        return {p.name for p in root.rglob("*") if p.is_file() and ".spool" not in p.parts}
+        # Every file but the lock the server holds on the directory (LocalBlobs.check).
+        return {p.name for p in root.rglob("*") if p.is_file() and p.name != LOCK_FILE}
 
     def spool_files(self) -> list[Path]:
-        spool = self.settings.uploads_path / ".spool"
+        spool = self.settings.spool_path
         return list(spool.iterdir()) if spool.is_dir() else []
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Protocol
 
-Chunks = AsyncIterator[bytes]
+Chunks = AsyncGenerator[bytes]
 CHUNK = 256 * 1024
 
 
@@ -19,8 +19,12 @@ class BlobStore(Protocol):
     async def put(self, key: str, path: Path, content_type: str) -> None:
         """Store the finished file at `path` under `key`; the caller deletes `path` after."""
 
-    async def read(self, key: str, start: int, end: int) -> Chunks:
-        """Bytes start..end (inclusive) of the blob, in chunks."""
+    def read(self, key: str, start: int, end: int) -> Chunks:
+        """Bytes start..end (inclusive) of the blob, in chunks (an async generator: iterated,
+        not awaited)."""
 
     async def delete(self, key: str) -> None:
         """Remove the blob; missing blobs are fine."""
+
+    def close(self) -> None:
+        """Release what the store holds for the server's lifetime (the upload dir's lock)."""

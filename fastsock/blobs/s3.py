@@ -43,6 +43,9 @@ class S3Blobs:
             log.warning("s3_unreachable", extra={"fields": {"method": method, "error": str(exc)}})
             raise Unavailable("file storage is unavailable") from exc
 
+    def close(self) -> None:
+        """Nothing held: boto3's connection pool closes with the process."""
+
     async def check(self) -> None:
         try:
             await self._call("head_bucket", Bucket=self.bucket)

@@ -62,7 +62,7 @@ class WorkerRegistry:
         self.missed = settings.sfu_missed_heartbeats
         self.stale_after_s = settings.sfu_heartbeat_s * settings.sfu_missed_heartbeats
         self._commands: dict[str, Commands] = {}
-        self._probes: dict[str, asyncio.Future[bool]] = {}
+        self._probes: dict[str, asyncio.Future[Doc | None]] = {}
 
     # --- entries ----------------------------------------------------------------------------
 

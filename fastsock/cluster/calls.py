@@ -31,9 +31,9 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from redis.exceptions import RedisError
 
@@ -101,14 +101,16 @@ class Ledger:
 
     async def calls(self) -> list[Call]:
         calls = []
-        for call_id, raw in (await self.link.redis.hgetall(LEDGER)).items():
+        # redis-py types a command `Awaitable[T] | T`, one signature for both of its clients.
+        ledger = await cast(Awaitable[dict[bytes, bytes]], self.link.redis.hgetall(LEDGER))
+        for call_id, raw in ledger.items():
             try:
                 calls.append(_call(raw))
             except (ValueError, KeyError, TypeError):  # not ours to read (another version?)
                 log.warning(
                     "call_ledger_entry_unreadable", extra={"fields": {"id": call_id.decode()}}
                 )
-                await self.link.redis.hdel(LEDGER, call_id)
+                await cast(Awaitable[int], self.link.redis.hdel(LEDGER, call_id.decode()))
         return calls
 
 
@@ -347,6 +349,7 @@ class CallLeader:
             self._expiry = None
         self._stop("takeover")
         self._stop("sweep")
+        self.calls.group.workers.clear_gauges()  # the new leader's sweeps export them now
         self.calls.direct.abandon()
         self.calls.group.forget_all()
         self._pulse()
@@ -396,7 +399,7 @@ def _unpack(packed: list[Any]) -> Any:
     return Origin(packed[1], packed[2]) if packed[0] == "o" else packed[1]
 
 
-def _entry(call: Call) -> bytes:
+def _entry(call: Call) -> str:
     """What the next leader needs to adopt the call (or to conclude it, once it ended)."""
     times = {
         "created_at": call.created_at,
@@ -419,7 +422,7 @@ def _entry(call: Call) -> bytes:
             "end_reason": call.end_reason,
             **{name: t.isoformat() if t else None for name, t in times.items()},
         }
-    ).encode()
+    )
 
 
 def _call(raw: bytes) -> Call:

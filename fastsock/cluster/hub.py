@@ -438,7 +438,8 @@ class ClusterHub(Hub):
     async def _reload_online(self) -> None:
         """Mirror Redis' `online` again; the presence news heard meanwhile goes on top (the
         read may have been answered before some of it, or after)."""
-        self._news = news = []
+        news: list[tuple[str, bool]] = []
+        self._news = news
         try:
             while True:
                 try:

@@ -379,7 +379,7 @@ class Link:
         self._own = node_channel(self.node_id).encode()
         self._check_subscribed()
         self._repeat()  # the new id's first message: where the old one's numbering ended
-        self.enqueue(lambda p: p.eval(RETIRE, 2, NODES, BURIED, old, 0))
+        self.enqueue(lambda p: p.eval(RETIRE, 2, NODES, BURIED, old, "0"))
         self._join_again()
 
     def _join_again(self) -> None:
@@ -457,7 +457,7 @@ class Link:
                 dead, again = [], []
                 if not calm:
                     lease_ms = int(CLEANUP_LEASE_S * 1000)
-                    args = [int(NODE_TIMEOUT_S * 1000), lease_ms, self.node_id]
+                    args: list[int | str] = [int(NODE_TIMEOUT_S * 1000), lease_ms, self.node_id]
                     dead, again = await self._sweep(keys=[NODES, BURIED], args=args)
             except (RedisError, OSError):
                 if not failing:  # once an outage

@@ -15,7 +15,8 @@ scripts refuse its id, and it starts again under a new one (`NodeBuried`)."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Awaitable
+from typing import NamedTuple, cast
 
 from redis.exceptions import RedisError
 
@@ -132,7 +133,7 @@ class SessionRegistry:
             self.link.enqueue(lambda p: p.srem(users, user_id))
 
     async def is_attached(self, user_id: str, session_id: str) -> bool:
-        return await self.link.redis.zscore(_sessions(user_id), session_id) == 0
+        return bool(await self.link.redis.zscore(_sessions(user_id), session_id) == 0)
 
     async def presence(self, node_id: str, user_id: str, here: bool) -> int:
         """`node_id` does (`here`) or does not hold a socket of the user: 1 if the user came
@@ -144,13 +145,13 @@ class SessionRegistry:
         return flip
 
     async def online(self) -> set[str]:
-        return {u.decode() for u in await self.link.redis.smembers(ONLINE)}
+        return set(await self._members(ONLINE))
 
     async def bury(self, node_id: str) -> Burial:
         """Remove a dead node's sessions and presence, every user in one pipeline; who went
         offline with it includes those of an earlier try that did not announce them."""
         redis = self.link.redis
-        users = [u.decode() for u in await redis.smembers(_users_of(node_id))]
+        users = await self._members(_users_of(node_id))
         failed: list[Exception] = []
         if users:
             pipe = redis.pipeline(transaction=False)
@@ -160,8 +161,13 @@ class SessionRegistry:
                 await self._bury(keys=keys, args=[node_id, user_id, node_id + "."], client=pipe)
             results = await pipe.execute(raise_on_error=False)
             failed = [r for r in results if isinstance(r, Exception)]
-        offline = [u.decode() for u in await redis.smembers(_gone(node_id))]
+        offline = await self._members(_gone(node_id))
         return Burial(offline, failed)
+
+    async def _members(self, key: str) -> list[str]:
+        # redis-py types a command `Awaitable[T] | T`, one signature for both of its clients.
+        members = await cast(Awaitable[set[bytes]], self.link.redis.smembers(key))
+        return [m.decode() for m in members]
 
     def announced(self, node_id: str, user_ids: list[str]) -> None:
         """These users' going offline with a dead node is being announced: no later try of

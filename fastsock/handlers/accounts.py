@@ -46,10 +46,10 @@ class MeHandler(BaseHandler):
 
 
 class UsersHandler(BaseHandler):
-    route = "/users"
+    route, query_schema = "/users", "users.search"
 
     async def get(self) -> None:
-        users = await self.services.accounts.search(self.query("q", "limit"))
+        users = await self.services.accounts.search(self.query())
         self.send_json({"users": users})
 
 

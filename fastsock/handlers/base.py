@@ -8,16 +8,20 @@ import logging
 import math
 import re
 import secrets
+from asyncio import Future
+from types import TracebackType
 from typing import Any
 
+from opentelemetry.trace import Span
 from tornado.httputil import HTTPServerRequest
 from tornado.web import HTTPError, RequestHandler
 
-from fastsock import logs
+from fastsock import logs, tracing
 from fastsock.context import AppContext
 from fastsock.errors import ApiError, InvalidRequest, RateLimited, TooLarge, Unauthenticated
-from fastsock.services import fields
+from fastsock.services import Services, fields
 from fastsock.services.accounts import Login
+from fastsock.services.schemas import SCHEMAS
 from fastsock.store import is_unavailable
 
 log = logging.getLogger("fastsock.http")
@@ -26,6 +30,7 @@ log = logging.getLogger("fastsock.http")
 # The HTTP server's own cap (app.MAX_BODY) cuts off anything far larger before it is read.
 MAX_JSON_BODY = 64 * 1024
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+HTTP_METHODS = ("GET", "PUT", "POST", "PATCH", "DELETE")
 HTTP_CODES = {
     400: "invalid_request",
     401: "unauthenticated",
@@ -69,15 +74,18 @@ def client_address(request: HTTPServerRequest, trust_proxy: bool) -> str:
 class BaseHandler(RequestHandler):
     route = "unknown"
     auth_required = True
+    traced = True  # a server span per request when tracing is on (not for probes)
     max_json_body = MAX_JSON_BODY
+    query_schema: str | None = None  # the schema table entry of its query arguments, if any
 
     def initialize(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.user_id: str | None = None
         self.login: Login | None = None  # the login the access token stands for
+        self._span: Span | None = None  # the request's server span, when tracing is on
 
     @property
-    def services(self):  # type: ignore[no-untyped-def]
+    def services(self) -> Services:
         return self.ctx.services
 
     async def prepare(self) -> None:
@@ -87,6 +95,15 @@ class BaseHandler(RequestHandler):
         logs.request_id.set(rid)
         logs.user_id.set(None)
         self.set_header("X-Request-Id", rid)
+        if tracing.ON and self.traced:
+            route = self.route if self.route.startswith("/") else None  # None: no such route
+            request = self.request
+            # A `traceparent` is continued only from a trusted proxy: a client's own would
+            # pick the trace id and its sampled flag would bypass the sampling ratio.
+            headers = request.headers if self.ctx.settings.trust_proxy else None
+            self._span = tracing.start_http(
+                request.method or "", route, headers, request.request_time()
+            )
         # Ids in paths in their one form (ids are compared as strings in the store).
         self.path_args = [fields.canonical_id(a) or a for a in self.path_args]
         if self.auth_required:
@@ -96,6 +113,15 @@ class BaseHandler(RequestHandler):
             self.login = await self.services.accounts.authenticate(token)
             self.user_id = self.login.user_id
             logs.user_id.set(self.user_id)
+
+    def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Future[None]:
+        # Here rather than in on_finish, which handlers override.
+        try:
+            return super().finish(chunk)  # logs the request: inside the span, with its trace id
+        finally:  # also when the response could not be sent
+            if self._span is not None:
+                tracing.end_http(self._span, self.get_status())
+                self._span = None
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
@@ -132,9 +158,20 @@ class BaseHandler(RequestHandler):
             raise InvalidRequest(f"{what} must be UTF-8 text", field=name) from None
 
     def query(self, *names: str) -> dict[str, str]:
-        """The named query arguments that are present (others are ignored)."""
-        args = {n: self.get_query_argument(n, None) for n in names}
-        return {n: v for n, v in args.items() if v is not None}
+        """The named query arguments (by default the fields of `query_schema`) that are
+        present (others are ignored), the last of each as sent: tornado's getters would turn
+        control characters into spaces and strip them, passing them by the checks that refuse
+        them."""
+        if not names and self.query_schema is not None:
+            names = tuple(SCHEMAS[self.query_schema])
+        args = self.request.query_arguments
+        return {n: self.decode_argument(args[n][-1], n) for n in names if args.get(n)}
+
+    @classmethod
+    def methods(cls) -> list[str]:
+        """The HTTP methods this handler implements (tornado answers the others with 405)."""
+        unimplemented = RequestHandler.get  # tornado's stand-in for every method
+        return [m for m in HTTP_METHODS if getattr(cls, m.lower()) is not unimplemented]
 
     def send_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -145,10 +182,15 @@ class BaseHandler(RequestHandler):
         self.clear_header("Content-Type")
         self.finish()
 
-    def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
-        if isinstance(value, ApiError | HTTPError) or (value and is_unavailable(value)):
-            return  # expected outcomes, rendered as JSON errors
-        log.error("unhandled_error", exc_info=(typ, value, tb))
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if value is None or isinstance(value, ApiError | HTTPError) or is_unavailable(value):
+            return  # nothing raised, or expected outcomes, rendered as JSON errors
+        log.error("unhandled_error", exc_info=(type(value), value, tb))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -160,6 +202,8 @@ class BaseHandler(RequestHandler):
             status = status_code
             body = {"code": error_code(status), "message": self._reason}
         self.set_status(status)
+        if status == 405:
+            self.set_header("Allow", ", ".join(self.methods()))  # RFC 9110 15.5.6
         if status == 503:
             self.set_header("Retry-After", "1")
         if isinstance(exc, RateLimited):

@@ -14,9 +14,7 @@ class IceServersHandler(BaseHandler):
 
 
 class RoomCallsHandler(BaseHandler):
-    route = "/rooms/{id}/calls"
+    route, query_schema = "/rooms/{id}/calls", "calls"
 
     async def get(self, room_id: str) -> None:
-        self.send_json(
-            await self.services.calls.timeline(self.me, room_id, self.query("before", "limit"))
-        )
+        self.send_json(await self.services.calls.timeline(self.me, room_id, self.query()))

@@ -24,10 +24,10 @@ class DirectRoomHandler(BaseHandler):
 
 
 class PublicRoomsHandler(BaseHandler):
-    route = "/rooms/public"
+    route, query_schema = "/rooms/public", "rooms.public"
 
     async def get(self) -> None:
-        rooms = await self.services.rooms.public(self.query("q"))
+        rooms = await self.services.rooms.public(self.query())
         self.send_json({"rooms": rooms})
 
 
@@ -81,11 +81,10 @@ class RoomMessagesHandler(BaseHandler):
 
 
 class HistoryHandler(BaseHandler):
-    route = "/history/room/{id}"
+    route, query_schema = "/history/room/{id}", "history"
 
     async def get(self, room_id: str) -> None:
-        query = self.query("before", "after", "limit", "changed_after")
-        self.send_json(await self.services.messages.history(self.me, room_id, query))
+        self.send_json(await self.services.messages.history(self.me, room_id, self.query()))
 
 
 class MessageHandler(BaseHandler):
@@ -121,8 +120,7 @@ class ReactionHandler(BaseHandler):
 
 
 class SearchHandler(BaseHandler):
-    route = "/search/messages"
+    route, query_schema = "/search/messages", "search"
 
     async def get(self) -> None:
-        query = self.query("q", "room_id", "before", "limit")
-        self.send_json(await self.services.search.messages(self.me, query))
+        self.send_json(await self.services.search.messages(self.me, self.query()))

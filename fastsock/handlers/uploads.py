@@ -6,9 +6,10 @@ import contextlib
 import re
 import secrets
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 from urllib.parse import quote
 
+from tornado.http1connection import HTTP1Connection
 from tornado.web import stream_request_body
 
 from fastsock.connections import content_length
@@ -21,11 +22,15 @@ MULTIPART_SLACK = 1024 * 1024  # form framing, and chunk sizes that straddle the
 _RANGE = re.compile(r"bytes=([0-9]+-[0-9]*|-[0-9]+)$")
 
 
+class RangeNotSatisfiable(ApiError):
+    status, code = 416, "range_not_satisfiable"
+
+
 @stream_request_body
 class UploadHandler(BaseHandler):
     route = "/uploads"
 
-    def initialize(self, ctx: Any) -> None:  # type: ignore[override]
+    def initialize(self, ctx: Any) -> None:
         super().initialize(ctx)
         self.spool: Path | None = None
         self.file: IO[bytes] | None = None
@@ -42,12 +47,15 @@ class UploadHandler(BaseHandler):
         if declared is not None and boundary is not None:
             declared -= MULTIPART_SLACK  # the form's framing is not part of the file
         await uploads.begin(self.me, declared)
-        self.request.connection.set_max_body_size(uploads.max_bytes + MULTIPART_SLACK)  # type: ignore[attr-defined]
+        # Tornado's HTTP server hands every request an HTTP1Connection (request.connection is
+        # typed as its abstract base, which has no body limit).
+        connection = cast(HTTP1Connection, self.request.connection)
+        connection.set_max_body_size(uploads.max_bytes + MULTIPART_SLACK)
         if boundary is not None:
             self.multipart = MultipartStream(boundary, self._on_file, self._write)
         else:
             self.declared = self.request.headers.get("Content-Type")
-            self.filename = self.get_query_argument("filename", None)
+            self.filename = self.query("filename").get("filename")
         uploads.spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.spool = uploads.spool_dir / f"{secrets.token_hex(12)}.part"
         self.file = self.spool.open("wb")
@@ -95,6 +103,7 @@ class UploadHandler(BaseHandler):
             self.spool.unlink(missing_ok=True)
 
     def on_finish(self) -> None:
+        super().on_finish()
         self._discard()
 
     def on_connection_close(self) -> None:
@@ -117,9 +126,10 @@ class DownloadHandler(BaseHandler):
         if header is not None and _RANGE.match(header.strip()) is not None:
             requested = _parse_range(header, size)
             if requested is None:
+                # Not raised: send_error would clear the Content-Range header.
                 self.set_header("Content-Range", f"bytes */{size}")
-                error = {"code": "range_not_satisfiable", "message": f"the file has {size} bytes"}
-                self.send_json({"error": error}, 416)
+                error = RangeNotSatisfiable(f"the file has {size} bytes")
+                self.send_json({"error": error.to_dict()}, error.status)
                 return
             start, end = requested
             self.set_status(206)

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Coroutine, Iterable
 from typing import Any, Protocol
 
+from fastsock import tracing
 from fastsock.metrics import Metrics
 from fastsock.realtime.replay import ReplayBudget, ReplayBuffer
 from fastsock.services.events import Origin, Ref
@@ -225,11 +226,12 @@ class Hub:
         """Deliver an encoded event to this process's sessions of the users (also the events
         other nodes publish, in cluster mode)."""
         started = time.perf_counter()
-        delivered = 0
+        delivered = local = 0
         for user_id in set(user_ids):
             sessions = self._by_user.get(user_id)
             if not sessions:
                 continue
+            local += 1
             for session in list(sessions.values()):
                 ref = origin.ref if origin and origin.connection_id == session.id else None
                 session.deliver(payload, ref)
@@ -237,6 +239,10 @@ class Hub:
         if delivered:
             self.metrics.delivered(type_, delivered)
             self.metrics.event_delivery.observe(time.perf_counter() - started)
+        # One span per event, none per recipient; none either for an event of another node's
+        # (cluster mode: every node hears every event) that reached no socket here.
+        if tracing.ON and (delivered or tracing.in_recording_span()):
+            tracing.fanout(type_, local, delivered, time.perf_counter() - started)
 
     def sessions_of(self, user_id: str) -> list[str]:
         return list(self._by_user.get(user_id, {}))

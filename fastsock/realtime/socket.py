@@ -22,7 +22,7 @@ from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketHandler
 
-from fastsock import logs
+from fastsock import logs, tracing
 from fastsock.connections import unsent_bytes
 from fastsock.context import AppContext
 from fastsock.errors import (
@@ -215,7 +215,12 @@ class ChatSocket(WebSocketHandler):
                 self.refuse(bad.error, bad.ref)
             return
         if self.session is None:
-            await self._authenticate(type_, data)
+            with tracing.ws_span("auth", None) as span:
+                await self._authenticate(type_, data)
+                if span is not None:  # never the token
+                    span.set_attribute("fastsock.ws.authenticated", self.session is not None)
+                    if self.session is not None:
+                        span.set_attribute("user.id", self.user_id)
             return
         if type_ == "ping":  # a liveness probe: answered at once, not behind slow requests
             self._pong(data, ref)
@@ -359,29 +364,34 @@ class ChatSocket(WebSocketHandler):
             self.refuse(InvalidRequest(f"unknown event type {type_[:40]!r}", field="type"), ref)
             return
         assert self.session is not None
-        try:
-            reply = await route(self.ctx.services, self.user_id, data, Origin(self.session.id, ref))
-        except ApiError as exc:
-            self.refuse(exc, ref)  # refusals pile up toward the abuse limit
-            return
-        except Exception as exc:
-            if not is_unavailable(exc):
-                log.exception("ws_event_failed", extra={"fields": {"type": type_}})
-                self.send_event("error", {"code": "internal_error", "message": "server error"}, ref)
+        origin = Origin(self.session.id, ref)
+        with tracing.ws_span(type_, self.user_id) as span:  # the store calls, the fan-out: in it
+            try:
+                reply = await route(self.ctx.services, self.user_id, data, origin)
+            except ApiError as exc:
+                tracing.refused(span, exc.code)
+                self.refuse(exc, ref)  # refusals pile up toward the abuse limit
                 return
-            self.send_event(
-                "error", {"code": "unavailable", "message": "database unavailable"}, ref
-            )
-            return
-        if reply is not None and ref is not None:
-            self.send_event("ack", reply, ref)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    tracing.failed(span, "internal_error")
+                    log.exception("ws_event_failed", extra={"fields": {"type": type_}})
+                    error = {"code": "internal_error", "message": "server error"}
+                    self.send_event("error", error, ref)
+                    return
+                tracing.failed(span, "unavailable")
+                error = {"code": "unavailable", "message": "database unavailable"}
+                self.send_event("error", error, ref)
+                return
+            if reply is not None and ref is not None:
+                self.send_event("ack", reply, ref)
 
     # --- closing --------------------------------------------------------------------------
 
     def on_close(self) -> None:
         for timer in (self._auth_timer, self._expiry_timer):
             if timer is not None:
-                IOLoop.current().remove_timeout(timer)  # type: ignore[arg-type]
+                IOLoop.current().remove_timeout(timer)
         hub = self.ctx.hub
         if self.session is None:
             return

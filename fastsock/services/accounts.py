@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from fastsock.errors import Conflict, InvalidRequest, NotFound, Unauthenticated
+from fastsock.errors import Conflict, NotFound, Unauthenticated
 from fastsock.services import fields
 from fastsock.services.clock import now
 from fastsock.services.events import EventSink
@@ -88,7 +88,7 @@ class Accounts:
         stored = doc["password_hash"] if usable and doc else DUMMY_HASH
         with self.throttles.concurrent("auth", client):
             ok = await self.hasher.verify(password[:PASSWORD_MAX], stored)
-        if not usable or not ok:
+        if doc is None or not usable or not ok:
             raise Unauthenticated("invalid username or password")
         return await self._session(doc, family=None)
 
@@ -192,9 +192,8 @@ class Accounts:
         return self.view(doc)
 
     async def update_me(self, user_id: str, data: Doc) -> Doc:
+        # validate refuses {} ("nothing to change"); absent fields come back as None.
         changes = {k: v for k, v in validate("user.update", data).items() if v is not None}
-        if not changes:
-            raise InvalidRequest("nothing to change")
         if (upload_id := changes.pop("avatar_upload_id", None)) is not None:
             current = await self.store.users.get(user_id)
             previous = current.get("avatar_upload_id") if current else None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from fastsock.errors import InvalidRequest
@@ -48,13 +48,13 @@ def object_ids(value: Any, field: str, *, max_items: int) -> list[str]:
 def text(value: Any, field: str, *, min_len: int = 1, max_len: int, strip: bool = True) -> str:
     if not isinstance(value, str):
         raise InvalidRequest(f"{field} must be a string", field=field)
-    if strip:
-        value = value.strip()
-    if not min_len <= len(value) <= max_len:
-        raise InvalidRequest(f"{field} must be {min_len} to {max_len} characters long", field=field)
+    # Before trimming: strip() takes some controls (\x1c-\x1f, \x85...) for spaces.
     if any(_refused(c) for c in value):
         raise InvalidRequest(f"{field} contains control characters", field=field)
-    return value
+    checked = value.strip() if strip else value
+    if not min_len <= len(checked) <= max_len:
+        raise InvalidRequest(f"{field} must be {min_len} to {max_len} characters long", field=field)
+    return checked
 
 
 def _refused(c: str) -> bool:
@@ -105,6 +105,7 @@ def check_document(document: dict[str, Any], what: str) -> None:
         node, depth, top = stack.pop()
         if depth > MAX_DEPTH:
             raise InvalidRequest(f"{what} is nested more than {MAX_DEPTH} levels deep", field=top)
+        entries: Iterator[tuple[str | None, Any]]
         if isinstance(node, dict):
             if any(SURROGATE.search(key) for key in node):
                 raise InvalidRequest(f"{top or what} has a key with a lone surrogate", field=top)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from fastsock import tracing
 from fastsock.calls.admission import WorkerInfo
 from fastsock.calls.registry import ANSWERS, GONE, WorkerRegistry
 from fastsock.calls.sfu_tokens import issue_join
@@ -295,36 +296,39 @@ class GroupCalls:
         """Send the user to the call on the worker: a join token (and ICE servers) to each of
         `sessions` (None: every session of the user), and the admission counted until the
         token expires. False, with nothing sent, when the call ended or moved meanwhile."""
-        self.admissions.add(call["_id"], user_id)  # from now on the call does not end as empty
-        self.registry.forgive(call["_id"], user_id)  # an evict would hit their new connection
-        await self.registry.reserve(worker.id)
-        live = await self.store.calls.live_group(call["room_id"])
-        if live is None or (live["_id"], live["worker_id"]) != (call["_id"], worker.id):
-            self.admissions.discard(call["_id"], user_id)
-            return False
-        token = issue_join(
-            self.settings.sfu_secret or "",
-            user_id=user_id,
-            room_id=call["room_id"],
-            call_id=call["_id"],
-            worker_id=worker.id,
-            now=time.time(),
-            ttl=self.settings.sfu_token_ttl_s,
-        )
-        payload: Doc = {
-            "call_id": call["_id"],
-            "room_id": call["room_id"],
-            "worker_url": worker.url,
-            "token": token,
-            **ice_servers(self.settings, user_id),
-        }
-        if type_ == "call.sfu":
-            payload["call"] = call_view(call)
-        if sessions is None:
-            await self.sink.publish([user_id], type_, payload, origin=origin)
-        for session in sessions or ():
-            self.sink.publish_session(session, type_, payload, origin=origin)
-        return True
+        attributes = {"fastsock.call.id": call["_id"], "fastsock.sfu.worker.id": worker.id}
+        with tracing.span("sfu admission", attributes) as span:
+            self.admissions.add(call["_id"], user_id)  # from now on the call does not end as empty
+            self.registry.forgive(call["_id"], user_id)  # an evict would hit their new connection
+            await self.registry.reserve(worker.id)
+            live = await self.store.calls.live_group(call["room_id"])
+            if live is None or (live["_id"], live["worker_id"]) != (call["_id"], worker.id):
+                self.admissions.discard(call["_id"], user_id)
+                tracing.refused(span, "call_moved")
+                return False
+            token = issue_join(
+                self.settings.sfu_secret or "",
+                user_id=user_id,
+                room_id=call["room_id"],
+                call_id=call["_id"],
+                worker_id=worker.id,
+                now=time.time(),
+                ttl=self.settings.sfu_token_ttl_s,
+            )
+            payload: Doc = {
+                "call_id": call["_id"],
+                "room_id": call["room_id"],
+                "worker_url": worker.url,
+                "token": token,
+                **ice_servers(self.settings, user_id),
+            }
+            if type_ == "call.sfu":
+                payload["call"] = call_view(call)
+            if sessions is None:
+                await self.sink.publish([user_id], type_, payload, origin=origin)
+            for session in sessions or ():
+                self.sink.publish_session(session, type_, payload, origin=origin)
+            return True
 
     async def joined(self, call: Doc, user_id: str) -> Doc:
         if await self.store.memberships.get(call["room_id"], user_id) is None:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 Doc = dict[str, Any]
 log = logging.getLogger("fastsock.calls")
+WORKER_STATES = ("up", "draining", "stale")  # fastsock_sfu_workers{state}
 
 
 class UnknownWorker(ApiError):
@@ -152,10 +153,18 @@ class GroupWorkers:
         for call in calls:
             if call["worker_id"] not in up:
                 await self.calls.move(call, MOVE_LOST)
-        states = dict.fromkeys(("up", "draining", "stale"), 0)
+        states = dict.fromkeys(WORKER_STATES, 0)
         for w in workers:
             fresh = self.registry.is_fresh(w)
             states["stale" if not fresh else "draining" if w.draining else "up"] += 1
-        for state, count in states.items():
+        self._gauges(states, len(calls))
+
+    def clear_gauges(self) -> None:
+        """This node stopped sweeping (no longer the call leader): its gauges read 0 rather
+        than the last sweep's figures, which the new leader's now stand for."""
+        self._gauges(dict.fromkeys(WORKER_STATES, 0), 0)
+
+    def _gauges(self, workers: dict[str, int], calls: int) -> None:
+        for state, count in workers.items():
             self.metrics.sfu_workers.labels(state).set(count)
-        self.metrics.group_calls_active.set(len(calls))
+        self.metrics.group_calls_active.set(calls)

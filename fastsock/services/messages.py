@@ -123,9 +123,9 @@ class Messages:
                 )
             return doc, True
         except Duplicate:  # the same send raced itself (e.g. a retry on another socket)
-            doc = await self.store.messages.by_client_id(sender_id, client_msg_id)
-            assert doc is not None
-            return doc, False
+            raced = await self.store.messages.by_client_id(sender_id, client_msg_id)
+            assert raced is not None
+            return raced, False
 
     async def _announce(self, message: Doc) -> None:
         """Announce once: whoever flips the stored flag announces. A send racing its own

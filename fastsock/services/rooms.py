@@ -259,8 +259,6 @@ class Rooms:
         await self.require_admin(user_id, room_id)
         room = await self._room(room_id)
         self._require_group(room)
-        if not changes:
-            raise InvalidRequest("nothing to change")
         updated = await self.store.rooms.update(room_id, changes)
         assert updated is not None
         view = await self.view(updated)

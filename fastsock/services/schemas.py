@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
@@ -34,16 +34,38 @@ class Field:
     check: Callable[[Any, str], Any]
     required: bool = True
     default: Any = None
+    # The input's canonical form as JSON Schema (2020-12), for the OpenAPI document
+    # (fastsock/openapi.py): required of every field of an entry the REST API reads (the
+    # document fails to build without), none for WebSocket-only ones. `check` is more lenient
+    # in places (it trims, lowercases usernames, reads numbers from strings) and refuses what
+    # JSON Schema cannot say (exactly one emoji, a URL without a host): a 400, like any
+    # refused input.
+    schema: Doc = field(default_factory=dict)
+
+
+ID_SCHEMA: Doc = {"type": "string", "pattern": "^[0-9a-fA-F]{24}$"}
+# What fields.text refuses: C0 controls but tab and newline, DEL and C1, bidi overrides and
+# isolates. (And lone surrogates, which no regex engine of JSON Schema validators can name:
+# every JSON document is refused with one, fields.check_document.)
+_BIDI = "".join(f"\\u{ord(c):04x}" for c in sorted(fields.BIDI_CONTROLS))
+TEXT_PATTERN = f"^[^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI}]*$"
 
 
 def text(min_len: int = 1, max_len: int = TEXT_MAX, *, strip: bool = True, **kw: Any) -> Field:
     return Field(
-        lambda v, n: fields.text(v, n, min_len=min_len, max_len=max_len, strip=strip), **kw
+        lambda v, n: fields.text(v, n, min_len=min_len, max_len=max_len, strip=strip),
+        schema={
+            "type": "string",
+            "minLength": min_len,
+            "maxLength": max_len,
+            "pattern": TEXT_PATTERN,
+        },
+        **kw,
     )
 
 
 def object_id(**kw: Any) -> Field:
-    return Field(fields.object_id, **kw)
+    return Field(fields.object_id, schema=ID_SCHEMA, **kw)
 
 
 def object_ids(max_items: int = IDS_PER_REQUEST, *, min_items: int = 0, **kw: Any) -> Field:
@@ -53,15 +75,17 @@ def object_ids(max_items: int = IDS_PER_REQUEST, *, min_items: int = 0, **kw: An
             raise InvalidRequest(f"{name} must not be empty", field=name)
         return ids
 
-    return Field(check, **kw)
+    schema = {"type": "array", "items": ID_SCHEMA, "minItems": min_items, "maxItems": max_items}
+    return Field(check, schema=schema, **kw)
 
 
 def integer(low: int, high: int, **kw: Any) -> Field:
-    return Field(lambda v, n: fields.integer(v, n, low=low, high=high), **kw)
+    schema = {"type": "integer", "minimum": low, "maximum": high}
+    return Field(lambda v, n: fields.integer(v, n, low=low, high=high), schema=schema, **kw)
 
 
 def boolean(**kw: Any) -> Field:
-    return Field(fields.boolean, **kw)
+    return Field(fields.boolean, schema={"type": "boolean"}, **kw)
 
 
 def _username(value: Any, name: str) -> str:
@@ -118,13 +142,13 @@ CANDIDATE_MAX = 1024
 MIDS_MAX = 64
 
 
-def _choice(*choices: str) -> Field:
+def _choice(*choices: str, **kw: Any) -> Field:
     def check(value: Any, name: str) -> str:
         if value not in choices:
             raise InvalidRequest(f"{name} must be one of {', '.join(choices)}", field=name)
-        return value
+        return str(value)
 
-    return Field(check)
+    return Field(check, schema={"enum": list(choices)}, **kw)
 
 
 def _sdp(value: Any, name: str) -> dict[str, str]:
@@ -199,9 +223,15 @@ def url(*schemes: str, **kw: Any) -> Field:
         parts = _url_parts(value)
         if parts is None or parts.scheme not in schemes or not parts.hostname:
             raise InvalidRequest(f"{name} must be a {' or '.join(schemes)} URL", field=name)
-        return value
+        return str(value)
 
-    return Field(check, **kw)
+    schema = {
+        "type": "string",
+        "format": "uri",
+        "maxLength": URL_MAX,
+        "pattern": f"^({'|'.join(schemes)})://[^/?#]",
+    }
+    return Field(check, schema=schema, **kw)
 
 
 def number(low: float, high: float, **kw: Any) -> Field:
@@ -215,7 +245,22 @@ def number(low: float, high: float, **kw: Any) -> Field:
             raise InvalidRequest(f"{name} must be a number from {low:g} to {high:g}", field=name)
         return float(value)
 
-    return Field(check, **kw)
+    return Field(check, schema={"type": "number", "minimum": low, "maximum": high}, **kw)
+
+
+def object_schema(schema: Mapping[str, Field]) -> Doc:
+    """An input (or a record in one) as a JSON Schema object: unknown fields refused."""
+    properties: Doc = {}
+    for key, spec in schema.items():
+        if not spec.schema:
+            raise ValueError(f"field {key} declares no JSON Schema")
+        properties[key] = dict(spec.schema)
+        if not spec.required and spec.default is not None:
+            default = spec.default
+            properties[key]["default"] = list(default) if isinstance(default, tuple) else default
+    required = [key for key, spec in schema.items() if spec.required]
+    doc: Doc = {"type": "object", "properties": properties, "additionalProperties": False}
+    return doc | ({"required": required} if required else {})
 
 
 def records(schema: dict[str, Field], max_items: int, **kw: Any) -> Field:
@@ -236,11 +281,19 @@ def records(schema: dict[str, Field], max_items: int, **kw: Any) -> Field:
                 raise InvalidRequest(f"{name}[{i}]: {exc.message}", field=name) from None
         return out
 
-    return Field(check, **kw)
+    items = object_schema(schema)
+    return Field(check, schema={"type": "array", "items": items, "maxItems": max_items}, **kw)
 
 
 OPTIONAL = {"required": False}
 
+# The schemas of the checks above that take no parameters.
+STRING: Doc = {"type": "string"}
+# The canonical form; the check also takes upper case and surrounding spaces.
+USERNAME: Doc = {"type": "string", "pattern": f"^{USERNAME_RE.pattern}$"}
+PASSWORD: Doc = {"type": "string", "minLength": PASSWORD_MIN, "maxLength": PASSWORD_MAX}
+PASSWORD_GUESS: Doc = {"type": "string", "maxLength": PASSWORD_MAX * 4}
+EMOJI: Doc = {"type": "string", "minLength": 1, "description": "exactly one emoji grapheme"}
 WORKER_CALL = {
     "call_id": object_id(),
     "room_id": object_id(),
@@ -250,24 +303,27 @@ WORKER_EVENT = {
     "type": _choice("peer_joined", "peer_left"),
     "call_id": object_id(),
     "user_id": object_id(),
-    "reason": Field(_choice("leave", "disconnected", "evicted", "replaced").check, required=False),
+    "reason": _choice("leave", "disconnected", "evicted", "replaced", required=False),
 }
 
 SCHEMAS: dict[str, dict[str, Field]] = {
     # WebSocket-only events
-    "auth": {"token": Field(_string), "resume": Field(_resume, required=False)},
+    "auth": {
+        "token": Field(_string),
+        "resume": Field(_resume, required=False),
+    },
     "ping": {},
     "auth.register": {
-        "username": Field(_username),
-        "password": Field(_password),
+        "username": Field(_username, schema=USERNAME),
+        "password": Field(_password, schema=PASSWORD),
         "display_name": text(max_len=DISPLAY_NAME_MAX, **OPTIONAL),
     },
     # Login checks only types: its answer must not say which rule a guess broke.
     "auth.login": {
         "username": text(max_len=64, strip=False),
-        "password": Field(_password_guess),
+        "password": Field(_password_guess, schema=PASSWORD_GUESS),
     },
-    "auth.refresh": {"refresh_token": Field(_string)},
+    "auth.refresh": {"refresh_token": Field(_string, schema=STRING)},
     "user.update": {
         "display_name": text(max_len=DISPLAY_NAME_MAX, **OPTIONAL),
         "status_message": text(min_len=0, max_len=STATUS_MAX, **OPTIONAL),
@@ -301,8 +357,8 @@ SCHEMAS: dict[str, dict[str, Field]] = {
     "message.read": {"room_id": object_id(), "message_id": object_id()},
     "message.delivered": {"message_ids": object_ids(min_items=1)},
     "typing": {"room_id": object_id(), "active": boolean()},
-    "reaction.add": {"message_id": object_id(), "emoji": Field(_emoji)},
-    "reaction.remove": {"message_id": object_id(), "emoji": Field(_emoji)},
+    "reaction.add": {"message_id": object_id(), "emoji": Field(_emoji, schema=EMOJI)},
+    "reaction.remove": {"message_id": object_id(), "emoji": Field(_emoji, schema=EMOJI)},
     "call.invite": {"room_id": object_id(), "media": _choice("audio", "video")},
     "call.accept": {"call_id": object_id()},
     "call.reject": {"call_id": object_id()},
@@ -317,7 +373,7 @@ SCHEMAS: dict[str, dict[str, Field]] = {
     # Group calls: `media` is what the call starts with, if this join starts it.
     "call.join": {
         "room_id": object_id(),
-        "media": Field(_choice("audio", "video").check, required=False, default="video"),
+        "media": _choice("audio", "video", required=False, default="video"),
     },
     "call.leave": {"call_id": object_id()},
     "call.sfu_lost": {"call_id": object_id()},
@@ -357,11 +413,22 @@ SCHEMAS: dict[str, dict[str, Field]] = {
 }
 
 
+# Changes: every field is optional, but one at least must be given.
+CHANGES = frozenset({"user.update", "room.update"})
+
+
 def validate(name: str, data: Mapping[str, Any]) -> Doc:
     """Clean `data` against schema `name`: known fields only, each checked (null is not a
     value: it is refused like any other wrong type); absent optional fields take their
     default."""
+    if name in CHANGES and not data:
+        raise InvalidRequest("nothing to change")
     return clean(SCHEMAS[name], data)
+
+
+def json_schema(name: str) -> Doc:
+    """Schema `name` as a JSON Schema object (2020-12), for the OpenAPI document."""
+    return object_schema(SCHEMAS[name]) | ({"minProperties": 1} if name in CHANGES else {})
 
 
 def clean(schema: Mapping[str, Field], data: Mapping[str, Any]) -> Doc:

@@ -87,7 +87,7 @@ class Uploads:
         self.metrics = metrics
         self.max_bytes = settings.max_upload_bytes
         self.allowed = set(settings.upload_types)
-        self.spool_dir = settings.uploads_path / ".spool"
+        self.spool_dir = settings.spool_path
         self.max_image_pixels = int(settings.max_image_megapixels * 1_000_000)
         images.return_freed_memory()
         # Decoding images is memory-hungry: however many arrive at once, the decodes together
@@ -162,8 +162,8 @@ class Uploads:
                     thumbnail_size=thumb.stat().st_size,
                 )
                 source = clean
-                await self.blobs.put(_thumb_key(upload_id), thumb, images.THUMBNAIL_TYPE)
-                stored.append(_thumb_key(upload_id))
+                await self.blobs.put(thumb_key(upload_id), thumb, images.THUMBNAIL_TYPE)
+                stored.append(thumb_key(upload_id))
             await self.blobs.put(upload_id, source, actual)
             stored.append(upload_id)
             record = await self.store.uploads.insert(upload_id, doc)
@@ -270,7 +270,7 @@ class Uploads:
         if thumbnail:
             if not doc.get("thumbnail_size"):
                 raise NotFound("this file has no thumbnail")
-            return _thumb_key(upload_id), images.THUMBNAIL_TYPE, doc["thumbnail_size"]
+            return thumb_key(upload_id), images.THUMBNAIL_TYPE, doc["thumbnail_size"]
         return upload_id, doc["content_type"], doc["size"]
 
     # --- garbage collection ---------------------------------------------------------------
@@ -284,7 +284,7 @@ class Uploads:
             try:
                 # Content first: a record without content is re-collected next time, while
                 # content without a record would be orphaned for good.
-                for key in (upload_id, _thumb_key(upload_id)):
+                for key in (upload_id, thumb_key(upload_id)):
                     with contextlib.suppress(FileNotFoundError):
                         await self.blobs.delete(key)
             except ApiError:  # storage unavailable: try again on the next sweep
@@ -294,5 +294,6 @@ class Uploads:
         return removed
 
 
-def _thumb_key(upload_id: str) -> str:
+def thumb_key(upload_id: str) -> str:
+    """The key of an upload's thumbnail (also what `fastsock backup` looks for)."""
     return f"{upload_id}.thumb"

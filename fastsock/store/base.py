@@ -313,16 +313,28 @@ class Transfer(Protocol):
 
 
 class Store(Protocol):
-    users: UsersRepo
-    tokens: TokensRepo
-    rooms: RoomsRepo
-    memberships: MembershipsRepo
-    messages: MessagesRepo
-    deliveries: DeliveriesRepo
-    uploads: UploadsRepo
-    calls: CallsRepo
-    sfu_workers: SfuWorkersRepo
-    transfer: Transfer
+    # Read-only (properties): a backend's repositories are its own classes, which only satisfy
+    # these protocols; a settable member would have to be of the protocol's type exactly.
+    @property
+    def users(self) -> UsersRepo: ...
+    @property
+    def tokens(self) -> TokensRepo: ...
+    @property
+    def rooms(self) -> RoomsRepo: ...
+    @property
+    def memberships(self) -> MembershipsRepo: ...
+    @property
+    def messages(self) -> MessagesRepo: ...
+    @property
+    def deliveries(self) -> DeliveriesRepo: ...
+    @property
+    def uploads(self) -> UploadsRepo: ...
+    @property
+    def calls(self) -> CallsRepo: ...
+    @property
+    def sfu_workers(self) -> SfuWorkersRepo: ...
+    @property
+    def transfer(self) -> Transfer: ...
 
     description: str  # for the start-up line, e.g. "embedded database: var/fastsock.db"
 

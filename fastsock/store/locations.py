@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from fastsock import tracing
 from fastsock.store.base import Store
 
 MONGO_SCHEMES = ("mongodb://", "mongodb+srv://")
@@ -63,7 +64,7 @@ def _has_schema(path: Path) -> bool:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            return conn.execute("PRAGMA user_version").fetchone()[0] > 0
+            return int(conn.execute("PRAGMA user_version").fetchone()[0]) > 0
         finally:
             conn.close()
     except sqlite3.DatabaseError:
@@ -82,7 +83,7 @@ def identity(location: Location) -> tuple[object, ...]:
 
     if location.startswith("mongodb://"):
         parsed = parse_uri(location)
-        hosts = frozenset((str(h).lower(), p) for h, p in parsed["nodelist"])
+        hosts: frozenset[object] = frozenset((str(h).lower(), p) for h, p in parsed["nodelist"])
         database = parsed["database"]
     else:  # SRV: the DNS name stands for the deployment (resolving it needs the network)
         split = urlsplit(location)
@@ -99,10 +100,12 @@ def open_at(
 ) -> Store:
     """The store at `location`, not yet prepared (a SQLite file's missing directory is created
     0700 when it is opened; an existing one is left as it is)."""
+    # Both backends feed `observe` once per database call: tracing's spans hook in there.
     if isinstance(location, Path):
         from fastsock.store.sqlite import SqliteStore
 
-        return SqliteStore(location, synchronous=synchronous, observe=observe)
+        traced = tracing.observed_db("sqlite", observe)
+        return SqliteStore(location, synchronous=synchronous, observe=traced)
     from fastsock.store.mongo import MongoStore
 
-    return MongoStore(location, observe=observe)
+    return MongoStore(location, observe=tracing.observed_db("mongodb", observe))

@@ -122,6 +122,7 @@ NO_INPUT = (
     "/healthz",
     "/readyz",
     "/metrics",
+    "/openapi.json",
 )
 
 # Client -> server WebSocket events the server handles (design.md sections 4 and 6),

@@ -107,6 +107,22 @@ async def test_lone_surrogates_in_queries_and_paths_are_a_400_naming_the_argumen
         assert "field" not in r.body["error"]
 
 
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/users?q=%06", "q"),  # tornado's getters turn it into a space, then strip: q=""
+        ("/search/messages?q=a%07b", "q"),
+        ("/rooms/public?q=%1B", "q"),
+    ],
+)
+async def test_control_characters_in_queries_are_a_400_not_silently_rewritten(
+    api: Api, path: str, field: str
+) -> None:
+    alice = await api.register()
+    r = await api.get(path, alice)
+    assert_error(r, 400, "invalid_request", field=field)
+
+
 # --- deep JSON ------------------------------------------------------------------------------
 
 

@@ -32,6 +32,25 @@ async def test_unknown_route_and_method_are_json_errors(api: Api) -> None:
     assert r.status == 404 and r.error_code == "not_found"
     r = await api.request("PUT", "/auth/login", {"username": "x"})
     assert r.status == 405 and r.body["error"]["code"] == "method_not_allowed"
+    assert r.headers["Allow"] == "POST"  # RFC 9110: a 405 says what the resource takes
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("TRACE", "/rooms/{room}", "GET, PATCH"),  # no method tornado knows
+        ("DELETE", "/users/me", "GET, PATCH"),
+        ("PUT", "/messages/{room}", "PATCH, DELETE"),
+    ],
+)
+async def test_a_405_lists_the_allowed_methods(
+    api: Api, method: str, path: str, allow: str
+) -> None:
+    alice = await api.register()
+    room = await api.group(alice)
+    r = await api.request(method, path.format(room=room), token=alice.access_token)
+    assert r.status == 405 and r.error_code == "method_not_allowed"
+    assert r.headers["Allow"] == allow
 
 
 async def test_request_id_is_echoed_or_generated(api: Api) -> None:

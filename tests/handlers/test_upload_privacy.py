@@ -259,7 +259,7 @@ async def assert_refused(server: Server, api: Api, user: User, data: bytes, kind
     r = await upload(api, user, data, kind, "big")
     assert r.status == 413 and r.error_code == "too_large", r.body
     assert await upload_count(server) == 0
-    spool = server.settings.uploads_path / ".spool"
+    spool = server.settings.spool_path
     assert not (spool.is_dir() and any(spool.iterdir()))
     return r.body["error"]["message"]
 

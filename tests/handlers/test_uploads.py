@@ -14,7 +14,7 @@ import time
 import uuid
 import zipfile
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from io import BytesIO
@@ -30,6 +30,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
 
 from fastsock.app import Server
 from fastsock.config import ConfigError
+from fastsock.store.sqlite.engine import InUse
 from tests.conftest import RELAXED, BlobWorld, make_settings
 from tests.support import Api, Response, User
 
@@ -871,7 +872,7 @@ async def test_aborted_upload_leaves_nothing(blob_world: BlobWorld) -> None:
     await asyncio.to_thread(send_half_and_hang_up)
     await assert_nothing_kept(blob_world)
     # The spool file existed while the body was arriving (the check above is not vacuous).
-    assert (blob_world.settings.uploads_path / ".spool").is_dir()
+    assert blob_world.settings.spool_path.is_dir()
 
 
 # --- access control ------------------------------------------------------------------------------
@@ -978,9 +979,10 @@ async def test_s3_unavailable_gives_503_and_nothing_half_written(
         body, ctype = multipart([("file", "x.pdf", "application/pdf", pdf_bytes())])
         r = await upload(api, alice, body, ctype)
         assert r.status == 503 and r.error_code == "unavailable"
-        spool = settings.uploads_path / ".spool"
+        # Nothing left in the spool (the .clean/.thumb intermediates are made there too), and
+        # nothing under the upload dir.
+        spool = settings.spool_path
         assert await wait_until(lambda: not (spool.is_dir() and any(spool.iterdir())))
-        # No .clean/.thumb intermediates either, anywhere under the upload dir.
         leftovers = [p for p in settings.uploads_path.rglob("*") if p.is_file()]
         assert leftovers == []
         assert await upload_count(server) == 0
@@ -1015,6 +1017,89 @@ async def test_unusable_upload_dir_stops_start_up(db_uri: str | None, tmp_path: 
         assert fresh.is_dir()
     finally:
         await server.stop()
+
+
+SLOW_BODY = b"a slow upload\n" * 4096
+
+
+@asynccontextmanager
+async def slow_upload(
+    server: Server, user: User
+) -> AsyncIterator[Callable[[], Awaitable[tuple[int, Any]]]]:
+    """A raw upload to `server` of SLOW_BODY but its last byte, held open: yields once the
+    server spools it, a function that sends the last byte and returns the answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    headers = {"Content-Type": "text/plain", "Content-Length": str(len(SLOW_BODY))}
+    writer.write(post_head(user, headers, "/uploads?filename=slow.txt") + SLOW_BODY[:-1])
+    await writer.drain()
+    assert server.ctx is not None
+    spool = server.ctx.services.uploads.spool_dir
+    assert await wait_until(lambda: spool.is_dir() and any(spool.iterdir())), "never spooled"
+
+    async def finish() -> tuple[int, Any]:
+        writer.write(SLOW_BODY[-1:])
+        await writer.drain()
+        raw = b""
+        while not _complete(raw) and (chunk := await asyncio.wait_for(reader.read(65536), 20)):
+            raw += chunk
+        parsed = _parse_response(raw)
+        assert parsed is not None, raw
+        return parsed[0], json.loads(parsed[2])
+
+    try:
+        yield finish
+    finally:
+        writer.close()
+
+
+async def test_a_node_starting_keeps_the_uploads_of_nodes_sharing_its_upload_dir(
+    db_uri: str | None, tmp_path: Path
+) -> None:
+    """Nodes may share FASTSOCK_UPLOAD_DIR (docker-compose.yml's cluster does): a node that
+    starts clears the partial uploads in its own spool only, not those other nodes are
+    receiving."""
+    shared = tmp_path / "shared-uploads"
+    a = Server(make_settings(db_uri, tmp_path / "a", upload_dir=shared))
+    await a.start()
+    b = Server(make_settings(db_uri, tmp_path / "b", upload_dir=shared))
+    try:
+        api = Api(a.port)
+        alice = await api.register()
+        # What a crash of b left in its spool.
+        b.settings.spool_path.mkdir(parents=True)
+        leftover = b.settings.spool_path / "crashed.part"
+        leftover.write_bytes(b"half")
+        async with slow_upload(a, alice) as finish:
+            await b.start()
+            status, view = await finish()
+        assert status == 201, view
+        assert (await fetch(api, view["url"], alice)).body == SLOW_BODY
+        assert not leftover.exists()
+    finally:
+        await b.stop()
+        await a.stop()
+
+
+async def test_a_server_refused_by_the_database_lock_keeps_the_running_ones_uploads(
+    tmp_path: Path,
+) -> None:
+    """A second server on the same data dir (so the same spool) is refused by the embedded
+    database's lock before it clears anything."""
+    first = Server(make_settings(None, tmp_path))
+    await first.start()
+    try:
+        api = Api(first.port)
+        alice = await api.register()
+        async with slow_upload(first, alice) as finish:
+            second = Server(make_settings(None, tmp_path))
+            with pytest.raises(InUse):
+                await second.start()
+            await second.stop()
+            status, view = await finish()
+        assert status == 201, view
+        assert (await fetch(api, view["url"], alice)).body == SLOW_BODY
+    finally:
+        await first.stop()
 
 
 async def test_upload_rate_limit(blob_world: BlobWorld) -> None:

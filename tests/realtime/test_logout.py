@@ -212,7 +212,7 @@ async def test_an_upload_that_outlives_its_login_is_refused(api: Api, server: Se
         + body[:50]
     )
     await writer.drain()
-    spool = server.settings.uploads_path / ".spool"
+    spool = server.settings.spool_path
     for _ in range(500):  # the request was authenticated once its spool file exists
         if spool.is_dir() and any(spool.iterdir()):
             break

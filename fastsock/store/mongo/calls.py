@@ -29,7 +29,7 @@ def _stored(doc: Doc) -> Doc:
 
 
 class Calls:
-    def __init__(self, coll: AsyncCollection) -> None:
+    def __init__(self, coll: AsyncCollection[Doc]) -> None:
         self.coll = coll
 
     async def create_indexes(self) -> None:

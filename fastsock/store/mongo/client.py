@@ -6,6 +6,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from typing import Any
 
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.errors import ConnectionFailure, PyMongoError
@@ -49,7 +50,7 @@ class _CommandTimer(monitoring.CommandListener):
 class MongoStore:
     def __init__(self, uri: str, *, observe: Observe | None = None) -> None:
         listeners = [_CommandTimer(observe)] if observe else []
-        self.client: AsyncMongoClient = AsyncMongoClient(
+        self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             uri,
             tz_aware=True,
             serverSelectionTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,

@@ -16,7 +16,7 @@ DUPLICATE_KEY = 11000
 
 
 class Deliveries:
-    def __init__(self, coll: AsyncCollection) -> None:
+    def __init__(self, coll: AsyncCollection[Doc]) -> None:
         self.coll = coll
 
     async def create_indexes(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 from bson import ObjectId
 
@@ -17,6 +17,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
+@overload
+def plain(doc: Doc, *, drop_id: bool = False) -> Doc: ...
+@overload
+def plain(doc: Doc | None, *, drop_id: bool = False) -> Doc | None: ...
 def plain(doc: Doc | None, *, drop_id: bool = False) -> Doc | None:
     """The document with every ObjectId as its hex string. `drop_id` leaves out `_id` where it
     is only MongoDB's row id (memberships, deliveries), which the contract does not have."""
@@ -26,4 +30,4 @@ def plain(doc: Doc | None, *, drop_id: bool = False) -> Doc | None:
 
 
 def plain_all(docs: list[Doc], *, drop_id: bool = False) -> list[Doc]:
-    return [plain(d, drop_id=drop_id) for d in docs]  # type: ignore[misc]
+    return [plain(d, drop_id=drop_id) for d in docs]

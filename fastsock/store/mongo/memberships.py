@@ -30,7 +30,7 @@ def new_membership(room_id: str, user_id: str, role: str, at: datetime) -> Doc:
 
 
 class Memberships:
-    def __init__(self, coll: AsyncCollection) -> None:
+    def __init__(self, coll: AsyncCollection[Doc]) -> None:
         self.coll = coll
 
     async def create_indexes(self) -> None:

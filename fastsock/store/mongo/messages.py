@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from typing import Any
+from typing import Any, overload
 
 from pymongo import ASCENDING, DESCENDING, TEXT, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
@@ -28,6 +28,10 @@ def stored_reactions(reactions: dict[str, list[str]]) -> list[Doc]:
     return [{"emoji": e, "user_ids": list(u)} for e, u in reactions.items()]
 
 
+@overload
+def message_out(doc: Doc) -> Doc: ...
+@overload
+def message_out(doc: Doc | None) -> Doc | None: ...
 def message_out(doc: Doc | None) -> Doc | None:
     out = plain(doc)
     if out is not None:
@@ -36,11 +40,11 @@ def message_out(doc: Doc | None) -> Doc | None:
 
 
 def messages_out(docs: list[Doc]) -> list[Doc]:
-    return [message_out(d) for d in docs]  # type: ignore[misc]
+    return [message_out(d) for d in docs]
 
 
 class Messages:
-    def __init__(self, coll: AsyncCollection) -> None:
+    def __init__(self, coll: AsyncCollection[Doc]) -> None:
         self.coll = coll
         self.text_search = False  # set by create_indexes: does the server do $text?
 

@@ -28,7 +28,7 @@ Doc = dict[str, Any]
 
 
 class Rooms:
-    def __init__(self, coll: AsyncCollection, memberships: AsyncCollection) -> None:
+    def __init__(self, coll: AsyncCollection[Doc], memberships: AsyncCollection[Doc]) -> None:
         self.coll = coll
         self.memberships = memberships
 

@@ -19,7 +19,7 @@ UP, LOST = "up", "lost"
 
 
 class SfuWorkers:
-    def __init__(self, coll: AsyncCollection) -> None:
+    def __init__(self, coll: AsyncCollection[Doc]) -> None:
         self.coll = coll
 
     async def create_indexes(self) -> None:

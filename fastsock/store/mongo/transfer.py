@@ -76,7 +76,7 @@ def _key_value(collection: str, field: str, value: str) -> Any:
 
 
 class MongoTransfer:
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.db = db
 
     def _after(self, collection: str, after: str) -> Doc:

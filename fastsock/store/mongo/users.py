@@ -18,7 +18,7 @@ Doc = dict[str, Any]
 
 
 class Users:
-    def __init__(self, coll: AsyncCollection) -> None:
+    def __init__(self, coll: AsyncCollection[Doc]) -> None:
         self.coll = coll
 
     async def create_indexes(self) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 Doc = dict[str, Any]
 Encoder = Callable[[Any], Any]
@@ -15,6 +15,12 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 
+@overload
+def ms(t: datetime) -> int: ...
+@overload
+def ms(t: None) -> None: ...
+@overload
+def ms(t: datetime | None) -> int | None: ...
 def ms(t: datetime | None) -> int | None:
     """Milliseconds since the epoch, truncated (what BSON dates keep); naive times are UTC."""
     if t is None:

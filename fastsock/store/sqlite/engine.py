@@ -181,7 +181,9 @@ class Database:
 
     # --- calls from the event loop ---------------------------------------------------------
 
-    async def read(self, name: str, work: Work, *args: Any) -> Any:
+    async def read[T, *Ts](
+        self, name: str, work: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts
+    ) -> T:
         """Run `work(conn, *args)` on a reader thread, in one read transaction (a consistent
         snapshot for all its queries)."""
         self._check_open()
@@ -190,7 +192,7 @@ class Database:
         started = time.perf_counter()
         try:
             try:
-                future = loop.run_in_executor(self._pool, self._read, work, args)
+                future: asyncio.Future[T] = loop.run_in_executor(self._pool, self._read, work, args)
             except RuntimeError as exc:  # the pool shut down under us
                 raise Closed("the database is closing") from exc
             return await future
@@ -198,11 +200,13 @@ class Database:
             if self._observe is not None:
                 self._observe(name, time.perf_counter() - started)
 
-    async def write(self, name: str, work: Work, *args: Any) -> Any:
+    async def write[T, *Ts](
+        self, name: str, work: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts
+    ) -> T:
         """Run `work(conn, *args)` on the writer thread; returns once it is committed."""
         self._check_open()
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+        future: asyncio.Future[T] = loop.create_future()
         started = time.perf_counter()
         self._queue.put(_Job(work, args, loop, future))
         try:

@@ -75,9 +75,9 @@ def _member_ids_of(conn: sqlite3.Connection, room_ids: list[str]) -> dict[str, l
 
 
 def _count(conn: sqlite3.Connection, room_id: str) -> int:
-    return conn.execute(
-        "SELECT count(*) FROM memberships WHERE room_id = ?", (room_id,)
-    ).fetchone()[0]
+    return int(
+        conn.execute("SELECT count(*) FROM memberships WHERE room_id = ?", (room_id,)).fetchone()[0]
+    )
 
 
 def _set_role(conn: sqlite3.Connection, room_id: str, user_id: str, role: str) -> None:

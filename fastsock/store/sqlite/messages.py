@@ -105,11 +105,12 @@ def _latest_visible(conn: sqlite3.Connection, room_id: str) -> Doc | None:
 
 def _count_unread(conn: sqlite3.Connection, room_id: str, user_id: str, after: str) -> int:
     # Served by the partial index messages_live alone: (room_id, id, sender_id), live only.
-    return conn.execute(
+    row = conn.execute(
         "SELECT count(*) FROM messages INDEXED BY messages_live"
         " WHERE room_id = ? AND deleted = 0 AND id > ? AND sender_id <> ?",
         (room_id, after, user_id),
-    ).fetchone()[0]
+    ).fetchone()
+    return int(row[0])
 
 
 def _summaries(

@@ -24,7 +24,7 @@ from fastsock.store.sqlite.users import Users
 
 
 def _ping(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT 1").fetchone() == (1,)
+    return bool(conn.execute("SELECT 1").fetchone() == (1,))
 
 
 class SqliteStore:

@@ -83,7 +83,7 @@ def _last_key(conn: sqlite3.Connection, collection: str) -> str | None:
 
 
 def _count(conn: sqlite3.Connection, collection: str) -> int:
-    return conn.execute(f"SELECT count(*) FROM {_table(collection)[0].name}").fetchone()[0]
+    return int(conn.execute(f"SELECT count(*) FROM {_table(collection)[0].name}").fetchone()[0])
 
 
 def _optimize(conn: sqlite3.Connection) -> None:
