@@ -7,24 +7,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fastsock import tracing
 from fastsock.config_values import ConfigError
+from tests.test_tracing import no_otel_env  # noqa: F401  (autouse: no OTEL_* from outside)
 
 pytestmark = pytest.mark.once  # no store in these
-
-
-@pytest.fixture(autouse=True)
-def no_otel_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("OTEL_"):
-            monkeypatch.delenv(name)
-    yield
-    tracing.shutdown()
 
 
 OTLP = {"OTEL_TRACES_EXPORTER": "otlp"}

@@ -52,6 +52,7 @@ from fastsock.config import (
 from sfu.config import RTC_MAX_PORT, RTC_MIN_PORT, SfuSettings, load_sfu_settings
 from tests.coturn import Coturn
 from tests.deploy.test_kubernetes import sfu_stop_worst_case_s
+from tests.deploy.tools import tool
 
 pytestmark = pytest.mark.once  # no store-dependent behaviour: the sqlite pass runs it
 
@@ -76,14 +77,6 @@ ENV_SECRETS = {
     "REDIS_PASSWORD",
     "GRAFANA_ADMIN_PASSWORD",
 }
-
-
-def tool(name: str, package: str) -> str:
-    """The virtualenv's copy first (PyPI-pinned validators), then the system's."""
-    path = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} not found: install {package} (.ci/run does)")
-    return path
 
 
 def run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:

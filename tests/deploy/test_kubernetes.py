@@ -44,6 +44,7 @@ from fastsock.app import DB_START_TIMEOUT_S, HANDLERS
 from fastsock.calls import coturn
 from fastsock.config import LIMIT_VARS, ConfigError, check_metrics_access, load_settings
 from sfu.config import SfuSettings, load_sfu_settings
+from tests.deploy.tools import tool
 
 pytestmark = pytest.mark.once  # no store-dependent behaviour: the sqlite pass runs it
 
@@ -79,14 +80,6 @@ BOTO3_VARS = {
     "AWS_REQUEST_CHECKSUM_CALCULATION",
     "AWS_RESPONSE_CHECKSUM_VALIDATION",
 }
-
-
-def tool(name: str, package: str) -> str:
-    """The virtualenv's copy first (PyPI-pinned validators), then the system's."""
-    path = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} not found: install {package} (.ci/run does)")
-    return path
 
 
 def run(args: list[str]) -> subprocess.CompletedProcess[str]:

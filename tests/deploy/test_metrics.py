@@ -14,7 +14,6 @@ import asyncio
 import dataclasses
 import json
 import re
-import shutil
 import subprocess
 import time
 import uuid
@@ -31,6 +30,7 @@ from fastsock.app import Server
 from fastsock.metrics import Metrics
 from fastsock.services.group_call import MOVE_DRAIN, MOVE_LOST
 from tests.conftest import RELAXED, make_settings
+from tests.deploy.tools import tool
 from tests.mongo_standin import EmbeddedMongo
 from tests.redis_server import RedisServer
 from tests.sfu.conftest import SFU_SECRET, StubControl
@@ -76,12 +76,7 @@ SCRAPE_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 
 def promtool(*args: str, stdin: str | None = None, cwd: Path | None = None) -> str:
     """Run promtool; fail the test with its output unless it exits 0."""
-    binary = shutil.which("promtool")
-    if binary is None:
-        pytest.fail(
-            "promtool not found: install Debian's `prometheus` package "
-            "(apt-get install prometheus), which CI installs"
-        )
+    binary = tool("promtool", "Debian's `prometheus` package (apt-get install prometheus)")
     done = subprocess.run(
         [binary, *args], input=stdin, capture_output=True, text=True, cwd=cwd, timeout=60
     )
