@@ -200,6 +200,8 @@ async def test_the_budget_drops_the_longest_detached_session_first(
         bob, resume={"session": bob_ws.ready["session"], "last_seq": bob_ws.seqs[-1]}
     )
     assert bob_back.ready is not None and bob_back.ready["resume"] == "resync"
+    # bob's return is announced to carol (presence) after his `ready`: held bytes too.
+    await carol_back.expect("presence", lambda f: f["data"] == {"user_id": bob.id, "online": True})
     assert await gauge(api) == budget.used < held
 
 
