@@ -202,7 +202,17 @@ class Accounts:
         doc = await self.store.users.update(user_id, changes)
         if doc is None:
             raise NotFound("no such user")
-        return self.view(doc)
+        view = self.view(doc)
+        await self._announce(user_id, view)
+        return view
+
+    async def _announce(self, user_id: str, view: Doc) -> None:
+        """`user.updated` with the public view, to everyone who shares a room with the user
+        (who shows their name, avatar and status) and to the user's own sessions (their
+        other tabs)."""
+        recipients = await self.store.memberships.co_members(user_id)
+        recipients.add(user_id)
+        await self.sink.publish(recipients, "user.updated", {"user": view})
 
     async def search(self, query: Doc) -> list[Doc]:
         q = validate("users.search", query)

@@ -183,9 +183,7 @@ class Rooms:
 
     async def contacts_of(self, user_id: str) -> set[str]:
         """Everyone who shares a room with the user (who sees their presence)."""
-        room_ids = [str(m["room_id"]) for m in await self.store.memberships.for_user(user_id)]
-        members = await self.store.memberships.member_ids_of(room_ids)
-        return {u for ids in members.values() for u in ids} - {user_id}
+        return await self.store.memberships.co_members(user_id)
 
     # --- creating -------------------------------------------------------------------------
 

@@ -96,6 +96,10 @@ class MembershipsRepo(Protocol):
         """`member_ids` of each room in one call (for lists of rooms): every room asked for is
         a key, a room without members (or no such room) maps to []; no rooms, no database call."""
 
+    async def co_members(self, user_id: str) -> set[str]:
+        """Everyone who shares at least one room with the user, the user left out: one
+        database call."""
+
     async def count(self, room_id: str) -> int: ...
     async def set_role(self, room_id: str, user_id: str, role: str) -> None: ...
 

@@ -76,8 +76,7 @@ async def test_profile_changes_are_seen_by_others(new_page, api) -> None:
         "src", re.compile("^blob:")
     )
 
-    # No user.updated event exists: Bob's client refetches Alice when she next shows up.
-    await page.wait_for_timeout(2100)
+    # Bob's client hears of it at once (user.updated), before her next message.
     await send(page, "new look!")
     await expect(bob_page.get_by_test_id("conversation-title")).to_have_text("Alice Cooper")
     await expect(bob_page.get_by_test_id("conversation-subtitle")).to_contain_text(

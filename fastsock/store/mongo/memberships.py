@@ -80,6 +80,28 @@ class Memberships:
             out[str(doc["room_id"])].append(str(doc["user_id"]))
         return out
 
+    async def co_members(self, user_id: str) -> set[str]:
+        """One aggregation: the user's memberships (the (user_id, room_id) index), each
+        room's members (the room_id index), their distinct user ids."""
+        me = oid(user_id)
+        pipeline: list[Doc] = [
+            {"$match": {"user_id": me}},
+            {
+                "$lookup": {
+                    "from": self.coll.name,
+                    "localField": "room_id",
+                    "foreignField": "room_id",
+                    "pipeline": [{"$project": {"_id": 0, "user_id": 1}}],
+                    "as": "members",
+                }
+            },
+            {"$unwind": "$members"},
+            {"$group": {"_id": "$members.user_id"}},
+            {"$match": {"_id": {"$ne": me}}},
+        ]
+        cursor = await self.coll.aggregate(pipeline)
+        return {str(doc["_id"]) async for doc in cursor}
+
     async def count(self, room_id: str) -> int:
         return await self.coll.count_documents({"room_id": oid(room_id)})
 

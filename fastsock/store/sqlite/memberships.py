@@ -74,6 +74,17 @@ def _member_ids_of(conn: sqlite3.Connection, room_ids: list[str]) -> dict[str, l
     return {room_id: _member_ids(conn, room_id) for room_id in room_ids}
 
 
+def _co_members(conn: sqlite3.Connection, user_id: str) -> set[str]:
+    # The user's rooms by the (user_id, room_id) key, their members by memberships_room.
+    rows = conn.execute(
+        "SELECT DISTINCT other.user_id FROM memberships mine"
+        " JOIN memberships other ON other.room_id = mine.room_id"
+        " WHERE mine.user_id = ?1 AND other.user_id != ?1",
+        (user_id,),
+    )
+    return {r[0] for r in rows}
+
+
 def _count(conn: sqlite3.Connection, room_id: str) -> int:
     return int(
         conn.execute("SELECT count(*) FROM memberships WHERE room_id = ?", (room_id,)).fetchone()[0]
@@ -134,6 +145,9 @@ class Memberships:
         if not rooms:
             return {}
         return await self.db.read("memberships.member_ids_of", _member_ids_of, rooms)
+
+    async def co_members(self, user_id: str) -> set[str]:
+        return await self.db.read("memberships.co_members", _co_members, str(user_id))
 
     async def count(self, room_id: str) -> int:
         return await self.db.read("memberships.count", _count, str(room_id))

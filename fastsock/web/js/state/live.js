@@ -13,10 +13,7 @@ export const live = {
       if (wasDown) this.restorePresence();
       return;
     }
-    if (wasDown) {
-      this.presenceBefore = null;
-      this.refetchUnknownPresence(); // their profiles say who is online
-    }
+    if (wasDown) this.presenceBefore = null;
     await this.resync();
   },
 
@@ -29,9 +26,11 @@ export const live = {
     this.forgetPresence();
   },
 
-  // Refetch what changed while away: rooms, every change since each loaded room's sync point
-  // (changed_after pages, lowest version first), and the read pointers.
+  // Refetch what changed while away: people's profiles (with who is online), rooms, every
+  // change since each loaded room's sync point (changed_after pages, lowest version first),
+  // and the read pointers.
   async resync() {
+    this.refetchUsers();
     try {
       await this.loadRooms();
       for (const [roomId, w] of this.windows) {
@@ -54,6 +53,14 @@ export const live = {
     } catch (err) {
       this.emit('toast', { kind: 'error', text: `Sync failed: ${err.message}` });
     }
+  },
+
+  // People who just came to share a room with us (a room we joined, or new members of ours)
+  // may be held from before, when no `user.updated` told us of their changes: refetch those.
+  refreshNewContacts(type, data) {
+    const joined = type === 'room.created' || data.user_ids?.includes(this.me.id);
+    const ids = joined ? data.room.member_ids : data.user_ids || [];
+    ids.forEach((id) => { if (id !== this.me.id && this.users.has(id)) this.fetchUser(id, { maxAge: 0 }); });
   },
 
   onFrame({ type, data }) {
@@ -79,7 +86,7 @@ export const live = {
         if (!mine) {
           this.confirmDelivery([m]);
           this.setTyping(m.room_id, m.sender_id, false);
-          this.fetchUser(m.sender_id, { maxAge: 2000 });
+          this.fetchUser(m.sender_id); // once: then `user.updated` keeps it fresh
           const room = this.rooms.get(m.room_id);
           if (room && !seenCall) room.unread_count = (room.unread_count || 0) + 1;
           if (!seenCall) this.emit('incoming', { message: m });
@@ -127,24 +134,24 @@ export const live = {
       case 'typing':
         if (data.user_id !== this.me.id) {
           this.setTyping(data.room_id, data.user_id, data.active);
-          if (data.active) this.fetchUser(data.user_id, { maxAge: 5000 });
+          if (data.active) this.fetchUser(data.user_id);
         }
         break;
       case 'resync': // a server node was lost: what it had stored may not have been announced
         this.resync();
         break;
       case 'presence': {
-        // No `user.updated` event exists: presence is our cue to refetch the profile.
         const u = this.users.get(data.user_id);
         if (u) { u.online = data.online; this.emit('users', { id: data.user_id }); }
-        this.fetchUser(data.user_id, { maxAge: 0 });
         break;
       }
+      case 'user.updated': // a profile changed: names, avatars and status re-render at once
+        this.setUser(data.user);
+        break;
       case 'room.created':
       case 'room.updated':
       case 'room.member_added':
-        // Room events are also a cue to refresh the people involved (no user.updated event).
-        (data.user_ids || []).forEach((id) => this.fetchUser(id, { maxAge: 0 }));
+        this.refreshNewContacts(type, data);
         this.loadRooms().then(() => {
           if (this.details.has(data.room.id)) this.loadDetail(data.room.id).catch(() => {});
         }).catch(() => {});

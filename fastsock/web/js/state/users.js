@@ -1,10 +1,10 @@
-// People: profiles fetched on demand and kept fresh while on screen.
+// People: profiles fetched on demand, then kept fresh by the server's `user.updated` events
+// (state/live.js), and fetched again after a resync (the events missed are not replayed).
 // Methods of the Store (store.js), mixed into its prototype.
 
 import * as api from '../api.js';
 
-const REFRESH_AGE = 20000; // a profile fetched this recently is not refreshed
-const PRESENCE_BATCH = 10; // profiles fetched at once after a resync
+const REFETCH_BATCH = 10; // profiles fetched at once after a resync
 
 export const users = {
   user(id) { return this.users.get(id); },
@@ -20,15 +20,24 @@ export const users = {
     const at = this.userFetchedAt.get(id);
     if (at && Date.now() - at < maxAge) return Promise.resolve(this.users.get(id));
     if (this.userPending.has(id)) return this.userPending.get(id);
+    const before = this.users.get(id);
     const p = api.get(`/users/${id}`).then((u) => {
-      this.users.set(id, u);
-      this.userFetchedAt.set(id, Date.now());
-      if (id === this.me?.id) this.me = u;
-      this.emit('users', { id });
+      // A `user.updated` that came meanwhile may be newer than this answer: it stays.
+      if (this.users.get(id) !== before) return this.users.get(id);
+      this.setUser(u);
       return u;
     }).catch(() => null).finally(() => this.userPending.delete(id));
     this.userPending.set(id, p);
     return p;
+  },
+
+  // A profile as the server shows it (`GET /users/{id}`, a `user.updated` event): everything
+  // showing people re-renders on the `users` event.
+  setUser(u) {
+    this.users.set(u.id, u);
+    this.userFetchedAt.set(u.id, Date.now());
+    if (u.id === this.me?.id) this.me = u;
+    this.emit('users', { id: u.id });
   },
 
   // The people on screen: the open room's members and every DM partner.
@@ -41,23 +50,13 @@ export const users = {
     return ids;
   },
 
-  // Every 30 s (store.js): at most 50 of the people on screen not fetched in the last 20 s,
-  // the least recently fetched first, so that a longer list is refreshed in turns.
-  refreshVisibleUsers() {
-    const age = (id) => Date.now() - (this.userFetchedAt.get(id) || 0);
-    const stale = [...this.visibleUserIds()].filter((id) => age(id) >= REFRESH_AGE);
-    stale.sort((a, b) => age(b) - age(a)).slice(0, 50).forEach((id) => this.fetchUser(id, { maxAge: REFRESH_AGE }));
-  },
-
-  // After a resync nothing says who is online: refetch everyone whose presence is unknown,
-  // the people on screen first, a few at a time; not while the socket is down again.
-  async refetchUnknownPresence() {
-    const unknown = (id) => id !== this.me?.id && this.users.get(id)?.online === null;
-    const ids = new Set([...this.visibleUserIds()].filter(unknown));
-    for (const id of this.users.keys()) if (unknown(id)) ids.add(id);
-    const todo = [...ids];
-    for (let i = 0; i < todo.length && !this.peersUnknown; i += PRESENCE_BATCH) {
-      await Promise.all(todo.slice(i, i + PRESENCE_BATCH).map((id) => this.fetchUser(id, { maxAge: 0 })));
+  // After a resync: the `user.updated` events (and `presence`) missed meanwhile are not
+  // replayed, so refetch every profile held (also ours: another tab may have changed it), the
+  // people on screen first, a few at a time; not while the socket is down again.
+  async refetchUsers() {
+    const todo = [...new Set([...this.visibleUserIds(), ...this.users.keys()])];
+    for (let i = 0; i < todo.length && !this.peersUnknown; i += REFETCH_BATCH) {
+      await Promise.all(todo.slice(i, i + REFETCH_BATCH).map((id) => this.fetchUser(id, { maxAge: 0 })));
     }
   },
 
