@@ -54,7 +54,8 @@ window.addEventListener('online', () => { if (retryTimer) retry(); });
 // the old session goes away with it, and the fresh page shows the login screen. Logging out
 // ends the login in every tab, so its drafts and unsent messages go too (a shared computer).
 async function logout() {
-  store.forgetLocalText();
+  store.forgetDrafts();
+  store.forgetOutbox();
   store.stop();
   await api.logout();
   location.reload();
@@ -68,6 +69,7 @@ function showAuth() {
 // The login ended: logged out here or in another tab, or the server refused to refresh it.
 store.on('authlost', () => {
   if (!store.me) return;
+  store.stop(); // signed out first: the page going away writes no draft after a logout's purge
   api.clearSession();
   location.reload();
 });

@@ -6,6 +6,7 @@
 
 import * as api from './api.js';
 import { Socket } from './socket.js';
+import { drafts } from './state/drafts.js';
 import { edits } from './state/edits.js';
 import { history } from './state/history.js';
 import { live } from './state/live.js';
@@ -28,6 +29,7 @@ class Store extends EventTarget {
     });
     this.socket.addEventListener('authlost', () => this.emit('authlost'));
     api.onAuthLost(() => this.emit('authlost'));
+    this.on('rooms', () => this.pruneDrafts());
     this.deliverQueue = new Set();
     this.deliverTimer = null;
   }
@@ -77,20 +79,16 @@ class Store extends EventTarget {
     if (this.run !== run) return false; // no socket for a session that ended meanwhile
     this.restoreOutbox();
     this.socket.start();
-    clearInterval(this.refreshTimer);
-    // The server has no `user.updated` event: refresh the people on screen periodically.
-    this.refreshTimer = setInterval(() => this.refreshVisibleUsers(), 30000);
     return true;
   }
 
   stop() {
-    clearInterval(this.refreshTimer);
     this.socket.stop();
     this.reset();
   }
 }
 
-Object.assign(Store.prototype, users, rooms, receipts, history, outbox, edits, typing, live);
+Object.assign(Store.prototype, users, rooms, receipts, history, outbox, drafts, edits, typing, live);
 
 export const store = new Store();
 window.__fs = { store };

@@ -37,17 +37,8 @@ export const outbox = {
     else localStorage.removeItem(this.outboxKey());
   },
 
-  // Where the composer keeps a room's unsent draft (views/composer.js).
-  draftKey(roomId) { return `fs.draft.${this.me.id}.${roomId}`; },
-
-  // Logging out: the unsent messages and the drafts are text not to leave behind on a shared
-  // computer.
-  forgetLocalText() {
-    const draftPrefix = this.draftKey('');
-    const keys = Array.from({ length: localStorage.length }, (_, i) => localStorage.key(i));
-    for (const key of keys) if (key.startsWith(draftPrefix)) localStorage.removeItem(key);
-    localStorage.removeItem(this.outboxKey());
-  },
+  // Logging out: unsent messages are text not to leave behind on a shared computer.
+  forgetOutbox() { localStorage.removeItem(this.outboxKey()); },
 
   restoreOutbox() {
     let items = [];

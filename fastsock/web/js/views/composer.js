@@ -8,6 +8,7 @@ import { TextLimit } from './textlimit.js';
 
 const TYPING_EVERY = 2000;
 const TYPING_IDLE = 3000;
+const DRAFT_EVERY = 500;
 
 export class Composer {
   constructor({ onSent }) {
@@ -16,6 +17,8 @@ export class Composer {
     this.files = []; // {id, file, state: uploading|done|failed|refused, progress, error, upload, handle}
     this.typingSentAt = 0;
     this.idleTimer = null;
+    this.draftTimer = null;
+    this.draftUnsaved = false;
     this.input = h('textarea', { class: 'composer-input', rows: '1', placeholder: 'Write a message…', 'aria-label': 'Message', 'data-testid': 'composer-input' });
     // No `accept`: a file the browser has no type for would be greyed out, though the server
     // may take it (it decides by the content); uploadRefusal() explains other refusals at once.
@@ -35,12 +38,13 @@ export class Composer {
       if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); this.send(); }
       else if (ev.key === 'ArrowUp' && !this.input.value) this.editLast(ev);
     });
-    this.input.addEventListener('input', () => { this.autosize(); this.saveDraft(); this.onTyping(); this.updateSend(); });
+    this.input.addEventListener('input', () => { this.autosize(); this.typedDraft(); this.onTyping(); this.updateSend(); });
     this.input.addEventListener('paste', (ev) => {
       const files = [...(ev.clipboardData?.files || [])];
       if (files.length) { ev.preventDefault(); this.addFiles(files); }
     });
     this.input.addEventListener('blur', () => this.stopTyping());
+    window.addEventListener('pagehide', () => this.flushDraft()); // a reload, a closed tab
     this.watchWidth();
     // Drag and drop anywhere on the conversation.
     queueMicrotask(() => {
@@ -60,22 +64,39 @@ export class Composer {
   }
 
   setRoom(roomId) {
+    this.flushDraft();
     this.stopTyping();
     for (const f of this.files) f.handle?.abort();
     this.files = [];
     this.renderTray();
     this.roomId = roomId;
-    this.input.value = localStorage.getItem(store.draftKey(roomId)) || '';
+    this.input.value = store.draft(roomId); // the cursor goes to its end
     this.autosize();
     this.updateSend();
   }
 
   focus() { this.input.focus(); }
 
-  saveDraft() {
-    if (!this.roomId) return;
-    if (this.input.value) localStorage.setItem(store.draftKey(this.roomId), this.input.value);
-    else localStorage.removeItem(store.draftKey(this.roomId));
+  // The draft (state/drafts.js) is written at most every DRAFT_EVERY ms while typing: the
+  // first keystroke at once, the last when the time is up or before the composer moves to
+  // another room or the page goes away. The inline editor of a sent message (message.js)
+  // keeps no draft: an edit is short-lived, and ends when its room closes.
+  typedDraft() {
+    if (this.draftTimer) { this.draftUnsaved = true; return; }
+    this.writeDraft();
+    this.draftTimer = setTimeout(() => {
+      this.draftTimer = null;
+      if (this.draftUnsaved) this.typedDraft();
+    }, DRAFT_EVERY);
+  }
+
+  flushDraft() { if (this.draftUnsaved) this.writeDraft(); }
+
+  writeDraft() {
+    clearTimeout(this.draftTimer);
+    this.draftTimer = null;
+    this.draftUnsaved = false;
+    if (this.roomId) store.saveDraft(this.roomId, this.input.value);
   }
 
   autosize() {
@@ -142,7 +163,7 @@ export class Composer {
     this.files = this.files.filter((f) => f.state !== 'done');
     this.renderTray();
     this.input.value = '';
-    this.saveDraft();
+    this.writeDraft(); // the outbox holds the text now, until the server has it
     this.autosize();
     this.stopTyping();
     this.updateSend();

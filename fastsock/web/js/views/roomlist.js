@@ -1,5 +1,5 @@
-// The room list: DMs and groups, newest activity first, preview, unread badge, mute and
-// in-call marks.
+// The room list: DMs and groups, newest activity first, preview (or the unsent draft), unread
+// badge, mute and in-call marks.
 import { h, fmtTime } from '../dom.js';
 import { store } from '../store.js';
 import { avatar } from './avatar.js';
@@ -33,7 +33,8 @@ export function renderRoomList(el, { current, onOpen }) {
     const pic = room.kind === 'direct'
       ? avatar(store.user(partnerId) || { id: partnerId, display_name: name }, 'md', { presence: true })
       : h('span', { class: 'avatar avatar-md avatar-group', 'aria-hidden': 'true', text: '#' });
-    const label = `${name}${unread ? `, ${unread} unread` : ''}${isMuted(room.id) ? ', muted' : ''}${callWords(room.id)}. ${preview(room)}`;
+    const draft = store.draft(room.id).trim().split('\n', 1)[0]; // shown instead of the preview
+    const label = `${name}${unread ? `, ${unread} unread` : ''}${isMuted(room.id) ? ', muted' : ''}${callWords(room.id)}. ${draft ? `Draft: ${draft}` : preview(room)}`;
     const btn = h('button', {
       type: 'button',
       class: `room-item${room.id === current ? ' active' : ''}${unread ? ' unread' : ''}`,
@@ -51,7 +52,9 @@ export function renderRoomList(el, { current, onOpen }) {
         callMark(room.id),
         room.last_message ? h('time', { class: 'room-time', text: fmtTime(room.last_message.created_at) }) : null),
       h('span', { class: 'room-bottom' },
-        h('span', { class: 'room-preview', 'data-testid': 'room-preview', text: preview(room) }),
+        draft
+          ? h('span', { class: 'room-preview', 'data-testid': 'room-preview' }, h('span', { class: 'draft-mark', 'data-testid': 'draft-mark', text: 'Draft:' }), ` ${draft}`)
+          : h('span', { class: 'room-preview', 'data-testid': 'room-preview', text: preview(room) }),
         unread ? h('span', { class: 'badge', 'data-testid': 'unread-badge', text: unread > 99 ? '99+' : String(unread) }) : null)));
     return btn;
   });
