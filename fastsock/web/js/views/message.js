@@ -8,6 +8,7 @@ import { renderAttachments } from './attachments.js';
 import { openMenu, openReactionPicker } from './menu.js';
 import { confirmDialog } from './modal.js';
 import { TextLimit } from './textlimit.js';
+import { renderMarkdown, isEmojiOnly } from './markdown.js';
 import { isCall, renderCallEntry, callSignature } from '../calls/timeline.js';
 
 const TICK_TEXT = { sending: 'Sending…', sent: 'Sent', delivered: 'Delivered', read: 'Read', failed: 'Not sent' };
@@ -82,8 +83,9 @@ export function renderMessage(msg, { grouped, onEdit }) {
   if (msg.deleted) {
     body.append(h('div', { class: 'msg-text tombstone', 'data-testid': 'tombstone', text: 'This message was deleted' }));
   } else {
-    textEl = h('div', { class: 'msg-text' });
-    if (msg.text) textEl.append(h('span', { class: 'msg-content', 'data-testid': 'message-text', text: msg.text }));
+    // dir=auto: a right-to-left message aligns right. The text is formatted (markdown.js).
+    textEl = h('div', { class: `msg-text${msg.text && isEmojiOnly(msg.text) ? ' emoji-only' : ''}`, dir: 'auto' });
+    if (msg.text) textEl.append(h('span', { class: 'msg-content', 'data-testid': 'message-text' }, renderMarkdown(msg.text)));
     if (msg.edited_at) textEl.append(h('span', { class: 'edited', 'data-testid': 'edited', title: fmtFull(msg.edited_at), text: ' (edited)' }));
     if (msg.text || msg.edited_at) body.append(textEl); else textEl = null;
     const att = renderAttachments(msg.attachments);

@@ -4,6 +4,7 @@ import { h, icon } from '../dom.js';
 import { store } from '../store.js';
 import { callSummary } from '../calls/wording.js';
 import { openModal } from './modal.js';
+import { plainText } from './markdown.js';
 
 const muteKey = () => `fs.muted.${store.me?.id}`;
 export function mutedRooms() {
@@ -65,7 +66,7 @@ export function setupNotifications({ openRoom }) {
     const room = store.rooms.get(message.room_id);
     const sender = store.displayName(message.sender_id);
     const title = room && room.kind === 'group' ? `${sender} in ${store.roomName(room)}` : sender;
-    let body = message.text || (message.attachments?.length ? `📎 ${message.attachments[0].name}` : '');
+    let body = message.text ? plainText(message.text) : (message.attachments?.length ? `📎 ${message.attachments[0].name}` : '');
     if (message.type === 'call' && message.call) body = callSummary(message.call, store.me.id, sender).text;
     try {
       const n = new Notification(title, { body, tag: message.room_id });

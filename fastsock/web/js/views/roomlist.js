@@ -4,6 +4,7 @@ import { h, fmtTime } from '../dom.js';
 import { store } from '../store.js';
 import { avatar } from './avatar.js';
 import { isMuted } from './notifications.js';
+import { plainText } from './markdown.js';
 import { callPartnerId, callPreview } from '../calls/wording.js';
 import { callMark, callWords } from '../calls/join_bar.js';
 
@@ -14,7 +15,7 @@ function preview(room) {
     return callPreview(m.call, store.me.id, store.displayName(callPartnerId(m.call, store.me.id)));
   }
   const who = m.sender_id === store.me.id ? 'You' : store.displayName(m.sender_id);
-  let body = m.text;
+  let body = plainText(m.text); // the markup stripped, as in notifications
   if (!body && m.attachments?.length) body = `📎 ${m.attachments[0].name}`;
   return room.kind === 'direct' && m.sender_id !== store.me.id ? body : `${who}: ${body}`;
 }
