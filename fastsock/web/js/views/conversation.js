@@ -1,9 +1,10 @@
-// The conversation: header, message list (grouping by sender and day, unread divider,
-// infinite scroll both ways keeping position, jump to latest), typing line, composer.
+// The conversation: header, message list (grouping by sender and day, unread divider, "Seen
+// by" rows, infinite scroll both ways keeping position, jump to latest), typing line, composer.
 import { h, icon, fmtDay, listNames } from '../dom.js';
 import { store } from '../store.js';
 import { avatar } from './avatar.js';
 import { renderMessage, signature, startEdit } from './message.js';
+import { seenBy, seenSignature, renderSeenBy } from './seenby.js';
 import { Composer } from './composer.js';
 import { isMuted, setMuted } from './notifications.js';
 import { toast } from './toast.js';
@@ -304,6 +305,7 @@ export class Conversation {
     const wasAtBottom = shown ? this.atBottom() : this.stuckToBottom;
     const fromBottom = list.scrollHeight - list.scrollTop;
     const messages = store.messagesOf(this.roomId);
+    const seen = seenBy(this.roomId, messages);
     const nodes = [];
     const used = new Set();
     let prev = null;
@@ -353,6 +355,11 @@ export class Conversation {
       }
       this.rows.set(key, entry);
       nodes.push(entry.el);
+      const readers = msg.id && seen.get(msg.id);
+      if (readers) {
+        used.add(`seen:${msg.id}`);
+        nodes.push(this.keyed(`seen:${msg.id}`, () => renderSeenBy(readers), seenSignature(readers)));
+      }
       prev = msg;
     }
     if (w && w.hasNewer) nodes.push(this.loaders.newer);
@@ -414,9 +421,10 @@ export class Conversation {
     }
   }
 
-  keyed(key, make) {
+  // The element kept under `key`, made again when its signature changes.
+  keyed(key, make, sig = key) {
     let entry = this.rows.get(key);
-    if (!entry) { entry = { sig: key, el: make() }; this.rows.set(key, entry); }
+    if (!entry || entry.sig !== sig) { entry = { sig, el: make() }; this.rows.set(key, entry); }
     return entry.el;
   }
 }
