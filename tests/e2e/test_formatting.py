@@ -53,6 +53,21 @@ CASES = {
     "<script>alert(1)</script> `<img src=x onerror=alert(1)>`": [
         ["p", "<script>alert(1)</script> ", ["code", "<img src=x onerror=alert(1)>"]]
     ],
+    # A backslash in an address: browsers read it as "/", so the link would lead elsewhere
+    # than it reads; it stays text, as typed.
+    "https://evil.com\\@good.com and http://\\evil.com": [
+        ["p", "https://evil.com\\@good.com", " and ", "http://\\evil.com"]
+    ],
+    # Thematic breaks are shown as typed, not as lists of lists.
+    "* * *\n- - -\n___": [["p", "* * *\n- - -\n___"]],
+    # Inside a paragraph, only a numbered list starting at 1 begins (CommonMark).
+    "I was born in\n1984. Then I grew up": [["p", "I was born in\n1984. Then I grew up"]],
+    "_https://x.org_": [["p", ["em", ["a", "https://x.org"]]]],
+    "*\ufe0f\u20e3*\ufe0f\u20e3 and *\u20e3*\u20e3": [
+        ["p", "*\ufe0f\u20e3*\ufe0f\u20e3 and *\u20e3*\u20e3"]
+    ],
+    # An empty code block has nothing to copy: no button.
+    "```\n```": [["div", ["div", ["span"]], ["pre", ["code"]]]],
 }
 
 DEEP = "**a " * 200 + "z" + " b**" * 200
@@ -100,6 +115,43 @@ async def test_parser_builds_elements_from_each_construct(new_page) -> None:
     assert facts["stars"] == ASTERISKS and facts["starElements"] == 1  # one <p>, no emphasis
     assert facts["unclosed"] == "*" * 2000 + "a" + "_" * 2000
     assert facts["link"] == "see https://xn--pple-43d.com/login"  # as the link shows it
+    assert errors == []
+
+
+async def test_elements_per_message_are_bounded(new_page) -> None:
+    """Fence spam: 500 empty code blocks would make 500 copy buttons (Tab stops), 1,000 icons
+    and 5,000 elements. Past 20 code blocks or 200 blocks, the rest is paragraph text."""
+    page = await new_page()
+    errors = _page_errors(page)
+    await page.goto("/")
+    counts = await page.evaluate(
+        """async (module) => {
+          const md = await import(module);
+          const count = (text) => {
+            const frag = md.renderMarkdown(text);
+            return {
+              code: frag.querySelectorAll('.code-block').length,
+              buttons: frag.querySelectorAll('button').length,
+              items: frag.querySelectorAll('li').length,
+              elements: frag.querySelectorAll('*').length,
+              text: frag.textContent.length,
+            };
+          };
+          return {
+            empty: count('```\\n```\\n'.repeat(500)),
+            full: count('```\\nx\\n```\\n'.repeat(400)),
+            items: count('- a\\n'.repeat(1000)),
+          };
+        }""",
+        MODULE,
+    )
+    assert counts["empty"]["code"] == 20 and counts["empty"]["buttons"] == 0, counts
+    assert counts["full"]["code"] == 20 and counts["full"]["buttons"] == 20, counts
+    # The fences left pair up as inline code spans: ~600 elements, not 5,000.
+    assert counts["empty"]["elements"] < 1000 and counts["full"]["elements"] < 1000, counts
+    assert counts["items"]["items"] < 200 and counts["items"]["elements"] <= 420, counts
+    # The rest is text: nothing is lost.
+    assert counts["items"]["text"] == 199 + len("\n".join(["- a"] * 801)), counts
     assert errors == []
 
 
@@ -163,6 +215,8 @@ async def test_copy_button_copies_the_code(new_page, api) -> None:
     await expect(button).to_have_accessible_name("Copy code")
     await button.click()
     await expect(button).to_have_accessible_name("Copied")
+    # Said to screen readers too: the toasts' polite live region.
+    await expect(page.get_by_role("status").filter(has_text="Code copied")).to_be_visible()
     assert await page.evaluate("navigator.clipboard.readText()") == "uv sync\npytest -q"
     await page.clock.run_for(2000)
     await expect(button).to_have_accessible_name("Copy code")
@@ -349,3 +403,46 @@ async def test_search_results_and_notifications_show_plain_text(new_page, api) -
     assert await page.evaluate("window.__notes") == [
         {"title": "Bob", "body": "Heads up: the old new build is out"}
     ]
+
+
+ZALGO = "Z" + "\u0336\u0353\u033f" * 60 + "algo"
+BIG_NUMBERS = "123456789. first\n123456790. second"
+LONG_TEXT = "word " * 790
+
+
+async def test_big_list_numbers_zalgo_and_long_previews_stay_in_place(new_page, api) -> None:
+    alice = await api.register(display_name="Alice")
+    bob = await api.register(display_name="Bob")
+    dm = (await api.post("/rooms/direct", {"user_id": bob.id}, alice)).body["id"]
+    for text in (BIG_NUMBERS, ZALGO, LONG_TEXT):
+        await api.send(bob, dm, text)
+    page = await signed_in(new_page, alice, viewport={"width": 360, "height": 740}, is_mobile=True)
+    # The room list's preview formats the text's start only (it runs on every render).
+    preview = page.get_by_test_id("room-preview").first
+    await expect(preview).to_have_text(re.compile(r"^word word"))
+    assert len(await preview.text_content() or "") <= 300
+    await open_room(page, "Bob")
+    contents = page.get_by_test_id("message-text")
+    await expect(contents).to_have_count(3)
+    facts = await page.evaluate(
+        """() => {
+          const ol = document.querySelector('.msg-content ol');
+          const probe = document.createElement('span');
+          probe.textContent = '123456790.';
+          ol.lastElementChild.append(probe);
+          const number = probe.getBoundingClientRect().width;
+          probe.remove();
+          return {
+            start: ol.getAttribute('start'),
+            indent: parseFloat(getComputedStyle(ol).paddingInlineStart),
+            number,
+            clip: [...document.querySelectorAll('.msg-text')]
+              .map((e) => getComputedStyle(e).overflow),
+          };
+        }"""
+    )
+    # The numbers fit in the list's indent instead of spilling over the avatar column.
+    assert facts["start"] == "123456789"
+    assert facts["indent"] >= facts["number"], facts
+    # Stacked combining marks paint no further than the text's box (and a small margin).
+    assert facts["clip"] == ["clip"] * 3, facts

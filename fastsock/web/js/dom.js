@@ -53,6 +53,8 @@ const ICONS = {
   minimize: 'M6 19h12v2H6z',
   expand: 'M21 11V3h-8l3.3 3.3-10 10L3 13v8h8l-3.3-3.3 10-10z',
   speaker: 'M3 9v6h4l5 5V4L7 9zm13.5 3A4.5 4.5 0 0 0 14 8v8a4.5 4.5 0 0 0 2.5-4zM14 3.2v2.1a7 7 0 0 1 0 13.4v2.1a9 9 0 0 0 0-17.6z',
+  copy: 'M16 1H4a2 2 0 0 0-2 2v14h2V3h12zm3 4H8a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h11a2 2 0 0 0 2-2V7a2 2 0 0 0-2-2zm0 16H8V7h11z',
+  check: 'M9 16.2 4.8 12l-1.4 1.4L9 19 21 7l-1.4-1.4z',
 };
 
 // An icon of ICONS by name, or drawn from the given `paths` in their own `viewBox`.

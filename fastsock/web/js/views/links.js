@@ -1,4 +1,4 @@
-// Links in message text: where a URL starts and ends (a linear scan, no regex over the text),
+// Links in message text: where a URL starts and ends (a linear scan, no backtracking regex),
 // and the link element for it. Only http(s) and mailto become links: there is no
 // [text](url) syntax, so a link always shows its own address, never javascript:, data:,
 // vbscript: or file:. Look-alikes: a host with non-ASCII characters (an IDN, a host mixing
@@ -17,21 +17,31 @@ const SHOWN_MAX = 60; // code points shown of a long address: HEAD, an ellipsis,
 const HEAD = 40;
 const TAIL = 16;
 
-const isSpace = (c) => c <= ' ' || /\s/u.test(c);
-const isWordChar = (c) => /[\p{L}\p{N}_]/u.test(c);
+// A URL's first characters, either case: a quick check before urlEnd.
+const FIRSTS = new Set(PREFIXES.flatMap((p) => [p[0], p[0].toUpperCase()]));
+
+const isSpaceOrControl = (c) => c <= ' ' || /\s/u.test(c);
+// A letter or digit before a prefix makes it part of a word ("xhttp://"); "_" does not, so
+// "_https://x.org_" is an italic link.
+const isLetterOrDigit = (c) => /[\p{L}\p{N}]/u.test(c);
+
+// Whether a URL may start with the character `c` (the first of a known prefix).
+export function mayStartUrl(c) {
+  return FIRSTS.has(c);
+}
 
 // The end (exclusive) of the URL starting at `i` of `text`, or -1 when none starts there: a
 // known prefix at a word's start, up to a space or a character never left unescaped in a URL,
 // without the punctuation that ends a sentence or closes emphasis, nor a ")" the URL did not open.
 export function urlEnd(text, i) {
-  if (i > 0 && isWordChar(text[i - 1])) return -1;
+  if (i > 0 && isLetterOrDigit(text[i - 1])) return -1;
   const head = text.slice(i, i + 8).toLowerCase();
   const prefix = PREFIXES.find((p) => head.startsWith(p));
   if (!prefix) return -1;
   const start = i + prefix.length;
   let end = start;
   let parens = 0; // "(" minus ")" up to `end`
-  while (end < text.length && !isSpace(text[end]) && !STOPS.has(text[end])) {
+  while (end < text.length && !isSpaceOrControl(text[end]) && !STOPS.has(text[end])) {
     if (text[end] === '(') parens += 1; else if (text[end] === ')') parens -= 1;
     end += 1;
   }
@@ -56,14 +66,16 @@ function shownAddress(raw, url) {
   const www = raw.slice(0, 4).toLowerCase() === 'www.';
   const hostStart = www ? 0 : raw.indexOf('//') + 2;
   let hostEnd = hostStart;
-  while (hostEnd < raw.length && !'/?#\\'.includes(raw[hostEnd])) hostEnd += 1;
+  while (hostEnd < raw.length && !'/?#'.includes(raw[hostEnd])) hostEnd += 1;
   const host = raw.slice(hostStart, hostEnd);
   return raw.slice(0, hostStart) + (host.toLowerCase() === url.host ? host : url.host) + raw.slice(hostEnd);
 }
 
 // A URL found by urlEnd as a link: {url, shown}, or null when it must stay text (not a valid
-// URL, another protocol, a user name before the host).
+// URL, another protocol, a user name before the host, a backslash: browsers read it as "/",
+// so "https://evil.com\@good.com" would lead elsewhere than it reads).
 function asLink(raw) {
+  if (raw.includes('\\')) return null;
   let url;
   try {
     url = new URL(raw.slice(0, 4).toLowerCase() === 'www.' ? `https://${raw}` : raw);

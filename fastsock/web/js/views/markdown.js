@@ -5,19 +5,23 @@
 //           lists; quotes and lists nest (by indentation), up to MAX_BLOCK_DEPTH levels
 //   inline: **bold** __bold__, *italic* _italic_, ~~strikethrough~~, `code`, \* escapes,
 //           links (links.js)
-// Everything else (headings, tables, images, HTML, [text](url)) stays as typed. The parse is
-// linear in the text: lines are read once per nesting level, code spans find their closing
-// run through a table built in one pass, and emphasis is matched CommonMark-style with a
-// stack per marker character, so 4,000 asterisks or unclosed markers cost one pass.
+// Everything else (headings, tables, images, HTML, [text](url), rules) stays as typed. The
+// parse is linear in the text: lines are read once per nesting level, code spans find their
+// closing run through a table built in one pass, and emphasis is matched CommonMark-style
+// with a stack per marker character, so 4,000 asterisks or unclosed markers cost one pass.
+// A message's elements are bounded too: past MAX_CODE_BLOCKS code blocks or MAX_BLOCKS
+// blocks, the rest of the text is paragraph text (500 empty fences would otherwise make
+// 500 copy buttons, each a Tab stop).
 import { h, icon } from '../dom.js';
-import { urlEnd, linkElement, linkText } from './links.js';
+import { urlEnd, mayStartUrl, linkElement, linkText } from './links.js';
+import { toast } from './toast.js';
 
 const MAX_BLOCK_DEPTH = 4; // quotes and lists inside each other
 const MAX_INLINE_DEPTH = 8; // emphasis inside emphasis: deeper levels add no further element
+const MAX_BLOCKS = 200; // paragraphs, code blocks, quotes, lists and list items of a message
+const MAX_CODE_BLOCKS = 20;
 const LANG_MAX = 24;
 const COPIED_MS = 2000;
-const COPY_ICON = { paths: ['M16 1H4a2 2 0 0 0-2 2v14h2V3h12zm3 4H8a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h11a2 2 0 0 0 2-2V7a2 2 0 0 0-2-2zm0 16H8V7h11z'] };
-const DONE_ICON = { paths: ['M9 16.2 4.8 12l-1.4 1.4L9 19 21 7l-1.4-1.4z'] };
 
 // ---- Blocks ----------------------------------------------------------------------------
 
@@ -59,11 +63,24 @@ function closesFence(line, fence) {
   return true;
 }
 
+// A thematic break ("***", "- - -"): three or more of one of - * _ and spaces only. Shown as
+// typed, not as a list of lists.
+function isRule(line) {
+  const s = line.trim();
+  const ch = s[0];
+  if (ch !== '-' && ch !== '*' && ch !== '_') return false;
+  let n = 0;
+  for (const c of s) {
+    if (c === ch) n += 1; else if (c !== ' ' && c !== '\t') return false;
+  }
+  return n >= 3;
+}
+
 // A list item's marker: "- ", "* ", "+ ", "1. ", "1) " followed by text, up to 3 spaces in.
 // `content`: the column its text starts at (where its continuation lines are indented to).
 function itemOf(line) {
   const indent = indentOf(line);
-  if (indent > 3) return null;
+  if (indent > 3 || isRule(line)) return null;
   const s = line.trimStart();
   let n = 0;
   let ordered = false;
@@ -88,11 +105,30 @@ const quoteText = (line) => {
 };
 const blank = (line) => line.trim() === '';
 
+// The lines of the list item starting at line `i` (its marker line): its text, then the lines
+// indented at least to its text (dedented), with the blank lines among them; blank lines after
+// it only when the next item of the same list follows them. Returns [lines, next line].
+function itemLines(lines, i, item, ordered) {
+  const inner = [item.text];
+  i += 1;
+  for (;;) {
+    let j = i;
+    while (j < lines.length && blank(lines[j])) j += 1;
+    if (j < lines.length && indentOf(lines[j]) >= item.content) {
+      for (; i <= j; i += 1) inner.push(dedent(lines[i], item.content));
+      continue;
+    }
+    const next = j < lines.length ? itemOf(lines[j]) : null;
+    return [inner, next && next.ordered === ordered ? j : i];
+  }
+}
+
 // The text's blocks: {type: 'para', inline}, {type: 'code', lang, text}, {type: 'quote',
 // blocks}, {type: 'list', ordered, start, items: [blocks]}. Beyond MAX_BLOCK_DEPTH, quotes and
-// lists are text. A paragraph keeps its line breaks (and blank lines); those next to another
-// block are dropped, the block's own margins separate them.
-function parseBlocks(lines, depth) {
+// lists are text; past the message's budget (`left`, shared by all levels), all blocks are.
+// A paragraph keeps its line breaks (and blank lines); those next to another block are
+// dropped, the block's own margins separate them.
+function parseBlocks(lines, depth, left) {
   const blocks = [];
   let para = [];
   const endPara = () => {
@@ -102,13 +138,15 @@ function parseBlocks(lines, depth) {
     if (first < para.length) blocks.push({ type: 'para', inline: parseInline(para.slice(first).join('\n')) });
     para = [];
   };
-  const nests = depth < MAX_BLOCK_DEPTH;
+  const take = (code = false) => { left.blocks -= 1; if (code) left.code -= 1; };
   let i = 0;
   while (i < lines.length) {
     const line = lines[i];
-    const fence = fenceOf(line);
+    const room = left.blocks > 1; // a list takes two: itself and an item
+    const fence = room && left.code > 0 && fenceOf(line);
     if (fence) {
       endPara();
+      take(true);
       const body = [];
       i += 1;
       while (i < lines.length && !closesFence(lines[i], fence)) { body.push(lines[i]); i += 1; }
@@ -116,37 +154,30 @@ function parseBlocks(lines, depth) {
       blocks.push({ type: 'code', lang: fence.lang, text: body.join('\n') });
       continue;
     }
+    const nests = room && depth < MAX_BLOCK_DEPTH;
     if (nests && quoteText(line) !== null) {
       endPara();
+      take();
       const inner = [];
       for (let q; i < lines.length && (q = quoteText(lines[i])) !== null; i += 1) inner.push(q);
-      blocks.push({ type: 'quote', blocks: parseBlocks(inner, depth + 1) });
+      blocks.push({ type: 'quote', blocks: parseBlocks(inner, depth + 1, left) });
       continue;
     }
-    const first = nests && itemOf(line);
-    if (first) {
+    // Inside a paragraph, as in CommonMark, a numbered list starts only at 1 ("born in\n1984.
+    // I…" stays a paragraph); a bullet list may start anywhere.
+    let item = nests && itemOf(line);
+    if (item && item.ordered && item.start !== 1 && para.length && !blank(para[para.length - 1])) item = null;
+    if (item) {
       endPara();
-      const list = { type: 'list', ordered: first.ordered, start: first.start, items: [] };
-      let item = first;
-      while (item) {
-        const inner = [item.text];
-        i += 1;
-        // Its continuation: the lines indented at least to its text; a blank line only
-        // when such a line or the next item of the same list follows it.
-        for (;;) {
-          let j = i;
-          while (j < lines.length && blank(lines[j])) j += 1;
-          if (j < lines.length && indentOf(lines[j]) >= item.content) {
-            for (; i <= j; i += 1) inner.push(dedent(lines[i], item.content));
-            continue;
-          }
-          const next = j < lines.length ? itemOf(lines[j]) : null;
-          if (j > i && next && next.ordered === list.ordered) i = j; // blank lines between items
-          break;
-        }
-        list.items.push(parseBlocks(inner, depth + 1));
-        const next = i < lines.length ? itemOf(lines[i]) : null;
-        item = next && next.ordered === list.ordered ? next : null;
+      take();
+      const list = { type: 'list', ordered: item.ordered, start: item.start, items: [] };
+      while (item && left.blocks > 0) {
+        take();
+        const [inner, next] = itemLines(lines, i, item, list.ordered);
+        i = next;
+        list.items.push(parseBlocks(inner, depth + 1, left));
+        item = i < lines.length ? itemOf(lines[i]) : null;
+        if (item?.ordered !== list.ordered) item = null;
       }
       blocks.push(list);
       continue;
@@ -160,10 +191,12 @@ function parseBlocks(lines, depth) {
 
 // ---- Inline ----------------------------------------------------------------------------
 
-const isSpace = (c) => c === '' || /\s/u.test(c);
+// For flanking: a space, or the text's start or end ('').
+const isSpaceOrEdge = (c) => c === '' || /\s/u.test(c);
 const isPunct = (c) => /[\p{P}\p{S}]/u.test(c);
 const isAsciiPunct = (c) => /[!-/:-@[-`{-~]/.test(c);
-const URL_STARTS = 'hHmMwW'; // http(s)://, mailto:, www.
+// "*" + U+20E3 (optionally with U+FE0F between) is the keycap emoji *️⃣, not emphasis.
+const isKeycap = (s, i) => s[i] === '\u20E3' || (s[i] === '\uFE0F' && s[i + 1] === '\u20E3');
 
 // The characters around a delimiter run, whole code points ('' at either end).
 function charBefore(s, i) {
@@ -226,14 +259,17 @@ function tokenize(s) {
         text += s.slice(i, i + len);
         i += len;
       }
+    } else if (c === '*' && isKeycap(s, i + 1)) {
+      text += c;
+      i += 1;
     } else if (c === '*' || c === '_' || c === '~') {
       let j = i;
-      while (s[j] === c) j += 1;
+      while (s[j] === c && !(c === '*' && isKeycap(s, j + 1))) j += 1;
       if (c === '~' && j - i !== 2) { text += s.slice(i, j); i = j; continue; }
       const before = charBefore(s, i);
       const after = charAfter(s, j);
-      const left = !isSpace(after) && (!isPunct(after) || isSpace(before) || isPunct(before));
-      const right = !isSpace(before) && (!isPunct(before) || isSpace(after) || isPunct(after));
+      const left = !isSpaceOrEdge(after) && (!isPunct(after) || isSpaceOrEdge(before) || isPunct(before));
+      const right = !isSpaceOrEdge(before) && (!isPunct(before) || isSpaceOrEdge(after) || isPunct(after));
       flush();
       tokens.push({
         t: 'delim', ch: c, len: j - i, opens: [], closes: [],
@@ -242,7 +278,7 @@ function tokenize(s) {
       });
       i = j;
     } else {
-      const end = URL_STARTS.includes(c) ? urlEnd(s, i) : -1;
+      const end = mayStartUrl(c) ? urlEnd(s, i) : -1;
       if (end > 0) {
         flush();
         tokens.push({ t: 'link', s: s.slice(i, end) });
@@ -309,7 +345,7 @@ function parseInline(s) {
 }
 
 function parse(text) {
-  return parseBlocks(text.replace(/\r\n?/g, '\n').split('\n'), 0);
+  return parseBlocks(text.replace(/\r\n?/g, '\n').split('\n'), 0, { blocks: MAX_BLOCKS, code: MAX_CODE_BLOCKS });
 }
 
 // ---- Output ----------------------------------------------------------------------------
@@ -323,25 +359,38 @@ function inlineNodes(nodes) {
   });
 }
 
-// The copy button of a code block: says "Copied" (a tick instead of the icon) for a moment.
+let copyIcons = null; // built once, cloned for each button
+
+// The copy button of a code block: says "Copied" (a tick instead of the icon) for a moment,
+// and the toasts' live region says it to screen readers.
 function copyButton(text) {
-  let timer = null;
+  copyIcons ??= [icon('copy'), icon('check')];
+  const btn = h('button', { type: 'button', class: 'code-copy', title: 'Copy code', 'aria-label': 'Copy code', 'data-testid': 'code-copy' },
+    copyIcons.map((svg) => svg.cloneNode(true)));
   const label = (words, copied) => {
     btn.classList.toggle('copied', copied);
     btn.setAttribute('aria-label', words);
     btn.title = words;
   };
-  const btn = h('button', {
-    type: 'button', class: 'code-copy', title: 'Copy code', 'aria-label': 'Copy code', 'data-testid': 'code-copy',
-    onclick: () => {
-      Promise.resolve().then(() => navigator.clipboard.writeText(text)).then(
-        () => label('Copied', true),
-        () => label('Could not copy: select the code and copy it instead', false));
-      clearTimeout(timer);
-      timer = setTimeout(() => label('Copy code', false), COPIED_MS);
-    },
-  }, icon(null, null, COPY_ICON), icon(null, null, DONE_ICON));
+  let timer = null;
+  btn.addEventListener('click', () => {
+    Promise.resolve().then(() => navigator.clipboard.writeText(text)).then(
+      () => { label('Copied', true); toast('Code copied'); },
+      () => {
+        const words = 'Could not copy: select the code and copy it instead';
+        label(words, false);
+        toast(words, 'error');
+      });
+    clearTimeout(timer);
+    timer = setTimeout(() => label('Copy code', false), COPIED_MS);
+  });
   return btn;
+}
+
+// A numbered list's widest number, in digits, as a class (the indent grows with it).
+function digitsClass(b) {
+  const digits = String(b.start + b.items.length - 1).length;
+  return digits > 2 ? `digits-${digits}` : null;
 }
 
 function blockNodes(blocks) {
@@ -350,13 +399,15 @@ function blockNodes(blocks) {
     // list items take their own direction (a quoted message in another script).
     if (b.type === 'para') return h('p', { class: 'md-p' }, inlineNodes(b.inline));
     if (b.type === 'code') {
+      // An empty block has nothing to copy: no button (and no Tab stop).
       return h('div', { class: 'code-block', 'data-testid': 'code-block' },
-        h('div', { class: 'code-head' }, h('span', { class: 'code-lang', text: b.lang }), copyButton(b.text)),
+        h('div', { class: 'code-head' }, h('span', { class: 'code-lang', text: b.lang }), b.text.trim() ? copyButton(b.text) : null),
         h('pre', { dir: 'ltr' }, h('code', { text: b.text })));
     }
     if (b.type === 'quote') return h('blockquote', { dir: 'auto' }, blockNodes(b.blocks));
     const items = b.items.map((item) => h('li', { dir: 'auto' }, blockNodes(item)));
-    return h(b.ordered ? 'ol' : 'ul', { start: b.ordered && b.start !== 1 ? String(b.start) : null }, items);
+    if (!b.ordered) return h('ul', {}, items);
+    return h('ol', { start: b.start !== 1 ? String(b.start) : null, class: digitsClass(b) }, items);
   });
 }
 
@@ -387,23 +438,4 @@ function blocksPlain(blocks) {
 // show in the timeline (look-alike hosts in ASCII, long addresses elided).
 export function plainText(text) {
   return blocksPlain(parse(text));
-}
-
-// Big emoji: a message of one to three emoji (spaces between allowed). An emoji is a grapheme
-// made only of emoji code points that asks for emoji presentation (so ✔ or © alone, which
-// show as text, do not count).
-const EMOJI_POINTS = /^[\p{Extended_Pictographic}\p{Emoji_Component}\u200D\uFE0F]+$/u;
-const EMOJI_LOOK = /[\p{Emoji_Presentation}\uFE0F\u20E3]/u;
-const EMOJI_ONLY_MAX = 3;
-const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
-
-export function isEmojiOnly(text) {
-  const s = text.trim();
-  if (!s || s.length > 64) return false;
-  let n = 0;
-  for (const { segment } of graphemes.segment(s)) {
-    if (/^\s+$/u.test(segment)) continue;
-    if (!EMOJI_POINTS.test(segment) || !EMOJI_LOOK.test(segment) || ++n > EMOJI_ONLY_MAX) return false;
-  }
-  return n > 0;
 }

@@ -8,7 +8,8 @@ import { renderAttachments } from './attachments.js';
 import { openMenu, openReactionPicker } from './menu.js';
 import { confirmDialog } from './modal.js';
 import { TextLimit } from './textlimit.js';
-import { renderMarkdown, isEmojiOnly } from './markdown.js';
+import { renderMarkdown } from './markdown.js';
+import { isEmojiOnly } from './emoji.js';
 import { isCall, renderCallEntry, callSignature } from '../calls/timeline.js';
 
 const TICK_TEXT = { sending: 'Sending…', sent: 'Sent', delivered: 'Delivered', read: 'Read', failed: 'Not sent' };
