@@ -45,6 +45,8 @@ class Limits:
     receipts_burst: int = 80
     abuse_refusals: int = 200  # refusals within 10 s that close a socket with 4429
     uploads_per_min: int = 30
+    # Profile changes: each one is announced to everyone who shares a room with the user.
+    profile_updates_per_min: int = 10
     call_invites_per_min: int = 5
     call_joins_per_min: int = 30  # group call joins and worker-lost reports
     # 1:1 call.signal (SDP, trickled candidates: dozens at a call's start) and call.media_state
@@ -77,6 +79,7 @@ LIMIT_VARS: dict[str, tuple[str, type[int] | type[float]]] = {
     "RECEIPTS_BURST": ("receipts_burst", int),
     "ABUSE_REFUSALS": ("abuse_refusals", int),
     "UPLOADS_PER_MIN": ("uploads_per_min", int),
+    "PROFILE_UPDATES_PER_MIN": ("profile_updates_per_min", int),
     "CALL_INVITES_PER_MIN": ("call_invites_per_min", int),
     "CALL_JOINS_PER_MIN": ("call_joins_per_min", int),
     "CALL_SIGNALS_PER_S": ("call_signals_per_s", float),

@@ -79,6 +79,7 @@ RELAXED = Limits(
     auth_per_ip_per_min=10000,
     auth_concurrent_per_ip=1000,
     registrations_per_min=10000,
+    profile_updates_per_min=10000,
     receipts_per_s=1000,
     receipts_burst=1000,
     pings_per_s=1000,

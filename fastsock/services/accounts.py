@@ -194,6 +194,8 @@ class Accounts:
     async def update_me(self, user_id: str, data: Doc) -> Doc:
         # validate refuses {} ("nothing to change"); absent fields come back as None.
         changes = {k: v for k, v in validate("user.update", data).items() if v is not None}
+        # Before the upload or write: a refused change changes nothing.
+        await self.throttles.check("profile", user_id)
         if (upload_id := changes.pop("avatar_upload_id", None)) is not None:
             current = await self.store.users.get(user_id)
             previous = current.get("avatar_upload_id") if current else None

@@ -106,6 +106,10 @@ class Throttles:
             # costs a password hash), so one address cannot spray passwords over many accounts.
             "auth": RateLimiter(limits.auth_per_ip_per_min / 60, limits.auth_per_ip_per_min),
             "upload": RateLimiter(limits.uploads_per_min / 60, limits.uploads_per_min),
+            # Each profile change fans `user.updated` out to every co-member.
+            "profile": RateLimiter(
+                limits.profile_updates_per_min / 60, limits.profile_updates_per_min
+            ),
             # Per client IP: accounts are cheap to make, each costs a password hash.
             "register": RateLimiter(
                 limits.registrations_per_min / 60, limits.registrations_per_min

@@ -11,6 +11,7 @@ from playwright.async_api import Page, expect
 from tests.e2e.helpers import (
     LOGIN,
     freeze_time,
+    hold_first,
     message,
     open_room,
     room_item,
@@ -179,6 +180,34 @@ async def test_logging_out_forgets_the_drafts_in_every_tab(new_page, api: Api) -
     await expect(box).to_have_value("")
 
 
+async def test_a_draft_written_while_logging_out_is_forgotten_too(new_page, api: Api) -> None:
+    """Another tab keeps typing while a logout is under way: it signs out as soon as the login
+    leaves storage (before the server has answered), and what it wrote before is purged."""
+    alice = await api.register(display_name="Alice")
+    bob = await api.register(display_name="Bob")
+    await api.post("/rooms/direct", {"user_id": bob.id}, alice)
+    page = await signed_in(new_page, alice)
+    other_tab = await page.context.new_page()
+    await other_tab.goto("/")
+    await open_room(other_tab, "Bob")
+    refreshed = await hold_first(page, "**/auth/refresh")
+    logged_out = await hold_first(page, "**/auth/logout")
+    await page.get_by_test_id("profile-button").click()
+    await page.get_by_test_id("logout").click()
+
+    # The logging-out tab has purged and is fetching a fresh access token; the other types.
+    refresh = await refreshed()
+    await other_tab.get_by_test_id("composer-input").press_sequentially("typed meanwhile")
+    await until(other_tab, "Object.keys(localStorage).some((k) => k.startsWith('fs.draft.'))")
+    await refresh.continue_()
+    # The login left storage before the logout request: the other tab signs out already.
+    logout = await logged_out()
+    await expect(other_tab.get_by_test_id("auth-screen")).to_be_visible()
+    await logout.continue_()
+    await expect(page.get_by_test_id("auth-screen")).to_be_visible()
+    assert await page.evaluate(DRAFTS) == {}
+
+
 async def test_a_room_the_user_is_no_longer_in_loses_its_draft(new_page, api: Api) -> None:
     alice = await api.register(display_name="Alice")
     bob = await api.register(display_name="Bob")
@@ -248,3 +277,142 @@ async def test_drafts_are_bounded_in_number_and_size(new_page, api: Api) -> None
         await page.evaluate(f"localStorage.getItem('fs.draft.{alice.id}.{newest}')")
     )
     assert stored["text"] == "x" * 20_000
+
+
+async def test_the_room_list_shows_a_short_preview_and_renders_only_when_it_changes(
+    new_page, api: Api
+) -> None:
+    """A draft's first line is clipped in the room list and its label (a pasted megabyte is
+    not read out); typing that leaves what the list shows as it was re-renders nothing; no
+    cut splits a character in two."""
+    alice = await api.register(display_name="Alice")
+    bob = await api.register(display_name="Bob")
+    await api.post("/rooms/direct", {"user_id": bob.id}, alice)
+    page = await signed_in(new_page, alice)
+    await open_room(page, "Bob")
+    renders = await page.evaluate(
+        """() => {
+            const s = window.__fs.store;
+            let n = 0;
+            s.on('rooms', () => { n += 1; });
+            for (const text of ['first line', 'first line\\nmore', 'first line\\nmore still'])
+                s.saveDraft(s.currentRoom, text);
+            return n;
+        }"""
+    )
+    assert renders == 1
+
+    smile = "\U0001f600"  # two UTF-16 units
+    long_line = "y" * 99 + smile + "z" * 5000
+    await page.evaluate(
+        "(text) => { const s = window.__fs.store; s.saveDraft(s.currentRoom, text); }", long_line
+    )
+    item = room_item(page, "Bob")
+    await expect(item.get_by_test_id("room-preview")).to_have_text("Draft: " + "y" * 99 + "…")
+    label = await item.get_attribute("aria-label") or ""
+    assert label.endswith("Draft: " + "y" * 99 + "…"), label[-200:]
+
+    await page.evaluate(
+        "(text) => { const s = window.__fs.store; s.saveDraft(s.currentRoom, text); }",
+        "x" * 19_999 + smile,
+    )
+    stored = await page.evaluate("() => window.__fs.store.draft(window.__fs.store.currentRoom)")
+    assert stored == "x" * 19_999
+
+
+async def test_a_page_going_out_of_view_writes_its_draft(new_page, api: Api) -> None:
+    """A mobile browser may end a hidden page without `pagehide`: hiding writes the draft."""
+    alice = await api.register(display_name="Alice")
+    bob = await api.register(display_name="Bob")
+    await api.post("/rooms/direct", {"user_id": bob.id}, alice)
+    page = await signed_in(new_page, alice)
+    await open_room(page, "Bob")
+    await freeze_time(page)
+    await page.get_by_test_id("composer-input").press_sequentially("typed before hiding")
+    assert list((await page.evaluate(DRAFTS)).values()) == ["t"]  # the first keystroke only
+    await page.evaluate(
+        """() => {
+            Object.defineProperty(document, 'hidden', { value: true, configurable: true });
+            document.dispatchEvent(new Event('visibilitychange'));
+        }"""
+    )
+    assert list((await page.evaluate(DRAFTS)).values()) == ["typed before hiding"]
+
+
+async def test_tabs_show_each_others_drafts(new_page, api: Api) -> None:
+    """A draft written in one tab shows in the other's room list and composer, so typing
+    there goes on from it instead of overwriting it."""
+    alice = await api.register(display_name="Alice")
+    bob = await api.register(display_name="Bob")
+    await api.post("/rooms/direct", {"user_id": bob.id}, alice)
+    first = await signed_in(new_page, alice)
+    second = await first.context.new_page()
+    await second.goto("/")
+    await open_room(first, "Bob")
+    await open_room(second, "Bob")
+    await first.get_by_test_id("composer-input").fill("from the first tab")
+
+    await expect(room_item(second, "Bob").get_by_test_id("room-preview")).to_have_text(
+        "Draft: from the first tab"
+    )
+    box = second.get_by_test_id("composer-input")
+    await expect(box).to_have_value("from the first tab")
+    # Typing there goes on from it: a letter typed and taken back leaves it as it was.
+    stored = "Object.values((" + DRAFTS + ")())[0]"
+    await box.press("End")
+    await box.press("x")
+    await until(first, f"{stored} === 'from the first tabx'")
+    await box.press("Backspace")
+    await until(first, f"{stored} === 'from the first tab'")
+    await expect(room_item(first, "Bob").get_by_test_id("room-preview")).to_have_text(
+        "Draft: from the first tab"
+    )
+
+
+FILL_STORAGE = """() => {
+    for (const size of [262144, 1024, 1]) {
+        try { for (let i = 0; ; i++) localStorage.setItem(`junk.${size}.${i}`, 'q'.repeat(size)); }
+        catch { /* full at this size */ }
+    }
+}"""
+
+
+async def test_full_storage_gives_up_drafts_and_never_stops_a_send(new_page, api: Api) -> None:
+    """Storage full: the oldest draft makes room for the outbox; with none left, the message is
+    sent and shown all the same."""
+    alice = await api.register(display_name="Alice")
+    bob = await api.register(display_name="Bob")
+    carol = await api.register(display_name="Carol")
+    room = (await api.post("/rooms/direct", {"user_id": bob.id}, alice)).body["id"]
+    await api.post("/rooms/direct", {"user_id": carol.id}, alice)
+    page = await signed_in(new_page, alice)
+    await open_room(page, "Carol")
+    await page.get_by_test_id("composer-input").fill("c" * 5000)
+    await open_room(page, "Bob")
+    await page.evaluate(FILL_STORAGE)
+
+    kept = await page.evaluate(
+        """(room) => {
+            const s = window.__fs.store;
+            s.pending.set('probe', {client_msg_id: 'probe', room_id: room, text: 'x'.repeat(2000),
+                                    attachments: [], created_at: '', state: 'failed'});
+            s.persistOutbox();
+            const kept = localStorage.getItem(s.outboxKey()) !== null;
+            s.pending.delete('probe');
+            s.persistOutbox();
+            return kept;
+        }""",
+        room,
+    )
+    assert kept
+    assert await page.evaluate(DRAFTS) == {}  # Carol's draft made room
+    await expect(room_item(page, "Carol").get_by_test_id("draft-mark")).to_have_count(0)
+
+    await page.evaluate(FILL_STORAGE)
+    box = page.get_by_test_id("composer-input")
+    await box.fill("sent with storage full")
+    await box.press("Enter")
+    await expect(message(page, "sent with storage full")).to_be_visible()
+    await until(page, "window.__fs.store.pending.size === 0")
+    history = (await api.get(f"/history/room/{room}", bob)).body["messages"]
+    assert [m["text"] for m in history] == ["sent with storage full"]

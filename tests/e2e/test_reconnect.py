@@ -286,7 +286,8 @@ async def test_presence_and_typing_are_unknown_while_disconnected(new_page, api)
 async def test_after_a_resync_presence_is_fetched_for_everyone_on_screen(
     new_page, api: Api
 ) -> None:
-    """Bob is Alice's 56th conversation: past the 50 people refreshed at a time."""
+    """Bob is Alice's 56th conversation, far down the list: after a resync every profile held
+    is fetched again (a few at a time, the people on screen first), his presence with it."""
     alice = await api.register(display_name="Alice")
     bob = await api.register(display_name="Bob")
     await api.post("/rooms/direct", {"user_id": bob.id}, alice)  # the oldest: last in the list

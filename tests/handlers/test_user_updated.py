@@ -14,7 +14,9 @@ from typing import Any
 
 from bson import ObjectId
 
+from fastsock.app import Server
 from tests.handlers.test_uploads import image_bytes, upload
+from tests.realtime.test_replay import until_detached
 from tests.support import Api, Socket, User
 
 PUBLIC_FIELDS = {
@@ -103,3 +105,22 @@ async def test_a_refused_change_announces_nothing(api: Api) -> None:
     assert (r.status, r.error_code) == (403, "forbidden")
     await fence(api, bob, bob_ws)
     assert updates_of(bob_ws, alice) == []
+
+
+async def test_a_resumed_session_gets_the_changes_it_missed(server: Server, api: Api) -> None:
+    """`user.updated` is kept for a resume like any event: a client back from a short outage
+    learns of the change without refetching anyone."""
+    alice, bob = await api.register(), await api.register()
+    await api.group(alice, bob)
+    bob_ws = await api.ws(bob)
+    await fence(api, bob, bob_ws)
+    last_seq = bob_ws.seqs[-1]
+    await until_detached(server, bob_ws)
+    r = await api.patch("/users/me", {"display_name": "Alice Away"}, alice)
+    assert r.status == 200, r.body
+    assert bob_ws.ready is not None
+    resumed = await api.ws(bob, resume={"session": bob_ws.ready["session"], "last_seq": last_seq})
+    assert resumed.ready is not None and resumed.ready["resume"] == "ok"
+    update = await resumed.expect("user.updated")
+    assert update["user"]["id"] == alice.id and update["user"]["display_name"] == "Alice Away"
+    resumed.close()

@@ -201,6 +201,35 @@ async def test_rest_sends_over_the_limit_get_429_with_retry_after(limited: Api) 
     assert (await api.post(f"/rooms/{room}/messages", body, alice)).status == 201
 
 
+async def test_profile_changes_over_the_limit_get_429_and_announce_nothing(
+    limited: Api,
+) -> None:
+    """Each profile change is announced to every co-member, so changes are limited per user;
+    a refused one is neither stored nor announced."""
+    api = limited
+    alice, bob = await api.register(), await api.register()
+    room = await api.group(alice, bob)
+    bob_ws = await api.ws(bob)
+    allowed = Limits().profile_updates_per_min
+    for i in range(allowed):
+        r = await api.patch("/users/me", {"status_message": f"s{i}"}, alice)
+        assert r.status == 200, r.body
+    r = await api.patch("/users/me", {"status_message": "refused"}, alice)
+    assert r.status == 429 and r.error_code == "rate_limited", r.body
+    header = r.headers.get("Retry-After")
+    assert header is not None and header.isdigit() and int(header) >= 1
+    me = (await api.get("/users/me", alice)).body
+    assert me["status_message"] == f"s{allowed - 1}"
+    # Frames reach bob in order: by this message every announcement is there.
+    await api.send(alice, room, "after")
+    await bob_ws.expect("message.new")
+    statuses = [
+        f["data"]["user"]["status_message"] for f in bob_ws.frames if f["type"] == "user.updated"
+    ]
+    assert statuses == [f"s{i}" for i in range(allowed)]
+    bob_ws.close()
+
+
 async def test_login_is_throttled_per_ip_and_username(limited: Api) -> None:
     api = limited
     alice, bob = await api.register(), await api.register()

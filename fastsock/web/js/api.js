@@ -152,10 +152,22 @@ export async function register(username, password, displayName) {
   return body.user;
 }
 
+// The token leaves storage before the request goes out: other tabs sign out (and stop writing
+// drafts) at once, not a round trip later.
 export async function logout() {
-  const token = localStorage.getItem(REFRESH_KEY);
   try {
-    if (token) await request('POST', '/auth/logout', { refresh_token: token });
+    // A fresh access token (the one held may have expired): the refresh needs the stored token.
+    const access = await refreshAccess();
+    const token = localStorage.getItem(REFRESH_KEY);
+    const ours = token && familyOf(token) === family;
+    clearSession();
+    if (ours) {
+      await fetch('/auth/logout', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${access}` },
+        body: JSON.stringify({ refresh_token: token }),
+      });
+    }
   } catch { /* the session ends locally either way */ }
   clearSession();
 }

@@ -54,10 +54,13 @@ window.addEventListener('online', () => { if (retryTimer) retry(); });
 // the old session goes away with it, and the fresh page shows the login screen. Logging out
 // ends the login in every tab, so its drafts and unsent messages go too (a shared computer).
 async function logout() {
+  const userId = store.me.id;
   store.forgetDrafts();
   store.forgetOutbox();
   store.stop();
   await api.logout();
+  // Again: another tab may have written a draft before it saw the login end.
+  store.forgetDrafts(userId);
   location.reload();
 }
 
@@ -65,6 +68,9 @@ function showAuth() {
   store.stop();
   renderAuth(root, enter);
 }
+
+// A draft written in another tab shows here too.
+window.addEventListener('storage', (ev) => store.draftChanged(ev.key));
 
 // The login ended: logged out here or in another tab, or the server refused to refresh it.
 store.on('authlost', () => {

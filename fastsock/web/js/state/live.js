@@ -142,12 +142,18 @@ export const live = {
         break;
       case 'presence': {
         const u = this.users.get(data.user_id);
-        if (u) { u.online = data.online; this.emit('users', { id: data.user_id }); }
+        if (!u) break;
+        this.users.set(u.id, { ...u, online: data.online }); // new: see setUser
+        if (u === this.me) this.me = this.users.get(u.id);
+        this.emit('users', { id: data.user_id });
         break;
       }
-      case 'user.updated': // a profile changed: names, avatars and status re-render at once
-        this.setUser(data.user);
+      case 'user.updated': { // a profile changed: names, avatars and status re-render at once
+        // Its `online` was read when it was sent: the presence held since is as new or newer.
+        const online = this.users.get(data.user.id)?.online ?? data.user.online;
+        this.setUser({ ...data.user, online });
         break;
+      }
       case 'room.created':
       case 'room.updated':
       case 'room.member_added':

@@ -30,11 +30,21 @@ export const outbox = {
   // same client_msg_id, so the server deduplicates) when the app starts.
   outboxKey() { return `fs.outbox.${this.me.id}`; },
 
+  // Storage full: the oldest drafts make room (an unsent message matters more); if it is still
+  // full, the message is sent all the same, and only a reload before its ack would lose it.
   persistOutbox() {
     if (!this.me) return;
     const items = [...this.pending.values()].map(({ client_msg_id, room_id, text, attachments, created_at, state }) => ({ client_msg_id, room_id, text, attachments, created_at, state }));
-    if (items.length) localStorage.setItem(this.outboxKey(), JSON.stringify(items));
-    else localStorage.removeItem(this.outboxKey());
+    if (!items.length) { localStorage.removeItem(this.outboxKey()); return; }
+    const value = JSON.stringify(items);
+    for (;;) {
+      try {
+        localStorage.setItem(this.outboxKey(), value);
+        return;
+      } catch {
+        if (!this.dropOldestDraft()) return;
+      }
+    }
   },
 
   // Logging out: unsent messages are text not to leave behind on a shared computer.

@@ -32,10 +32,14 @@ export const users = {
   },
 
   // A profile as the server shows it (`GET /users/{id}`, a `user.updated` event): everything
-  // showing people re-renders on the `users` event.
+  // showing people re-renders on the `users` event, unless nothing changed. A new object each
+  // time a profile changes (also its presence): fetchUser tells by it that one came meanwhile.
   setUser(u) {
-    this.users.set(u.id, u);
     this.userFetchedAt.set(u.id, Date.now());
+    const held = this.users.get(u.id);
+    const keys = new Set([...Object.keys(u), ...Object.keys(held || {})]);
+    if (held && [...keys].every((k) => held[k] === u[k])) return;
+    this.users.set(u.id, u);
     if (u.id === this.me?.id) this.me = u;
     this.emit('users', { id: u.id });
   },

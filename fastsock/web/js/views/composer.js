@@ -45,7 +45,17 @@ export class Composer {
     });
     this.input.addEventListener('blur', () => this.stopTyping());
     window.addEventListener('pagehide', () => this.flushDraft()); // a reload, a closed tab
+    // Hidden (another app, a locked phone): a mobile browser may end the page unannounced.
+    document.addEventListener('visibilitychange', () => { if (document.hidden) this.flushDraft(); });
     this.watchWidth();
+    // Another tab changed this room's draft: show it, unless typing here is not saved yet.
+    store.on('draft', ({ roomId }) => {
+      const text = store.draft(roomId);
+      if (roomId !== this.roomId || this.draftUnsaved || text === this.input.value) return;
+      this.input.value = text;
+      this.autosize();
+      this.updateSend();
+    });
     // Drag and drop anywhere on the conversation.
     queueMicrotask(() => {
       const host = this.el.parentElement || this.el;

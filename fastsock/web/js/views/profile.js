@@ -46,9 +46,7 @@ export function openProfile({ onLogout }) {
         }
         if (Object.keys(body).length) {
           const user = await api.patch('/users/me', body);
-          store.me = { ...store.me, ...user };
-          store.users.set(user.id, store.me);
-          store.emit('users', { id: user.id });
+          store.setUser(user);
         }
         m.close();
         toast('Profile saved', 'info', 3000);

@@ -15,7 +15,9 @@ function preview(room) {
     return callPreview(m.call, store.me.id, store.displayName(callPartnerId(m.call, store.me.id)));
   }
   const who = m.sender_id === store.me.id ? 'You' : store.displayName(m.sender_id);
-  let body = plainText(m.text); // the markup stripped, as in notifications
+  // The markup stripped, as in notifications; of the text's start only (one line shows), as
+  // this runs on every render of the list.
+  let body = plainText(m.text.slice(0, 300));
   if (!body && m.attachments?.length) body = `📎 ${m.attachments[0].name}`;
   return room.kind === 'direct' && m.sender_id !== store.me.id ? body : `${who}: ${body}`;
 }
@@ -34,7 +36,7 @@ export function renderRoomList(el, { current, onOpen }) {
     const pic = room.kind === 'direct'
       ? avatar(store.user(partnerId) || { id: partnerId, display_name: name }, 'md', { presence: true })
       : h('span', { class: 'avatar avatar-md avatar-group', 'aria-hidden': 'true', text: '#' });
-    const draft = store.draft(room.id).trim().split('\n', 1)[0]; // shown instead of the preview
+    const draft = store.draftPreview(room.id); // shown instead of the preview
     const label = `${name}${unread ? `, ${unread} unread` : ''}${isMuted(room.id) ? ', muted' : ''}${callWords(room.id)}. ${draft ? `Draft: ${draft}` : preview(room)}`;
     const btn = h('button', {
       type: 'button',
