@@ -15,19 +15,10 @@ from typing import Any
 from bson import ObjectId
 
 from fastsock.app import Server
+from tests.handlers.test_auth import USER_KEYS as PUBLIC_FIELDS
 from tests.handlers.test_uploads import image_bytes, upload
 from tests.realtime.test_replay import until_detached
 from tests.support import Api, Socket, User
-
-PUBLIC_FIELDS = {
-    "id",
-    "username",
-    "display_name",
-    "avatar_url",
-    "status_message",
-    "online",
-    "created_at",
-}
 
 
 async def fence(api: Api, user: User, *sockets: Socket) -> None:
