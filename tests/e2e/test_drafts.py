@@ -163,6 +163,8 @@ async def test_logging_out_forgets_the_drafts_in_every_tab(new_page, api: Api) -
     other_tab = await page.context.new_page()
     await other_tab.goto("/")
     await open_room(other_tab, "Bob")
+    # Typed only once the draft is back in the box, as a person would.
+    await expect(other_tab.get_by_test_id("composer-input")).to_have_value("for Bob")
     await freeze_time(other_tab)
     await other_tab.get_by_test_id("composer-input").press_sequentially(" and more")
     assert len(await page.evaluate(DRAFTS)) == 2
