@@ -6,7 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from fastsock.store.base import Doc, Store
+from fastsock.store.sqlite import SqliteStore
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC)
 
@@ -154,3 +157,16 @@ def worker_doc(worker_id: str, *, at: datetime = T0, **extra: Any) -> Doc:
         "heartbeat_at": at,
         **extra,
     }
+
+
+def count_reads(store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the reader jobs the embedded store runs from now on, in order."""
+    jobs: list[str] = []
+    read = store.db.read
+
+    async def counted(name: str, *args: object) -> object:
+        jobs.append(name)
+        return await read(name, *args)
+
+    monkeypatch.setattr(store.db, "read", counted)
+    return jobs

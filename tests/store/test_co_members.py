@@ -9,7 +9,7 @@ import pytest
 
 from fastsock.store import Store
 from fastsock.store.sqlite import SqliteStore
-from tests.store.documents import T0, new_group, new_user
+from tests.store.documents import T0, count_reads, new_group, new_user
 
 
 async def test_everyone_sharing_a_room_once_and_no_one_else(store: Store) -> None:
@@ -47,14 +47,7 @@ async def test_one_reader_job_on_sqlite(tmp_path: Path, monkeypatch: pytest.Monk
         alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
         for i in range(3):
             await new_group(store, alice, bob, name=f"r{i}")
-        jobs: list[str] = []
-        read = store.db.read
-
-        async def counted(name: str, *args: object) -> object:
-            jobs.append(name)
-            return await read(name, *args)
-
-        monkeypatch.setattr(store.db, "read", counted)
+        jobs = count_reads(store, monkeypatch)
         assert await store.memberships.co_members(alice) == {bob}
         assert jobs == ["memberships.co_members"]
     finally:

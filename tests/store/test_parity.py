@@ -18,7 +18,7 @@ from fastsock.store.ids import new_id
 from fastsock.store.mongo import MongoStore
 from fastsock.store.sqlite import SqliteStore
 from fastsock.store.words import search_words
-from tests.store.documents import T0, new_group, new_user, send, tombstone
+from tests.store.documents import T0, count_reads, new_group, new_user, send, tombstone
 
 pytestmark = pytest.mark.once  # covers both backends itself
 
@@ -374,14 +374,7 @@ async def test_room_list_batches_are_one_reader_job_each_on_sqlite(
         rooms = [await new_group(store, alice, bob, name=f"r{i}") for i in range(5)]
         for room in rooms:
             await _send(store, room, alice, "hi")
-        jobs: list[str] = []
-        read = store.db.read
-
-        async def counted(name: str, *args: object) -> object:
-            jobs.append(name)
-            return await read(name, *args)
-
-        monkeypatch.setattr(store.db, "read", counted)
+        jobs = count_reads(store, monkeypatch)
         summaries = await store.messages.summaries(bob, dict.fromkeys(rooms))
         members = await store.memberships.member_ids_of(rooms)
         assert jobs == ["messages.summaries", "memberships.member_ids_of"]
