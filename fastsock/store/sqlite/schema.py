@@ -290,7 +290,14 @@ _V2 = (
     "CREATE INDEX sfu_workers_state ON sfu_workers (state, heartbeat_at)",  # live, prune
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+# Version 3 (conversations: mentions, replies, system lines, moderation, receipt pointers),
+# one part per concern.
+_V3_MESSAGES: tuple[str, ...] = ()
+_V3_MODERATION: tuple[str, ...] = ()
+_V3_RECEIPTS: tuple[str, ...] = ()
+_V3 = (*_V3_MESSAGES, *_V3_MODERATION, *_V3_RECEIPTS)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 VERSION = len(MIGRATIONS)
 
 _PURGE_BATCH = 1000
