@@ -1,4 +1,5 @@
-"""`fastsock serve`, `turn`, `migrate`, `backup` and `restore` (also `python -m fastsock ...`).
+"""`fastsock serve`, `turn`, `migrate`, `backup`, `restore` and `admin` (also `python -m fastsock
+...`).
 
 `turn` needs only the standard library (no database driver, no Tornado), so it runs on a
 TURN host with a bare Python 3.13 and this checkout (turn/run)."""
@@ -83,6 +84,27 @@ def _backup_or_restore(args: argparse.Namespace) -> int:
     return backup.report(outcome)
 
 
+ADMIN_DB_TIMEOUT_S = 30.0
+
+
+async def _admin(args: argparse.Namespace) -> int:
+    """`fastsock admin grant|revoke USERNAME`, on the configured store (the server may run)."""
+    from fastsock.errors import ApiError
+    from fastsock.services.moderation import set_server_admin
+    from fastsock.store import open_store
+
+    store = open_store(load_settings(config_file=args.config))
+    try:
+        await store.prepare(ADMIN_DB_TIMEOUT_S)
+        print(await set_server_admin(store, args.username, args.action == "grant"))
+    except ApiError as exc:
+        print(f"fastsock admin: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+    return 0
+
+
 def _batch(raw: str) -> int:
     try:
         value = int(raw)
@@ -154,6 +176,17 @@ def main(argv: list[str] | None = None) -> None:
         "--force", action="store_true", help="replace an existing database, secret and uploads"
     )
     restore.add_argument("--config", help="file of FASTSOCK_KEY=value lines (env wins)")
+    admin = sub.add_parser(
+        "admin",
+        help="make an account a server admin, or no longer one",
+        description="Server admins can deactivate and reactivate accounts. The first account "
+        "registered is always one; `grant` makes another account one, `revoke` undoes that. "
+        "Works on either database, also while the server runs. Exit 0: done; 1: no such "
+        "user, or the first account named for revoke.",
+    )
+    admin.add_argument("action", choices=("grant", "revoke"))
+    admin.add_argument("username", metavar="USERNAME")
+    admin.add_argument("--config", help="file of FASTSOCK_KEY=value lines (env wins)")
     args = parser.parse_args(argv)
     try:
         if args.command in ("backup", "restore"):
@@ -170,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
             except KeyboardInterrupt:
                 print("fastsock migrate: interrupted; run it again to resume", file=sys.stderr)
                 sys.exit(130)
+        if args.command == "admin":
+            sys.exit(asyncio.run(_admin(args)))
         if args.command == "turn":
             sys.exit(_turn(args.config, args.print_only))
         sys.exit(asyncio.run(_serve(args.config)))

@@ -19,7 +19,17 @@ from fastsock.cluster.hub import ClusterHub
 from fastsock.config import Settings, check_cluster, check_metrics_access, ensure_jwt_secret
 from fastsock.connections import Endpoint, connection_bound
 from fastsock.context import AppContext
-from fastsock.handlers import accounts, calls, client_config, ops, rooms, sfu, uploads, web
+from fastsock.handlers import (
+    accounts,
+    calls,
+    client_config,
+    moderation,
+    ops,
+    rooms,
+    sfu,
+    uploads,
+    web,
+)
 from fastsock.handlers.base import BaseHandler, NotFoundHandler
 from fastsock.handlers.openapi import OpenApiHandler
 from fastsock.metrics import Metrics
@@ -64,6 +74,10 @@ HANDLERS: list[type[BaseHandler]] = [
     rooms.ReceiptsHandler,
     rooms.ReactionHandler,
     rooms.SearchHandler,
+    moderation.BansHandler,
+    moderation.BanHandler,
+    moderation.DeactivateHandler,
+    moderation.ReactivateHandler,
     uploads.UploadHandler,
     uploads.DownloadHandler,
     uploads.ThumbnailHandler,

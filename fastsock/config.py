@@ -47,6 +47,8 @@ class Limits:
     uploads_per_min: int = 30
     # Profile changes: each one is announced to everyone who shares a room with the user.
     profile_updates_per_min: int = 10
+    # `@room` mentions: each one notifies every member of the room.
+    room_mentions_per_hour: int = 10
     call_invites_per_min: int = 5
     call_joins_per_min: int = 30  # group call joins and worker-lost reports
     # 1:1 call.signal (SDP, trickled candidates: dozens at a call's start) and call.media_state
@@ -80,6 +82,7 @@ LIMIT_VARS: dict[str, tuple[str, type[int] | type[float]]] = {
     "ABUSE_REFUSALS": ("abuse_refusals", int),
     "UPLOADS_PER_MIN": ("uploads_per_min", int),
     "PROFILE_UPDATES_PER_MIN": ("profile_updates_per_min", int),
+    "ROOM_MENTIONS_PER_HOUR": ("room_mentions_per_hour", int),
     "CALL_INVITES_PER_MIN": ("call_invites_per_min", int),
     "CALL_JOINS_PER_MIN": ("call_joins_per_min", int),
     "CALL_SIGNALS_PER_S": ("call_signals_per_s", float),

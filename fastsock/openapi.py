@@ -100,7 +100,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         errors=(409, 429),
     ),
     ("/auth/login", "post"): Operation(
-        summary="Sign in", response="Session", body="auth.login", errors=(401, 429)
+        summary="Sign in", response="Session", body="auth.login", errors=(401, 403, 429)
     ),
     ("/auth/refresh", "post"): Operation(
         summary="Rotate the refresh token for a new pair",
@@ -109,7 +109,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         errors=(401,),
     ),
     ("/auth/logout", "post"): Operation(summary="End this login", body="auth.refresh"),
-    ("/users/me", "get"): Operation(summary="My profile", response="User", errors=(404,)),
+    ("/users/me", "get"): Operation(summary="My profile", response="Me", errors=(404,)),
     ("/users/me", "patch"): Operation(
         summary="Change my profile", response="User", body="user.update", errors=(403, 404)
     ),
@@ -145,13 +145,31 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         errors=(403,),
     ),
     ("/rooms/{id}/join", "post"): Operation(
-        summary="Join a public group", response="Room", errors=(409, 429)
+        summary="Join a public group", response="Room", errors=(403, 409, 429)
     ),
     ("/rooms/{id}/members", "post"): Operation(
         summary="Add members", response="Room", body="room.members.add", errors=(403, 409, 429)
     ),
     ("/rooms/{id}/members/{user_id}", "delete"): Operation(
-        summary="Remove a member, or leave", errors=(403,)
+        summary="Remove a member (banning them from rejoining), or leave", errors=(403,)
+    ),
+    ("/rooms/{id}/members/{user_id}", "patch"): Operation(
+        summary="Make a member an admin, or a member again",
+        response="RoomDetail",
+        body="room.member.update",
+        errors=(403, 404, 409),
+    ),
+    ("/rooms/{id}/bans", "get"): Operation(
+        summary="Who was removed and may not rejoin", response="Bans", errors=(403,)
+    ),
+    ("/rooms/{id}/bans/{user_id}", "delete"): Operation(
+        summary="Let a removed member join again", errors=(403, 404)
+    ),
+    ("/admin/users/{id}/deactivate", "post"): Operation(
+        summary="Deactivate an account (server admins)", response="User", errors=(403, 404, 409)
+    ),
+    ("/admin/users/{id}/reactivate", "post"): Operation(
+        summary="Reactivate an account (server admins)", response="User", errors=(403, 404)
     ),
     ("/rooms/{id}/read", "post"): Operation(
         summary="Move my read pointer",

@@ -53,6 +53,7 @@ USER = obj(
         "status_message": TEXT,
         "online": {"type": "boolean"},
         "created_at": TIME,
+        "deactivated": {"type": "boolean"},
     }
 )
 
@@ -94,12 +95,50 @@ CALL = obj(
 # `{emoji: [user_id, ...]}`, emoji in the order they were first added.
 REACTIONS: Doc = {"type": "object", "additionalProperties": array(ID)}
 
+# What a reply shows of the message it answers, as that message is now.
+REPLY_TO = obj(
+    {
+        "id": ID,
+        "sender_id": ID,
+        "type": {"enum": ["text", "image", "file", "call"]},
+        "text": {**TEXT, "description": "The first 200 characters; empty when deleted"},
+        "deleted": {"type": "boolean"},
+        "created_at": TIME,
+    }
+)
+
+# A history line's event (`type: "system"` messages; docs/api.md, "System lines").
+SYSTEM_LINE = obj(
+    {
+        "event": {
+            "enum": [
+                "member_added",
+                "member_joined",
+                "member_left",
+                "member_removed",
+                "room_renamed",
+                "privacy_changed",
+                "role_changed",
+                "member_unbanned",
+            ]
+        },
+        "actor_id": ID,
+        "user_ids": array(ID),
+        "name": TEXT,
+        "old_name": TEXT,
+        "private": {"type": "boolean"},
+        "banned": {"type": "boolean"},
+        "role": {"enum": ["admin", "member"]},
+    },
+    optional=("name", "old_name", "private", "banned", "role"),
+)
+
 MESSAGE = obj(
     {
         "id": ID,
         "room_id": ID,
         "sender_id": ID,
-        "type": {"enum": ["text", "image", "file", "call"]},
+        "type": {"enum": ["text", "image", "file", "call", "system"]},
         "text": TEXT,
         "attachments": array(ref("Upload")),
         "client_msg_id": TEXT,
@@ -108,6 +147,10 @@ MESSAGE = obj(
         "deleted": {"type": "boolean"},
         "reactions": REACTIONS,
         "version": INT,
+        "mentions": {**array(ID), "description": "Users mentioned, in text order"},
+        "mention_room": {"type": "boolean"},
+        "reply_to": nullable(ref("ReplyTo")),
+        "system": nullable(ref("SystemLine")),
         "call": ref("Call"),
     },
     optional=("call",),
@@ -138,13 +181,18 @@ _ROOM_FIELDS: Doc = {
 }
 _READ_FIELDS: Doc = {"last_read_message_id": nullable(ID), "last_read_at": nullable(TIME)}
 _MEMBERSHIP_FIELDS: Doc = {"role": {"enum": ["admin", "member"]}, **_READ_FIELDS}
+# A member's delivered pointer (reading implies delivery: never behind the read pointer).
+_DELIVERED_FIELDS: Doc = {
+    "last_delivered_message_id": nullable(ID),
+    "last_delivered_at": nullable(TIME),
+}
 
 ROOM = obj(_ROOM_FIELDS)
 ROOM_DETAIL = obj(
     {
         **_ROOM_FIELDS,
         **_MEMBERSHIP_FIELDS,
-        "members": array(obj({"user_id": ID, **_MEMBERSHIP_FIELDS})),
+        "members": array(obj({"user_id": ID, **_MEMBERSHIP_FIELDS, **_DELIVERED_FIELDS})),
     }
 )
 ROOM_SUMMARY = obj(
@@ -152,6 +200,7 @@ ROOM_SUMMARY = obj(
         **_ROOM_FIELDS,
         **_MEMBERSHIP_FIELDS,
         "unread_count": INT,
+        "mention_count": INT,
         "last_message": nullable(ref("Message")),
     }
 )
@@ -175,7 +224,9 @@ SCHEMAS: dict[str, Doc] = {
         }
     ),
     "User": USER,
-    "Session": obj({"user": ref("User"), "access_token": TEXT, "refresh_token": TEXT}),
+    # The user's own view: the public one, and whether they are a server admin.
+    "Me": obj({**USER["properties"], "server_admin": {"type": "boolean"}}),
+    "Session": obj({"user": ref("Me"), "access_token": TEXT, "refresh_token": TEXT}),
     "UserList": obj({"users": array(ref("User"))}),
     "Config": obj(
         {
@@ -194,11 +245,18 @@ SCHEMAS: dict[str, Doc] = {
     "PublicRoomList": obj(
         {"rooms": array(obj({"id": ID, "name": nullable(TEXT), "member_count": INT}))}
     ),
-    "ReadState": obj({"room_id": ID, **_READ_FIELDS, "unread_count": INT}),
+    "Bans": obj({"bans": array(obj({"user_id": ID, "banned_by": ID, "banned_at": TIME}))}),
+    "ReadState": obj({"room_id": ID, **_READ_FIELDS, "unread_count": INT, "mention_count": INT}),
     "Upload": UPLOAD,
     "Call": CALL,
     "Message": MESSAGE,
-    "MessagePage": page("messages", "Message"),
+    "SystemLine": SYSTEM_LINE,
+    "ReplyTo": REPLY_TO,
+    # `has_newer` with `around` only.
+    "MessagePage": obj(
+        {**page("messages", "Message")["properties"], "has_newer": {"type": "boolean"}},
+        optional=("has_newer",),
+    ),
     "CallPage": page("calls", "Call"),
     "Receipts": obj(
         {

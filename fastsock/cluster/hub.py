@@ -94,6 +94,7 @@ class ClusterHub(Hub):
             "ss": self._on_session,
             "pr": self._on_presence,
             "cl": self._on_close_login,
+            "cu": self._on_close_user,
             "ex": self._on_evict,
             "mc": self._on_members,
         }.items():
@@ -367,6 +368,17 @@ class ClusterHub(Hub):
             super().close_login(h["u"], h["f"])
             for closed in self.on_login_closed:
                 closed(h["u"], h["f"])
+
+    def close_user(self, user_id: str, families: list[str]) -> None:
+        super().close_user(user_id, families)
+        self.link.broadcast("cu", {"u": user_id, "f": families})
+
+    def _on_close_user(self, sender: str, h: dict[str, Any], _payload: bytes) -> None:
+        if not self.link.is_self(sender):
+            super().close_user(h["u"], h["f"])
+            for family in h["f"]:  # refused here at once, as a logout's
+                for closed in self.on_login_closed:
+                    closed(h["u"], family)
 
     # --- room membership ------------------------------------------------------------------
 

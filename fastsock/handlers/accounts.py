@@ -39,7 +39,7 @@ class MeHandler(BaseHandler):
     route = "/users/me"
 
     async def get(self) -> None:
-        self.send_json(await self.services.accounts.get(self.me))
+        self.send_json(await self.services.accounts.me(self.me))
 
     async def patch(self) -> None:
         self.send_json(await self.services.accounts.update_me(self.me, self.json_body()))

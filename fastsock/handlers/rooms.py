@@ -58,6 +58,10 @@ class MembersHandler(BaseHandler):
 class MemberHandler(BaseHandler):
     route = "/rooms/{id}/members/{user_id}"
 
+    async def patch(self, room_id: str, user_id: str) -> None:
+        data = self.json_body()
+        self.send_json(await self.services.moderation.set_role(self.me, room_id, user_id, data))
+
     async def delete(self, room_id: str, user_id: str) -> None:
         await self.services.rooms.remove_member(self.me, room_id, user_id)
         self.no_content()

@@ -39,6 +39,8 @@ SESSIONS_PER_USER = 12
 # The close code of a socket that failed to authenticate, whose token expired, or whose login
 # ended (signed out): its client tries to refresh its token, and signs out if refused.
 CLOSE_AUTH = 4401
+# The close code of every socket of an account just deactivated: its client signs out at once.
+CLOSE_DEACTIVATED = 4403
 
 
 class Transport(Protocol):
@@ -285,6 +287,12 @@ class Hub:
             socket = session.socket
             if socket is not None and socket.family == family:
                 socket.close(CLOSE_AUTH, "signed out")
+
+    def close_user(self, user_id: str, families: list[str]) -> None:
+        """Close every socket of the user here: the account was deactivated."""
+        for session in list(self._by_user.get(user_id, {}).values()):
+            if session.socket is not None:
+                session.socket.close(CLOSE_DEACTIVATED, "account deactivated")
 
     # --- background work and shutdown -----------------------------------------------------
 

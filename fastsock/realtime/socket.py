@@ -288,7 +288,7 @@ class ChatSocket(WebSocketHandler):
             resume = auth["resume"]
             login = await services.accounts.authenticate(auth["token"])
             user_id, expires_at, self.family = login.user_id, login.expires_at, login.family
-            user = await services.accounts.get(user_id)
+            user = await services.accounts.me(user_id)
             services.accounts.check_access(auth["token"])  # the login may have ended meanwhile
         except ApiError as exc:
             self.close(CLOSE_AUTH, exc.message[:120])

@@ -12,6 +12,7 @@ from fastsock.services.calls import Calls
 from fastsock.services.events import EventSink
 from fastsock.services.limits import Throttles
 from fastsock.services.messages import Messages
+from fastsock.services.moderation import Moderation
 from fastsock.services.passwords import PasswordHasher
 from fastsock.services.presence import Presence
 from fastsock.services.reactions import Reactions
@@ -36,6 +37,7 @@ class Services:
     search: Search
     uploads: Uploads
     calls: Calls
+    moderation: Moderation
 
     @classmethod
     def build(
@@ -51,15 +53,17 @@ class Services:
         typing = Typing(rooms)
         uploads = Uploads(store, blobs, settings, throttles, metrics)
         messages = Messages(store, sink, rooms, typing, uploads, metrics)
+        rooms.on_history_line.append(messages.post_system)
+        accounts = Accounts(
+            store,
+            sink,
+            TokenCodec(settings.jwt_secret),
+            throttles,
+            uploads,
+            PasswordHasher(settings.limits),
+        )
         return cls(
-            accounts=Accounts(
-                store,
-                sink,
-                TokenCodec(settings.jwt_secret),
-                throttles,
-                uploads,
-                PasswordHasher(settings.limits),
-            ),
+            accounts=accounts,
             rooms=rooms,
             messages=messages,
             presence=Presence(sink, rooms, typing),
@@ -69,4 +73,5 @@ class Services:
             search=Search(store, rooms),
             uploads=uploads,
             calls=Calls(store, sink, rooms, messages, settings, metrics),
+            moderation=Moderation(store, rooms, accounts),
         )

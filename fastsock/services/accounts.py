@@ -6,11 +6,12 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from fastsock.errors import Conflict, NotFound, Unauthenticated
+from fastsock.errors import Conflict, Forbidden, NotFound, Unauthenticated
 from fastsock.services import fields
 from fastsock.services.clock import now
 from fastsock.services.events import EventSink
 from fastsock.services.limits import Throttles, client_key
+from fastsock.services.moderation import ServerAdmins
 from fastsock.services.passwords import DUMMY_HASH, PasswordHasher
 from fastsock.services.revocations import ExpiringSet
 from fastsock.services.schemas import PASSWORD_MAX, validate
@@ -51,6 +52,7 @@ class Accounts:
         self.throttles = throttles
         self.revoked = ExpiringSet(tokens.access_ttl.total_seconds())
         self.confirmed = ExpiringSet(CONFIRM_S)  # logins the store said were not revoked
+        self.server_admins = ServerAdmins(store)
 
     # --- sessions -------------------------------------------------------------------------
 
@@ -90,7 +92,16 @@ class Accounts:
             ok = await self.hasher.verify(password[:PASSWORD_MAX], stored)
         if doc is None or not usable or not ok:
             raise Unauthenticated("invalid username or password")
-        return await self._session(doc, family=None)
+        _require_active(doc)
+        family = secrets.token_urlsafe(16)
+        session = await self._session(doc, family)
+        # A deactivation during the hash revoked the logins it found, not this new one: read
+        # the account again now that its token is stored (one read per login).
+        user = await self.store.users.get(str(doc["_id"]))
+        if user is not None and user.get("deactivated_at") is not None:
+            await self._revoke(str(doc["_id"]), family)
+            _require_active(user)
+        return session
 
     async def refresh(self, data: Doc) -> Doc:
         data = validate("auth.refresh", data)
@@ -109,6 +120,9 @@ class Accounts:
         user = await self.store.users.get(claims["sub"])
         if user is None:
             raise Unauthenticated("account no longer exists")
+        if user.get("deactivated_at") is not None:
+            await self._revoke(claims["sub"], record["family"])
+            raise Unauthenticated("this account is deactivated")
         session = await self._session(user, family=record["family"])
         # A concurrent reuse may have revoked the family while we issued: the new token was
         # stored after that revocation, so check again and revoke it too.
@@ -135,6 +149,13 @@ class Accounts:
         self.revoked.add(family)
         self.sink.close_login(user_id, family)
         await self.store.tokens.revoke_family(family)
+
+    def end_account(self, user_id: str, families: list[str]) -> None:
+        """A deactivated account's logins (revoked in the store): refused by this process
+        from now on, and every socket of the account closed, on every node."""
+        for family in families:
+            self.revoked.add(family)
+        self.sink.close_user(user_id, families)
 
     async def authenticate(self, access_token: Any) -> Login:
         """The login a valid access token stands for, for a request or a new socket. The
@@ -174,7 +195,7 @@ class Accounts:
         refresh = self.tokens.issue(REFRESH, user_id, issued_at, fam=family)
         await self.store.tokens.insert(refresh.jti, user_id, family, issued_at, refresh.expires_at)
         return {
-            "user": self.view(user),
+            "user": await self.own_view(user),
             "access_token": access.token,
             "refresh_token": refresh.token,
         }
@@ -183,6 +204,16 @@ class Accounts:
 
     def view(self, doc: Doc) -> Doc:
         return user_view(doc, online=self.sink.is_online(str(doc["_id"])))
+
+    async def own_view(self, doc: Doc) -> Doc:
+        """The public view, and what only its owner sees."""
+        return {**self.view(doc), "server_admin": await self.server_admins.is_admin(doc)}
+
+    async def me(self, user_id: str) -> Doc:
+        doc = await self.store.users.get(user_id)
+        if doc is None:
+            raise NotFound("no such user")
+        return await self.own_view(doc)
 
     async def get(self, user_id: Any) -> Doc:
         user_id = fields.object_id(user_id, "user_id")
@@ -205,10 +236,10 @@ class Accounts:
         if doc is None:
             raise NotFound("no such user")
         view = self.view(doc)
-        await self._announce(user_id, view)
+        await self.announce(user_id, view)
         return view
 
-    async def _announce(self, user_id: str, view: Doc) -> None:
+    async def announce(self, user_id: str, view: Doc) -> None:
         """`user.updated` with the public view, to everyone who shares a room with the user
         (who shows their name, avatar and status) and to the user's own sessions (their
         other tabs)."""
@@ -217,5 +248,11 @@ class Accounts:
         await self.sink.publish(recipients, "user.updated", {"user": view})
 
     async def search(self, query: Doc) -> list[Doc]:
+        """Active accounts only (the store leaves deactivated ones out)."""
         q = validate("users.search", query)
         return [self.view(doc) for doc in await self.store.users.search(q["q"], q["limit"])]
+
+
+def _require_active(user: Doc) -> None:
+    if user.get("deactivated_at") is not None:
+        raise Forbidden("this account is deactivated")

@@ -74,3 +74,8 @@ class EventSink(Protocol):
         """Close the user's sockets signed in with one login (refresh-token family), which
         was just revoked."""
         ...
+
+    def close_user(self, user_id: str, families: list[str]) -> None:
+        """Close every socket of the user (its account was deactivated); `families`, its
+        logins just revoked, are refused from now on on every node."""
+        ...

@@ -110,6 +110,10 @@ class Throttles:
             "profile": RateLimiter(
                 limits.profile_updates_per_min / 60, limits.profile_updates_per_min
             ),
+            # Each `@room` notifies every member of the room, muted or not.
+            "room_mention": RateLimiter(
+                limits.room_mentions_per_hour / 3600, limits.room_mentions_per_hour
+            ),
             # Per client IP: accounts are cheap to make, each costs a password hash.
             "register": RateLimiter(
                 limits.registrations_per_min / 60, limits.registrations_per_min

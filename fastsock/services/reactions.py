@@ -35,6 +35,8 @@ class Reactions:
         message, _ = await self.messages.visible_message(user_id, message_id)
         if message["deleted"]:
             raise Conflict("the message was deleted")
+        if message["type"] == "system":
+            raise Conflict("room history lines cannot be reacted to")
         room_id = str(message["room_id"])
         async with self.rooms.change(room_id) as version:
             store = self.store.messages

@@ -1,8 +1,11 @@
 """Delivery and read receipts.
 
 Delivered: a recipient's client confirms with `message.delivered`; the first confirmation per
-recipient is stored and told to the sender. Read: derived from each member's read pointer and
-its recent moves (no per-message writes when reading)."""
+recipient is stored and told to the sender, and the member's delivered pointer moves up to the
+newest message confirmed in each room. A message counts as delivered to a member whose delivered
+or read pointer is at or after it (the pointers cover earlier messages, as reading the newest
+message covers the ones before it), so one room view gives every message's ticks. Read: derived
+from each member's read pointer and its recent moves (no per-message writes when reading)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from fastsock.services.events import EventSink
 from fastsock.services.messages import Messages
 from fastsock.services.rooms import Rooms
 from fastsock.services.schemas import validate
+from fastsock.services.views import delivered_pointer
 from fastsock.store import Store
 
 Doc = dict[str, Any]
@@ -29,7 +33,8 @@ class Receipts:
 
     async def delivered(self, user_id: str, data: Doc) -> Doc:
         """Record that the user's client received these messages. Ids of messages the user
-        sent, cannot see, or that are deleted are ignored (a client may confirm late)."""
+        sent, cannot see, or that are deleted are ignored (a client may confirm late): they
+        neither count nor move a pointer."""
         ids = validate("message.delivered", data)["message_ids"]
         await self.rooms.throttles.check("receipt", user_id)
         found = await self.store.messages.many(ids)
@@ -37,10 +42,20 @@ class Receipts:
         eligible = {
             str(m["_id"]): m
             for m in found
-            if str(m["room_id"]) in my_rooms and str(m["sender_id"]) != user_id and not m["deleted"]
+            if str(m["room_id"]) in my_rooms
+            and str(m["sender_id"]) != user_id
+            and not m["deleted"]
+            and m["type"] != "system"  # history lines need no receipts
         }
+        newest: dict[str, str] = {}  # room id -> the newest message confirmed there
+        for mid, m in eligible.items():
+            room_id = str(m["room_id"])
+            newest[room_id] = max(newest.get(room_id, mid), mid)
         at = now()
-        new = await self.store.deliveries.record(user_id, list(eligible), at) if eligible else set()
+        new, _ = await asyncio.gather(
+            self.store.deliveries.record(user_id, list(eligible), at),
+            self.store.memberships.advance_delivered(user_id, newest, at),
+        )
         await asyncio.gather(
             *(
                 self.rooms.publish(
@@ -75,11 +90,20 @@ class Receipts:
             if member_id == sender:
                 continue
             read_at = _read_at(member, message["_id"])
-            delivered_at = deliveries.get(member_id) or read_at  # reading implies delivery
+            delivered_at = _delivered_at(member, message["_id"], deliveries.get(member_id), read_at)
             receipts.append(
                 {"user_id": member_id, "delivered_at": iso(delivered_at), "read_at": iso(read_at)}
             )
         return receipts
+
+
+def _delivered_at(membership: Doc, message_id: Any, confirmed: Any, read_at: Any) -> Any:
+    """The earliest of: the member's confirmation of this very message, reading it, and the
+    delivered pointer passing it (the room view's rule; its time is an upper bound: the
+    pointer's last move). None if none of them happened, so both answers agree."""
+    pointer, moved_at = delivered_pointer(membership)
+    covered = moved_at if pointer is not None and pointer >= message_id else None
+    return min((t for t in (confirmed, read_at, covered) if t is not None), default=None)
 
 
 def _read_at(membership: Doc, message_id: Any) -> Any:

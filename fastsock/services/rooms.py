@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 from fastsock.errors import Conflict, Forbidden, InvalidRequest, NotAMember, NotFound
-from fastsock.services import fields
+from fastsock.services import fields, replies
 from fastsock.services.clock import now
 from fastsock.services.events import EventSink
 from fastsock.services.limits import Throttles
 from fastsock.services.locks import KeyedLock, LocalLocks
 from fastsock.services.members import MemberCache
 from fastsock.services.schemas import validate
-from fastsock.services.views import membership_fields, message_view, room_view
+from fastsock.services.system_lines import HistoryLine, line, room_updated
+from fastsock.services.views import member_view, membership_fields, room_view
 from fastsock.store import Duplicate, Store
 
 Doc = dict[str, Any]
@@ -42,6 +43,7 @@ class Rooms:
         self.on_member_removed: list[MemberRemoved] = []
         self.members = MemberCache(self._load_members)
         self.on_members_changed: list[MembersChanged] = []
+        self.on_history_line: list[HistoryLine] = []
 
     # --- the authorization point ----------------------------------------------------------
 
@@ -99,6 +101,16 @@ class Rooms:
         finally:
             await self._members_changed(room_id, added, removed)
 
+    def _changing_history(self, room_id: str) -> AbstractAsyncContextManager[None]:
+        """Serialises a room's changes that leave a history line, from the write to the line,
+        so the lines come in the order members heard the changes' events. Another key of
+        `change_lock` (so across nodes in cluster mode): the line itself takes the room's."""
+        return self.change_lock.hold(f"history:{room_id}")
+
+    async def _history_line(self, room_id: str, actor_id: str, system: Doc) -> None:
+        for hook in self.on_history_line:
+            await hook(room_id, actor_id, system)
+
     async def _load_members(self, room_id: str) -> dict[str, str]:
         return {str(m["user_id"]): m["role"] for m in await self.store.memberships.of_room(room_id)}
 
@@ -129,7 +141,8 @@ class Rooms:
         return room
 
     async def get(self, user_id: str, room_id: Any) -> Doc:
-        """The room with every member's role and read pointer (for read ticks after a resync)."""
+        """The room with every member's role, read and delivered pointers (the ticks of every
+        loaded message: one request per room), from one memberships query however many."""
         room_id = fields.object_id(room_id, "room_id")
         await self.require_member(user_id, room_id)
         room = await self.view(await self._room(room_id))
@@ -137,7 +150,7 @@ class Rooms:
         membership = next((m for m in members if str(m["user_id"]) == user_id), None)
         if membership is None:  # left meanwhile
             raise NotAMember("you are not a member of this room")
-        room["members"] = [{"user_id": str(m["user_id"]), **membership_fields(m)} for m in members]
+        room["members"] = [member_view(m) for m in members]
         return {**room, **membership_fields(membership)}
 
     async def list_for(self, user_id: str) -> list[Doc]:
@@ -157,16 +170,20 @@ class Rooms:
             ),
             self.store.calls.live_groups_in(groups),
         )
+        # What the last messages reply to: one more store call, only if one is a reply.
+        lasts = await replies.views(self.store, [s[2] for s in summaries.values() if s[2]])
+        last_views = {v["room_id"]: v for v in lasts}
         out = []
         for membership, room in listed:
             room_id = str(room["_id"])
-            unread, last = summaries[room_id]
+            unread, mentions, _ = summaries[room_id]
             out.append(
                 {
                     **room_view(room, members[room_id], calls.get(room_id)),
                     **membership_fields(membership),
                     "unread_count": unread,
-                    "last_message": message_view(last) if last else None,
+                    "mention_count": mentions,
+                    "last_message": last_views.get(room_id),
                 }
             )
         out.sort(key=lambda r: r["last_activity_at"], reverse=True)
@@ -255,12 +272,15 @@ class Rooms:
         room_id = fields.object_id(room_id, "room_id")
         changes = {k: v for k, v in validate("room.update", data).items() if v is not None}
         await self.require_admin(user_id, room_id)
-        room = await self._room(room_id)
-        self._require_group(room)
-        updated = await self.store.rooms.update(room_id, changes)
-        assert updated is not None
-        view = await self.view(updated)
-        await self.publish(room_id, "room.updated", {"room": view})
+        async with self._changing_history(room_id):
+            room = await self._room(room_id)
+            self._require_group(room)
+            updated = await self.store.rooms.update(room_id, changes)
+            assert updated is not None
+            view = await self.view(updated)
+            await self.publish(room_id, "room.updated", {"room": view})
+            for system in room_updated(user_id, room, updated):
+                await self._history_line(room_id, user_id, system)
         return view
 
     async def add_members(self, user_id: str, room_id: Any, data: Doc) -> Doc:
@@ -271,7 +291,7 @@ class Rooms:
         self._require_group(room)
         await self.throttles.check("invite", user_id, cost=len(user_ids))
         await self._require_users(user_ids, "user_ids")
-        return await self._add(room, user_ids)
+        return await self._add(room, user_id, user_ids)
 
     async def join(self, user_id: str, room_id: Any) -> Doc:
         room_id = fields.object_id(room_id, "room_id")
@@ -279,21 +299,30 @@ class Rooms:
         if room is None or room["kind"] != "group" or room["private"]:
             # Private rooms are invite-only; answer like a missing room so they stay hidden.
             raise NotFound("no such public room")
-        return await self._add(room, [user_id])
+        if await self.store.bans.get(room_id, user_id) is not None:
+            raise Forbidden("you were removed from this group; an admin can let you back")
+        return await self._add(room, user_id, [user_id])
 
-    async def _add(self, room: Doc, user_ids: list[str]) -> Doc:
+    async def _add(self, room: Doc, actor_id: str, user_ids: list[str]) -> Doc:
+        """Add the users (`actor_id` joining alone, or adding them), then tell the room and
+        leave a history line, which the new members get too."""
         room_id = str(room["_id"])
-        if await self.store.memberships.count(room_id) + len(user_ids) > MAX_MEMBERS:
-            raise Conflict(f"a room holds at most {MAX_MEMBERS} members")
-        at = now()
-        added: list[str] = []
-        async with self._changing_members(room_id, added, []):
-            for u in user_ids:
-                if await self.store.memberships.add(room_id, u, MEMBER, at):
-                    added.append(u)
-        view = await self.view(room)
-        if added:
-            await self.publish(room_id, "room.member_added", {"room": view, "user_ids": added})
+        async with self._changing_history(room_id):
+            if await self.store.memberships.count(room_id) + len(user_ids) > MAX_MEMBERS:
+                raise Conflict(f"a room holds at most {MAX_MEMBERS} members")
+            at = now()
+            if user_ids != [actor_id]:  # an admin adding people lets the removed ones back
+                await self.store.bans.remove(room_id, user_ids)
+            added: list[str] = []
+            async with self._changing_members(room_id, added, []):
+                for u in user_ids:
+                    if await self.store.memberships.add(room_id, u, MEMBER, at):
+                        added.append(u)
+            view = await self.view(room)
+            if added:
+                await self.publish(room_id, "room.member_added", {"room": view, "user_ids": added})
+                event = "member_joined" if added == [actor_id] else "member_added"
+                await self._history_line(room_id, actor_id, line(event, actor_id, added))
         return view
 
     async def remove_member(self, user_id: str, room_id: Any, target: Any) -> None:
@@ -305,15 +334,26 @@ class Rooms:
         self._require_group(room)
         if target != user_id and membership["role"] != ADMIN:
             raise Forbidden("only room admins can remove other members")
-        target_membership = await self.store.memberships.get(room_id, target)
-        if target_membership is None:
+        async with self._changing_history(room_id):
+            if not await self._remove(user_id, room, target):
+                return  # removed concurrently: nothing more to announce
+        for hook in self.on_member_removed:
+            await hook(room_id, target)
+
+    async def _remove(self, user_id: str, room: Doc, target: str) -> bool:
+        """Remove the member, tell the room (the removed user once, then nothing more from
+        it) and leave a history line for those who stay; False when already gone."""
+        room_id = str(room["_id"])
+        if await self.store.memberships.get(room_id, target) is None:
             raise NotFound("that user is not a member")
+        if target != user_id:  # removed by an admin: banned from rejoining (moderation.py)
+            await self.store.bans.add(room_id, target, user_id, now())
         removed: list[str] = []
         async with self._changing_members(room_id, [], removed):  # before anyone is told
             if await self.store.memberships.remove(room_id, target):
                 removed.append(target)
         if not removed:
-            return  # removed concurrently: nothing more to announce
+            return False
         remaining = await self.store.memberships.of_room(room_id)
         if remaining and not any(m["role"] == ADMIN for m in remaining):
             # The last admin left: the longest-standing member takes over.
@@ -321,12 +361,15 @@ class Rooms:
                 await self.store.memberships.set_role(room_id, str(remaining[0]["user_id"]), ADMIN)
         view = await self.view(room)
         event = {"room": view, "user_id": target}
-        # The removed user hears it once, then nothing more from this room.
         await self.sink.publish(
             [str(m["user_id"]) for m in remaining] + [target], "room.member_removed", event
         )
-        for hook in self.on_member_removed:
-            await hook(room_id, target)
+        if target == user_id:
+            system = line("member_left", user_id, [user_id])
+        else:  # removing another member bans them (moderation)
+            system = line("member_removed", user_id, [target], banned=True)
+        await self._history_line(room_id, user_id, system)
+        return True
 
     # --- reading position -----------------------------------------------------------------
 
@@ -346,10 +389,14 @@ class Rooms:
         membership = await self.store.memberships.get(room_id, user_id)
         if membership is None:  # left the room meanwhile
             raise NotAMember("you are not a member of this room")
-        unread = await self.store.messages.count_unread(
-            room_id, user_id, membership["last_read_message_id"]
-        )
-        state = {"room_id": room_id, **membership_fields(membership), "unread_count": unread}
+        counts = await self.store.messages.unread_counts(room_id, [user_id])
+        unread, mentions = counts.get(user_id, (0, 0))
+        state = {
+            "room_id": room_id,
+            **membership_fields(membership),
+            "unread_count": unread,
+            "mention_count": mentions,
+        }
         del state["role"]
         if moved:
             event = {
@@ -359,9 +406,8 @@ class Rooms:
                 "read_at": state["last_read_at"],
             }
             await self.publish(room_id, "message.read", event)
-            await self.sink.publish(
-                [user_id], "unread", {"room_id": room_id, "unread_count": unread}
-            )
+            counted = {"room_id": room_id, "unread_count": unread, "mention_count": mentions}
+            await self.sink.publish([user_id], "unread", counted, room_id=room_id)
         return state
 
     # --- helpers --------------------------------------------------------------------------

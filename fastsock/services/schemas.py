@@ -26,6 +26,8 @@ CLIENT_MSG_ID_MAX = 64
 IDS_PER_REQUEST = 100
 ATTACHMENTS_MAX = 10
 USERNAME_RE = re.compile(r"[a-z0-9_.-]{3,32}")
+# Names a mention of everyone could mean (`@room`, services/mentions.py): nobody may take them.
+RESERVED_USERNAMES = frozenset({"room", "here", "everyone", "channel", "all"})
 PASSWORD_MIN, PASSWORD_MAX = 8, 1024
 
 
@@ -93,6 +95,8 @@ def _username(value: Any, name: str) -> str:
         raise InvalidRequest(
             "username must be 3-32 characters: a-z, 0-9, '_', '.', '-'", field=name
         )
+    if value.strip().lower() in RESERVED_USERNAMES:
+        raise InvalidRequest(f"the username {value.strip().lower()!r} is reserved", field=name)
     return value.strip().lower()
 
 
@@ -344,6 +348,7 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "private": boolean(**OPTIONAL),
     },
     "room.members.add": {"user_ids": object_ids(min_items=1)},
+    "room.member.update": {"role": _choice("admin", "member")},
     "rooms.public": {"q": text(min_len=0, max_len=NAME_MAX, required=False, default="")},
     "message.send": {
         "room_id": object_id(),
@@ -351,6 +356,7 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         # Empty text is fine when the message carries attachments (checked by the service).
         "text": text(min_len=0, required=False, default=""),
         "attachment_ids": object_ids(ATTACHMENTS_MAX, required=False, default=()),
+        "reply_to_id": object_id(**OPTIONAL),
     },
     "message.edit": {"message_id": object_id(), "text": text(min_len=0)},
     "message.delete": {"message_id": object_id()},
@@ -403,6 +409,7 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "after": object_id(**OPTIONAL),
         "limit": integer(1, 100, required=False, default=50),
         "changed_after": integer(0, 2**53, **OPTIONAL),
+        "around": object_id(**OPTIONAL),
     },
     "search": {
         "q": text(max_len=200),

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastsock.services import replies
 from fastsock.services.rooms import Rooms
 from fastsock.services.schemas import validate
-from fastsock.services.views import message_view
 from fastsock.store import Store
 from fastsock.store.words import search_words
 
@@ -38,4 +38,4 @@ class Search:
         docs, has_more = await self.store.messages.search(
             room_ids, words, before=q["before"], limit=q["limit"]
         )
-        return {"messages": [message_view(d) for d in docs], "has_more": has_more}
+        return {"messages": await replies.views(self.store, docs), "has_more": has_more}

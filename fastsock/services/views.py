@@ -22,10 +22,27 @@ def user_view(doc: Doc, *, online: bool) -> Doc:
         "status_message": doc.get("status_message", ""),
         "online": online,
         "created_at": iso(doc["created_at"]),
+        "deactivated": doc.get("deactivated_at") is not None,
     }
 
 
-def message_view(doc: Doc) -> Doc:
+REPLY_SNIPPET = 200  # characters of the replied-to text a reply carries
+
+
+def reply_view(original: Doc) -> Doc:
+    """What a reply shows of the message it answers, as that message is now."""
+    return {
+        "id": str(original["_id"]),
+        "sender_id": str(original["sender_id"]),
+        "type": original["type"],
+        "text": "" if original["deleted"] else original["text"][:REPLY_SNIPPET],
+        "deleted": original["deleted"],
+        "created_at": iso(original["created_at"]),
+    }
+
+
+def message_view(doc: Doc, original: Doc | None = None) -> Doc:
+    """`original`: the message `doc` replies to (services/replies.py reads it), if any."""
     view = {
         "id": str(doc["_id"]),
         "room_id": str(doc["room_id"]),
@@ -39,6 +56,10 @@ def message_view(doc: Doc) -> Doc:
         "deleted": doc["deleted"],
         "reactions": doc.get("reactions", {}),
         "version": doc["version"],
+        "mentions": list(doc.get("mentions") or []),
+        "mention_room": bool(doc.get("mention_room")),
+        "reply_to": reply_view(original) if original and doc.get("reply_to_id") else None,
+        "system": doc.get("system"),  # a room history line's event (system lines only)
     }
     if doc["type"] == "call":
         view["call"] = doc["call"]
@@ -105,4 +126,25 @@ def membership_fields(membership: Doc) -> Doc:
         "role": membership["role"],
         "last_read_message_id": _id(membership.get("last_read_message_id")),
         "last_read_at": iso(membership.get("last_read_at")),
+    }
+
+
+def delivered_pointer(membership: Doc) -> tuple[Any, Any]:
+    """`(message id, at)`: the newest message the member's client confirmed, or the read
+    pointer where that is further (reading implies delivery); `(None, None)` for neither."""
+    delivered = membership.get("last_delivered_message_id")
+    read = membership.get("last_read_message_id")
+    if read is not None and (delivered is None or read > delivered):
+        return read, membership.get("last_read_at")
+    return delivered, membership.get("last_delivered_at")
+
+
+def member_view(membership: Doc) -> Doc:
+    """A room member as the room view lists them: role, read and delivered pointers."""
+    delivered, delivered_at = delivered_pointer(membership)
+    return {
+        "user_id": str(membership["user_id"]),
+        **membership_fields(membership),
+        "last_delivered_message_id": _id(delivered),
+        "last_delivered_at": iso(delivered_at),
     }

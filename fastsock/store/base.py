@@ -22,6 +22,9 @@ Doc = dict[str, Any]
 Page = tuple[list[Doc], bool]  # documents, and whether more lie beyond them
 
 READ_LOG_MAX = 100  # pointer moves a membership remembers, for read receipts
+# Unread counts look at a room's newest this many messages (MessagesRepo): a member far behind
+# costs no more to count than that, and sees "100" (clients show "99+").
+UNREAD_WINDOW = 100
 
 
 class Duplicate(Exception):
@@ -37,9 +40,13 @@ class UsersRepo(Protocol):
     async def many(self, user_ids: Iterable[str]) -> list[Doc]: ...
 
     async def search(self, query: str, limit: int) -> list[Doc]:
-        """Case-insensitive prefix match on username or display name, by username."""
+        """Case-insensitive prefix match on username or display name, by username; accounts
+        not deactivated only."""
 
     async def update(self, user_id: str, changes: Doc) -> Doc | None: ...
+
+    async def oldest(self) -> Doc | None:
+        """The first account registered (the lowest id), a server admin by that alone."""
 
 
 class TokensRepo(Protocol):
@@ -57,6 +64,24 @@ class TokensRepo(Protocol):
 
     async def family_revoked(self, family: str) -> bool: ...
     async def revoke_family(self, family: str) -> None: ...
+
+    async def revoke_user(self, user_id: str) -> list[str]:
+        """Revoke every live login of the user; returns their families."""
+
+
+class BansRepo(Protocol):
+    """Who may not rejoin a group: `{room_id, user_id, banned_by, banned_at}`, one per pair."""
+
+    async def add(self, room_id: str, user_id: str, banned_by: str, at: datetime) -> None:
+        """Insert or replace (banned again: the latest ban counts)."""
+
+    async def remove(self, room_id: str, user_ids: list[str]) -> list[str]:
+        """Lift the users' bans; returns whose were lifted."""
+
+    async def get(self, room_id: str, user_id: str) -> Doc | None: ...
+
+    async def of_room(self, room_id: str) -> list[Doc]:
+        """The room's bans, oldest first."""
 
 
 class RoomsRepo(Protocol):
@@ -107,9 +132,19 @@ class MembershipsRepo(Protocol):
         """Move the read pointer forward to `message_id`, never back, and log the move in
         `read_log` (`[message_id, at]` pairs, the last READ_LOG_MAX). True if it moved."""
 
+    async def advance_delivered(self, user_id: str, newest: dict[str, str], at: datetime) -> None:
+        """For each room of `newest` (room id -> message id) the user is in, move the user's
+        delivered pointer (`last_delivered_message_id`, `last_delivered_at`) forward to the
+        message, never back. One database call for all the rooms; none for no rooms."""
+
 
 class MessagesRepo(Protocol):
-    """Messages order by `_id` within a room; `(sender_id, client_msg_id)` is unique."""
+    """Messages order by `_id` within a room; `(sender_id, client_msg_id)` is unique.
+
+    Unread, for a member: live messages after their read pointer, by others, not history
+    lines (`type: "system"`), among the room's newest UNREAD_WINDOW such messages. Mentioning
+    them: unread ones however far back (no window) with `mention_room` true or their id in
+    `mentions` (a list of user id strings)."""
 
     async def insert(self, doc: Doc) -> Doc:
         """Assigns `_id`; Duplicate("client_msg_id") for a second send of the same id."""
@@ -126,14 +161,19 @@ class MessagesRepo(Protocol):
     async def latest_visible(self, room_id: str) -> Doc | None: ...
 
     async def count_unread(self, room_id: str, user_id: str, after: str | None) -> int:
-        """Live messages by others newer than `after` (all of them when None)."""
+        """Unread messages newer than `after` (all of them when None)."""
+
+    async def unread_counts(self, room_id: str, user_ids: list[str]) -> dict[str, tuple[int, int]]:
+        """For each of these users who is a member of the room, in one database call:
+        `(unread, mentioning them)` after their read pointer. Non-members are not keys; no
+        users, no database call."""
 
     async def summaries(
         self, user_id: str, read_pointers: dict[str, str | None]
-    ) -> dict[str, tuple[int, Doc | None]]:
+    ) -> dict[str, tuple[int, int, Doc | None]]:
         """For each room of `read_pointers` (room id -> the user's last read message id, or
-        None), in one call: `(count_unread(room, user_id, pointer), latest_visible(room))`.
-        Every room asked for is a key; no rooms, no database call."""
+        None), in one call: `(unread, mentioning the user, latest_visible(room))` after the
+        pointer. Every room asked for is a key; no rooms, no database call."""
 
     async def update(self, message_id: str, expect: Doc, changes: Doc) -> Doc | None:
         """Set `changes` if the message still has the field values in `expect`; returns the
@@ -289,6 +329,7 @@ COLLECTIONS: dict[str, tuple[str, ...]] = {
     "deliveries": ("message_id", "user_id"),
     "uploads": ("_id",),
     "calls": ("_id",),
+    "bans": ("room_id", "user_id"),
 }
 
 
@@ -337,6 +378,8 @@ class Store(Protocol):
     def calls(self) -> CallsRepo: ...
     @property
     def sfu_workers(self) -> SfuWorkersRepo: ...
+    @property
+    def bans(self) -> BansRepo: ...
     @property
     def transfer(self) -> Transfer: ...
 

@@ -35,7 +35,7 @@ async def test_resume_replays_on_the_holding_node_and_resyncs_elsewhere(nodes: N
     await bob_client.connect()
     await _settle([bob_client])
     assert bob_client.resumes == [None, "ok"]
-    assert bob_client.last_seq == seq_before + 4  # 3 new, 1 updated: none twice
+    assert bob_client.last_seq == seq_before + 7  # 3 new and their unread, 1 updated: none twice
     assert bob_client.view(room) == await _server_view(apis[0], bob_client, room)
 
     # On node 1, which does not hold it: a resync at once; node 0 lets the session go.

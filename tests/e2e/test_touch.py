@@ -115,7 +115,7 @@ async def test_long_press_menu(new_page, api) -> None:
     await expect(mine).to_have_class("msg mine pressed")
     await finger.up()
     items = menu.get_by_role("menuitem")
-    await expect(items).to_have_text(["Add reaction", "Copy text", "Edit", "Delete"])
+    await expect(items).to_have_text(["Add reaction", "Reply", "Copy text", "Edit", "Delete"])
     await expect(page.get_by_test_id("reaction-picker")).to_have_count(0)
     # Dismissed by a touch elsewhere.
     await page.get_by_test_id("conversation-title").tap()
@@ -126,7 +126,7 @@ async def test_long_press_menu(new_page, api) -> None:
     await finger.down(*await _center(bobs))
     await expect(menu).to_be_visible()
     await finger.up()
-    await expect(items).to_have_text(["Add reaction", "Copy text"])
+    await expect(items).to_have_text(["Add reaction", "Reply", "Copy text"])
     await menu.get_by_test_id("menu-react").tap()
     picker = page.get_by_test_id("reaction-picker")
     await expect(picker).to_be_visible()

@@ -24,7 +24,9 @@ USER_KEYS = {
     "status_message",
     "online",
     "created_at",
+    "deactivated",
 }
+OWN_KEYS = USER_KEYS | {"server_admin"}  # the user's own view (sessions, /users/me)
 SESSION_KEYS = {"user", "access_token", "refresh_token"}
 UNKNOWN_ID = "0123456789abcdef01234567"
 
@@ -54,8 +56,8 @@ def assert_no_secrets(body: Any, *passwords: str) -> None:
         assert pw not in text, text
 
 
-def assert_user(user: Any, *, username: str | None = None) -> None:
-    assert isinstance(user, dict) and set(user) == USER_KEYS, user
+def assert_user(user: Any, *, username: str | None = None, own: bool = False) -> None:
+    assert isinstance(user, dict) and set(user) == (OWN_KEYS if own else USER_KEYS), user
     assert isinstance(user["id"], str) and len(user["id"]) == 24
     assert user["created_at"].endswith("Z")
     assert isinstance(user["online"], bool)
@@ -114,7 +116,7 @@ async def test_register_returns_session_and_public_user(api: Api) -> None:
     r = await register_raw(api, {"username": "alice", "password": PASSWORD})
     assert r.status == 201, r.body
     assert set(r.body) == SESSION_KEYS
-    assert_user(r.body["user"], username="alice")
+    assert_user(r.body["user"], username="alice", own=True)
     assert r.body["user"]["display_name"] == "alice"
     assert r.body["user"]["status_message"] == ""
     assert r.body["user"]["avatar_url"] is None
@@ -233,7 +235,7 @@ async def test_login_returns_a_fresh_session(api: Api) -> None:
     r = await api.post("/auth/login", {"username": "ivan", "password": PASSWORD})
     assert r.status == 200, r.body
     assert set(r.body) == SESSION_KEYS
-    assert_user(r.body["user"], username="ivan")
+    assert_user(r.body["user"], username="ivan", own=True)
     assert r.body["user"]["id"] == user.id
     assert r.body["refresh_token"] != user.refresh_token
     me = await api.request("GET", "/users/me", token=r.body["access_token"])
@@ -383,7 +385,7 @@ async def test_refresh_issues_a_new_pair(api: Api) -> None:
     r = await refresh(api, user.refresh_token)
     assert r.status == 200, r.body
     assert set(r.body) == SESSION_KEYS
-    assert_user(r.body["user"], username=user.username)
+    assert_user(r.body["user"], username=user.username, own=True)
     assert r.body["refresh_token"] != user.refresh_token
     assert r.body["access_token"] != user.access_token
     me = await api.request("GET", "/users/me", token=r.body["access_token"])
@@ -521,7 +523,7 @@ async def test_get_me(api: Api) -> None:
     user = await api.register("lena")
     r = await api.get("/users/me", user)
     assert r.status == 200
-    assert_user(r.body, username="lena")
+    assert_user(r.body, username="lena", own=True)
     assert r.body["id"] == user.id
 
 
@@ -686,7 +688,7 @@ async def test_no_user_json_ever_contains_password_material(api: Api) -> None:
         users = [body] if "id" in body else [body.get("user"), *body.get("users", [])]
         for u in users:
             if u is not None:
-                assert_user(u)
+                assert_user(u, own="server_admin" in u)  # sessions and /users/me
                 checked += 1
     assert checked >= len(bodies)
 

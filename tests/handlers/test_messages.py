@@ -59,7 +59,17 @@ async def test_message_shape_and_validation(api: Api) -> None:
         "deleted",
         "reactions",
         "version",
+        "mentions",
+        "mention_room",
+        "reply_to",
+        "system",
     }
+    assert (msg["mentions"], msg["mention_room"], msg["reply_to"], msg["system"]) == (
+        [],
+        False,
+        None,
+        None,
+    )
     assert msg["text"] == "padded" and msg["type"] == "text" and msg["sender_id"] == alice.id
     assert msg["created_at"].endswith("Z") and msg["deleted"] is False
     for body, field in [

@@ -177,8 +177,8 @@ def ref(shape: str) -> dict[str, str]:
 
 @pytest.mark.once
 def test_views_with_every_optional_field_match_their_shapes() -> None:
-    """Calls (direct and group), a call message, images, a room with a live call: what the
-    fuzzer never creates. A view growing a field, or losing one, fails here."""
+    """Calls (direct and group), a call message, a history line, images, a room with a live
+    call: what the fuzzer never creates. A view growing a field, or losing one, fails here."""
     now = datetime.now(UTC)
     call = {"_id": A, "room_id": B, "media": "audio", "caller_id": A, "created_at": now}
     group = views.call_view(
@@ -198,15 +198,28 @@ def test_views_with_every_optional_field_match_their_shapes() -> None:
         | {"client_msg_id": "x", "created_at": now, "edited_at": now, "deleted": False}
         | {"version": 1, "attachments": [image], "reactions": {"👍": [A]}}
     )
+    system = {"event": "room_renamed", "actor_id": A, "user_ids": [B], "name": "n"}
+    system |= {"old_name": "o", "private": True, "banned": True, "role": "admin"}
+    line = views.message_view(
+        {"_id": B, "room_id": B, "sender_id": A, "type": "system", "text": "", "system": system}
+        | {"client_msg_id": "system:x", "created_at": now, "deleted": False, "version": 2}
+    )
+    reply = views.message_view(  # a reply with mentions, and what it answers
+        {"_id": B, "room_id": B, "sender_id": B, "type": "text", "text": "@u @room"}
+        | {"client_msg_id": "y", "created_at": now, "deleted": False, "version": 3}
+        | {"mentions": [A], "mention_room": True, "reply_to_id": A},
+        {"_id": A, "sender_id": A, "type": "text", "text": "q", "deleted": True}
+        | {"created_at": now},
+    )
     room = views.room_view(
         {"_id": B, "kind": "group", "name": "n", "private": True, "created_by": A}
         | {"created_at": now, "last_activity_at": now, "version": 2},
         [A],
         call | {"kind": "group", "present_ids": [A]},
     )
-    membership = views.membership_fields(
-        {"role": "admin", "last_read_message_id": A, "last_read_at": now}
-    )
+    stored = {"user_id": A, "role": "admin", "last_read_message_id": A, "last_read_at": now}
+    membership = views.membership_fields(stored)
+    member = views.member_view(stored | {"last_delivered_message_id": B, "last_delivered_at": now})
     user = views.user_view(
         {"_id": A, "username": "u", "display_name": "d", "avatar_url": f"/uploads/{B}"}
         | {"status_message": "s", "created_at": now},
@@ -215,11 +228,13 @@ def test_views_with_every_optional_field_match_their_shapes() -> None:
     checks = {
         "Call": [group, direct],
         "Upload": [image],
-        "Message": [message],
+        "Message": [message, line, reply],
         "ActiveCall": [room["active_call"]],
         "Room": [room],
-        "RoomDetail": [room | membership | {"members": [{"user_id": A, **membership}]}],
-        "RoomSummary": [room | membership | {"unread_count": 0, "last_message": message}],
+        "RoomDetail": [room | membership | {"members": [member]}],
+        "RoomSummary": [
+            room | membership | {"unread_count": 0, "mention_count": 0, "last_message": message}
+        ],
         "User": [user],
     }
     for shape, instances in checks.items():

@@ -160,14 +160,14 @@ async def test_a_socket_authenticating_while_the_server_stops_is_closed(
     assert server.ctx is not None
     accounts = server.ctx.services.accounts
     looking_up, release = asyncio.Event(), asyncio.Event()
-    profile = await accounts.get(user.id)
+    profile = await accounts.me(user.id)
 
-    async def held_get(user_id: str) -> dict:
+    async def held_me(user_id: str) -> dict:
         looking_up.set()
         await release.wait()
         return profile  # (the store may be closed by then)
 
-    monkeypatch.setattr(accounts, "get", held_get)
+    monkeypatch.setattr(accounts, "me", held_me)
     sock = Socket(await websocket_connect(f"ws://127.0.0.1:{server.port}/ws"))
     await sock.send("auth", {"token": user.access_token})
     await asyncio.wait_for(looking_up.wait(), 10)

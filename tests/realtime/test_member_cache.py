@@ -188,4 +188,6 @@ async def test_the_hooks_run_after_the_removal_and_before_anyone_is_told(
     rooms.on_members_changed.append(hook)
     monkeypatch.setattr(rooms.sink, "publish", spy)
     assert (await api.delete(f"/rooms/{room}/members/{bob.id}", alice)).status == 204
-    assert seen == [("hook", None), ("publish", "room.member_removed")]
+    # Then the history line for those who stay (message.new), after everyone was told.
+    assert seen[:2] == [("hook", None), ("publish", "room.member_removed")]
+    assert [type_ for _, type_ in seen[2:]] == ["message.new"]

@@ -158,7 +158,7 @@ async def test_resume_replays_exactly_the_missed_events_in_order(api: Api) -> No
     await _settle([bob_client])
     assert bob_client.resumes == [None, "ok"]
     assert bob_client.seq_errors == []
-    assert bob_client.last_seq == seq_before + 7  # 5 new, 1 updated, 1 deleted
+    assert bob_client.last_seq == seq_before + 12  # 5 new and their unread, 1 updated, 1 deleted
     assert bob_client.view(room) == await _server_view(api, bob_client, room)
     metrics = (await api.get("/metrics")).body
     assert 'fastsock_resume_total{outcome="ok"} 1.0' in metrics

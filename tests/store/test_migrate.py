@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from bson import ObjectId
 from PIL import Image
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
@@ -168,7 +169,8 @@ async def snapshot(api: Api, users: list[User], rooms: list[str], messages: list
 
 async def _fill(api: Api) -> tuple[list[User], list[str], list[str], str]:
     """Users, a group and a DM with messages, edits, a tombstone, reactions, read pointers,
-    deliveries, an attachment and a call; returns (users, rooms, message ids, upload id)."""
+    deliveries, an attachment, a history line and a call; returns (users, rooms, message
+    ids, upload id)."""
     tag = uuid.uuid4().hex[:6]
     alice = await api.register(f"alice_{tag}", display_name="Ålice Ünïcödé 🎈")
     bob = await api.register(f"bob_{tag}", display_name="Bob 😀")
@@ -188,6 +190,16 @@ async def _fill(api: Api) -> tuple[list[User], list[str], list[str], str]:
         await api.send(carol, group, "ZWJ: " + ZWJ_FAMILY + " " + TECHNOLOGIST),
     ]
     sent += [await api.send(alice if i % 2 else bob, group, f"filler {i}") for i in range(12)]
+    # A reply naming bob, with @room (alice is the group's admin): its mentions and what it
+    # answers travel with it, and so do the mention counts of GET /rooms.
+    body = {
+        "client_msg_id": "reply-1",
+        "text": f"@{bob.username} @room see above",
+        "reply_to_id": sent[0]["id"],
+    }
+    r = await api.post(f"/rooms/{group}/messages", body, alice)
+    assert r.status == 201 and r.body["mentions"] == [bob.id], r.body
+    sent.append(r.body)
     sent += [
         await api.send(alice, dm, "psst"),
         await api.send(bob, dm, f"{WORD} in private"),
@@ -246,9 +258,25 @@ async def _fill(api: Api) -> tuple[list[User], list[str], list[str], str]:
         raise AssertionError("the call record was not written")
     for ws in (alice_ws, bob_ws, carol_ws):
         ws.close()
+    # A history line (the rename): its `system` event travels with it.
+    r = await api.patch(f"/rooms/{group}", {"name": f"Group {tag}"}, alice)
+    assert r.status == 200, r.body
+    history = (await api.get(f"/history/room/{group}?limit=100", alice)).body["messages"]
+    ids += [m["id"] for m in history if m["type"] == "system"]
     history = (await api.get(f"/history/room/{dm}?limit=100", alice)).body["messages"]
     ids += [m["id"] for m in history if m["type"] == "call"]
     return [alice, bob, carol], [group, dm], ids, upload_id
+
+
+async def _moderate(db: Path, users: list[User], rooms: list[str]) -> None:
+    """What moderation stores, written where no view above shows it: a ban from the group (of
+    an id that never joined), and alice's `server_admin` flag (she is one anyway: the first)."""
+    store = await _opened(sqlite_store(db))
+    try:
+        await store.bans.add(rooms[0], new_id(), users[0].id, T0)
+        await store.users.update(users[0].id, {"server_admin": True})
+    finally:
+        await store.close()
 
 
 @pytest.fixture(scope="module")
@@ -264,6 +292,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         upload_bytes = await _download(api, users[0], upload_id)
     finally:
         await server.stop()
+    await _moderate(data_dir / SQLITE_FILE, users, rooms)
     yield World(
         data_dir, users, rooms, messages, users[0].refresh_token, upload_id, upload_bytes, views
     )
@@ -305,6 +334,8 @@ async def test_sqlite_to_mongo_serves_the_same(world: World, mongo_uri: str, tmp
         assert all(c.ok and c.source == c.target for c in counts)
         by_name = {c.collection: c.source for c in counts}
         assert by_name["users"] == 3 and by_name["rooms"] == 2 and by_name["calls"] == 1
+        assert by_name["bans"] == 1
+        assert (await target.users.get(world.users[0].id))["server_admin"] is True
         assert by_name["messages"] == len(world.messages)
         # Not a terminal: one finished line per collection, in order, and the table.
         lines = progress.getvalue().splitlines()
@@ -317,6 +348,13 @@ async def test_sqlite_to_mongo_serves_the_same(world: World, mongo_uri: str, tmp
         # Every document the same as the contract sees it (and `reaction_kinds`, the count
         # of distinct emoji both backends keep beside the map for the cap).
         assert await _everything(target) == await _everything(source)
+        # The pointers are stored as ObjectIds, which MongoDB's `$lt` compares with the new
+        # message ids as they move on (with a string there, they would stop moving).
+        memberships = await target.db.memberships.find().to_list()
+        assert any(m["last_delivered_message_id"] for m in memberships)
+        for m in memberships:
+            for pointer in ("last_read_message_id", "last_delivered_message_id"):
+                assert m[pointer] is None or isinstance(m[pointer], ObjectId), (pointer, m)
     finally:
         await source.close()
         await target.close()
@@ -345,6 +383,15 @@ async def test_sqlite_to_mongo_serves_the_same(world: World, mongo_uri: str, tmp
         before = await _ok(api, f"/rooms/{group}", alice)
         new = await api.send(carol, group, f"after the move {WORD}")
         assert new["version"] == before["version"] + 1
+        # Delivered pointers came over as ids: bob's (at the 7th message he confirmed) moves on.
+        pointers = {m["user_id"]: m["last_delivered_message_id"] for m in before["members"]}
+        assert pointers[bob.id] == world.messages[6]
+        bob_ws = await api.ws(bob)
+        await _reply(bob_ws, "message.delivered", {"message_ids": [new["id"]]})
+        bob_ws.close()
+        after = await _ok(api, f"/rooms/{group}", alice)
+        pointers = {m["user_id"]: m["last_delivered_message_id"] for m in after["members"]}
+        assert pointers[bob.id] == new["id"]
         await _react(api, carol, world.messages[0], "👍")
         message = await _ok(api, f"/history/room/{group}?limit=100", alice)
         [first] = [m for m in message["messages"] if m["id"] == world.messages[0]]

@@ -245,6 +245,38 @@ async def test_memberships_read_pointer_and_log(store: Store) -> None:
     assert await store.memberships.count(room) == 1
 
 
+async def test_memberships_delivered_pointers(store: Store) -> None:
+    alice, bob, carol = [await new_user(store, n) for n in ("alice", "bob", "carol")]
+    room, other = await new_group(store, alice, bob), await new_group(store, alice, bob)
+    ids = [await _send(store, room, alice, f"m{i}") for i in range(3)]
+    elsewhere = await _send(store, other, alice, "x")
+    later = T0 + timedelta(seconds=5)
+    m = await store.memberships.get(room, bob)
+    assert m["last_delivered_message_id"] is None and m["last_delivered_at"] is None
+
+    def pointer(m: dict) -> tuple:
+        return m["last_delivered_message_id"], m["last_delivered_at"]
+
+    await store.memberships.advance_delivered(bob, {room: ids[1], other: elsewhere}, T0)
+    assert pointer(await store.memberships.get(room, bob)) == (ids[1], T0)
+    assert pointer(await store.memberships.get(other, bob)) == (elsewhere, T0)
+    await store.memberships.advance_delivered(bob, {room: ids[0]}, later)  # never back
+    await store.memberships.advance_delivered(bob, {room: ids[1]}, later)  # nor sideways
+    assert pointer(await store.memberships.get(room, bob)) == (ids[1], T0)
+    await store.memberships.advance_delivered(bob, {room: ids[2]}, later)
+    await store.memberships.advance_delivered(carol, {room: ids[2]}, later)  # not a member
+    await store.memberships.advance_delivered(bob, {}, later)
+    by_user = {m["user_id"]: m for m in await store.memberships.of_room(room)}
+    assert set(by_user) == {alice, bob}
+    assert pointer(by_user[bob]) == (ids[2], later)
+    assert pointer(by_user[alice]) == (None, None)
+    assert (await store.memberships.get(room, bob))["last_read_message_id"] is None
+    assert {m["room_id"]: pointer(m) for m in await store.memberships.for_user(bob)} == {
+        room: (ids[2], later),
+        other: (elsewhere, T0),
+    }
+
+
 async def test_deliveries_tokens_uploads_calls(store: Store) -> None:
     alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
     room = await new_group(store, alice, bob)
@@ -327,21 +359,23 @@ async def test_room_list_batches_equal_the_single_room_calls(
     assert summaries == {
         r: (
             await store.messages.count_unread(r, bob, p),
+            0,  # no mentions here (tests/store/test_unread_counts.py counts them)
             await store.messages.latest_visible(r),
         )
         for r, p in pointers.items()
     }
     # Not vacuous: each case is there.
-    assert summaries[busy][0] == 2 and summaries[busy][1]["_id"] == ids[7]
-    assert summaries[busy][1]["reactions"] == {"👍": [alice], "🎉": [carol]}
-    assert summaries[tail] == (1, await store.messages.get(kept))
-    assert summaries[quiet] == summaries[ghost] == summaries[missing] == (0, None)
-    assert summaries[read][0] == 0 and summaries[read][1]["_id"] == last
+    assert summaries[busy][0] == 2 and summaries[busy][2]["_id"] == ids[7]
+    assert summaries[busy][2]["reactions"] == {"👍": [alice], "🎉": [carol]}
+    assert summaries[tail] == (1, 0, await store.messages.get(kept))
+    assert summaries[quiet] == summaries[ghost] == summaries[missing] == (0, 0, None)
+    assert summaries[read][0] == 0 and summaries[read][2]["_id"] == last
     for user in (alice, carol):  # other readers, their own messages not counted
         theirs = dict.fromkeys(rooms)
         assert await store.messages.summaries(user, theirs) == {
             r: (
                 await store.messages.count_unread(r, user, None),
+                0,
                 await store.messages.latest_visible(r),
             )
             for r in rooms
@@ -382,3 +416,38 @@ async def test_room_list_batches_are_one_reader_job_each_on_sqlite(
         assert all(members[r] == [alice, bob] for r in rooms)
     finally:
         await store.close()
+
+
+async def test_moderation_bans_oldest_user_and_revoking_a_users_logins(store: Store) -> None:
+    alice, bob, carol = [await new_user(store, n) for n in ("alice", "bob", "carol")]
+    room = await new_group(store, alice, bob)
+    oldest = await store.users.oldest()
+    assert oldest is not None and oldest["_id"] == alice
+
+    assert await store.bans.get(room, carol) is None
+    await store.bans.add(room, carol, alice, T0)
+    await store.bans.add(room, bob, alice, T0 + timedelta(seconds=1))
+    await store.bans.add(room, carol, bob, T0 + timedelta(seconds=2))  # again: the latest counts
+    bans = await store.bans.of_room(room)
+    assert [(b["user_id"], b["banned_by"], b["banned_at"]) for b in bans] == [
+        (bob, alice, T0 + timedelta(seconds=1)),
+        (carol, bob, T0 + timedelta(seconds=2)),
+    ]
+    assert set(bans[0]) == {"room_id", "user_id", "banned_by", "banned_at"}
+    assert await store.bans.remove(room, [alice, carol]) == [carol]
+    assert await store.bans.remove(room, []) == []
+    assert [b["user_id"] for b in await store.bans.of_room(room)] == [bob]
+
+    # Deactivated accounts are left out of the directory.
+    await store.users.update(bob, {"deactivated_at": T0})
+    assert [u["username"] for u in await store.users.search("", 10)] == ["alice", "carol"]
+    assert [u["username"] for u in await store.users.search("b", 10)] == []
+
+    later = T0 + timedelta(days=1)
+    for jti, user, family in (("a1", bob, "f1"), ("a2", bob, "f1"), ("b1", bob, "f2")):
+        await store.tokens.insert(jti, user, family, T0, later.replace(year=2100))
+    await store.tokens.insert("c1", carol, "f3", T0, later.replace(year=2100))
+    assert sorted(await store.tokens.revoke_user(bob)) == ["f1", "f2"]
+    assert await store.tokens.family_revoked("f1") and await store.tokens.family_revoked("f2")
+    assert not await store.tokens.family_revoked("f3")
+    assert await store.tokens.revoke_user(bob) == []

@@ -1186,8 +1186,20 @@ async def _populate(store: SqliteStore) -> None:
     await store.messages.add_reaction(msgs[0]["_id"], THUMBS_DARK, alice, 11, 20)
     await store.messages.add_reaction(msgs[0]["_id"], FAMILY, alice, 12, 20)
     await store.messages.update(msgs[1]["_id"], {"deleted": False}, tombstone(13))
+    await store.messages.insert(  # a reply with mentions, and a history line
+        message_doc(room, alice, "@bob @room", "men", mentions=[bob], mention_room=True)
+        | {"reply_to_id": msgs[0]["_id"], "version": 14}
+    )
+    line = {"event": "room_renamed", "actor_id": alice, "user_ids": [], "name": "n"}
+    await store.messages.insert(
+        message_doc(room, alice, "", "system:1", type="system", system=line, version=15)
+    )
     await store.memberships.advance_read(room, bob, msgs[2]["_id"], T0)
     await store.deliveries.record(bob, ids(msgs[:3]), T0)
+    await store.memberships.advance_delivered(bob, {room: msgs[3]["_id"]}, T0)
+    await store.bans.add(room, new_id(), alice, T0)
+    await store.bans.add(room, new_id(), bob, T0)
+    await store.users.update(bob, {"server_admin": True, "deactivated_at": T0})
     await store.uploads.insert(
         files[0]["id"],
         {
@@ -1257,10 +1269,14 @@ async def test_transfer_round_trip_and_idempotence(store: SqliteStore, tmp_path:
             assert await _export_all(target, collection) == docs, collection
             assert await target.transfer.count(collection) == len(docs), collection
 
-        # The copy works like the original: reactions, search, shared uploads.
+        # The copy works like the original: reactions, search, shared uploads, counts.
         users = {u["username"]: u["_id"] for u in await _export_all(target, "users")}
         alice, bob = users["alice"], users["bob"]
         msgs = await _export_all(target, "messages")
+        room = msgs[0]["room_id"]
+        counts = await target.messages.unread_counts(room, [alice, bob])
+        assert counts == await store.messages.unread_counts(room, [alice, bob])
+        assert counts[bob] == (3, 1)  # after his pointer: 2 of alice's, the reply naming him
         reacted = next(m for m in msgs if m["reactions"])
         assert list(reacted["reactions"].items()) == [
             (FAMILY, [bob, alice]),
@@ -1272,6 +1288,12 @@ async def test_transfer_round_trip_and_idempotence(store: SqliteStore, tmp_path:
         assert len(found) == 4  # the tombstone is not found
         upload = next(m for m in msgs if m["attachments"])["attachments"][0]["id"]
         assert await target.messages.shares_upload(upload, [room]) is True
+        copied = await target.memberships.get(room, bob)
+        assert copied is not None
+        assert (copied["last_delivered_message_id"], copied["last_delivered_at"]) == (
+            msgs[3]["_id"],
+            T0,
+        )
     finally:
         await target.close()
 

@@ -11,6 +11,7 @@ from typing import Any
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.errors import ConnectionFailure, PyMongoError
 
+from fastsock.store.mongo.bans import Bans
 from fastsock.store.mongo.calls import Calls
 from fastsock.store.mongo.deliveries import Deliveries
 from fastsock.store.mongo.memberships import Memberships
@@ -68,6 +69,7 @@ class MongoStore:
         self.uploads = Uploads(db.uploads)
         self.calls = Calls(db.calls)
         self.sfu_workers = SfuWorkers(db.sfu_workers)
+        self.bans = Bans(db.bans)
         self.transfer = MongoTransfer(db)
         # For the start-up line: never the credentials or the options.
         self.description = "MongoDB at " + re.sub(r"//[^@/]*@", "//", uri).split("?")[0]
@@ -80,7 +82,8 @@ class MongoStore:
             if time.monotonic() > deadline:
                 raise ConnectionFailure("database did not answer in time")
         repos = (self.users, self.tokens, self.rooms, self.memberships, self.messages)
-        for repo in (*repos, self.deliveries, self.uploads, self.calls, self.sfu_workers):
+        more = (self.deliveries, self.uploads, self.calls, self.sfu_workers, self.bans)
+        for repo in (*repos, *more):
             await repo.create_indexes()
         if removed := await self.rooms.repair():
             log.warning("orphan_memberships_removed", extra={"fields": {"count": removed}})

@@ -26,6 +26,8 @@ class Deliveries:
 
     async def record(self, user_id: str, message_ids: list[str], at: datetime) -> set[str]:
         """Record first deliveries; returns the ids that had not been recorded before."""
+        if not message_ids:
+            return set()  # insert_many refuses an empty batch
         docs = [
             {"message_id": oid(m), "user_id": oid(user_id), "delivered_at": at} for m in message_ids
         ]

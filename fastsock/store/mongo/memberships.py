@@ -1,11 +1,12 @@
-"""The `memberships` collection: who is in which room, their role and their read pointer."""
+"""The `memberships` collection: who is in which room, their role, their read pointer and
+their delivered pointer."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from fastsock.store.base import READ_LOG_MAX
@@ -26,6 +27,8 @@ def new_membership(room_id: str, user_id: str, role: str, at: datetime) -> Doc:
         "last_read_message_id": None,
         "last_read_at": None,
         "read_log": [],
+        "last_delivered_message_id": None,
+        "last_delivered_at": None,
     }
 
 
@@ -126,3 +129,23 @@ class Memberships:
             },
         )
         return result.modified_count == 1
+
+    async def advance_delivered(self, user_id: str, newest: dict[str, str], at: datetime) -> None:
+        """Move the user's delivered pointer in each room forward to the given message; never
+        backwards. One round trip for all the rooms."""
+        if not newest:
+            return
+        ops = []
+        for room_id, message_id in newest.items():
+            mid = oid(message_id)
+            behind = [
+                {"last_delivered_message_id": None},
+                {"last_delivered_message_id": {"$lt": mid}},
+            ]
+            ops.append(
+                UpdateOne(
+                    {"user_id": oid(user_id), "room_id": oid(room_id), "$or": behind},
+                    {"$set": {"last_delivered_message_id": mid, "last_delivered_at": at}},
+                )
+            )
+        await self.coll.bulk_write(ops, ordered=False)

@@ -16,7 +16,7 @@ from pymongo import ASCENDING, DESCENDING, TEXT, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from fastsock.store.base import Duplicate
+from fastsock.store.base import UNREAD_WINDOW, Duplicate
 from fastsock.store.ids import oid
 from fastsock.store.mongo.docs import plain
 
@@ -43,6 +43,19 @@ def messages_out(docs: list[Doc]) -> list[Doc]:
     return [message_out(d) for d in docs]
 
 
+MEMBERSHIPS = "memberships"  # the collection unread_counts reads the read pointers from
+
+
+def _live(room_id: str) -> Doc:
+    return {"room_id": oid(room_id), "deleted": False}
+
+
+def _window(room_id: str) -> list[Doc]:
+    """The room's newest UNREAD_WINDOW messages that count (no history lines), newest first."""
+    countable = {**_live(room_id), "type": {"$ne": "system"}}
+    return [{"$match": countable}, {"$sort": {"_id": -1}}, {"$limit": UNREAD_WINDOW}]
+
+
 class Messages:
     def __init__(self, coll: AsyncCollection[Doc]) -> None:
         self.coll = coll
@@ -55,6 +68,13 @@ class Messages:
         )
         await self.coll.create_index([("room_id", ASCENDING), ("version", ASCENDING)])
         await self.coll.create_index([("attachments.id", ASCENDING)])
+        # Mention counts (unread_counts, _count_unread): who is named, and `@room`.
+        await self.coll.create_index(
+            [("mentions", ASCENDING), ("room_id", ASCENDING), ("_id", ASCENDING)]
+        )
+        await self.coll.create_index(
+            [("room_id", ASCENDING), ("mention_room", ASCENDING), ("_id", ASCENDING)]
+        )
         # A server without text search refuses this; search then falls back to a regex match.
         with contextlib.suppress(OperationFailure):
             await self.coll.create_index([("text", TEXT)], default_language="none")
@@ -115,22 +135,79 @@ class Messages:
         )
 
     async def count_unread(self, room_id: str, user_id: str, after: str | None) -> int:
-        filt: Doc = {"room_id": oid(room_id), "sender_id": {"$ne": oid(user_id)}, "deleted": False}
-        if after is not None:
-            filt["_id"] = {"$gt": oid(after)}
-        return await self.coll.count_documents(filt)
+        return (await self._count_unread(room_id, user_id, after))[0]
+
+    async def _count_unread(self, room_id: str, user_id: str, after: str | None) -> tuple[int, int]:
+        """One member's counts, as unread_counts makes them for many."""
+        user, since = oid(user_id), oid(after) if after is not None else None
+        newer: Doc = {"sender_id": {"$ne": user}}
+        if since is not None:
+            newer["_id"] = {"$gt": since}
+        window = [*_window(room_id), {"$match": newer}, {"$count": "n"}]
+        mentioning = {
+            **_live(room_id),
+            **newer,
+            "$or": [{"mention_room": True}, {"mentions": user_id}],
+        }
+        found, mentions = await asyncio.gather(
+            (await self.coll.aggregate(window)).to_list(), self.coll.count_documents(mentioning)
+        )
+        return (found[0]["n"] if found else 0), mentions
+
+    async def unread_counts(self, room_id: str, user_ids: list[str]) -> dict[str, tuple[int, int]]:
+        """One aggregation over the room's memberships (the (user_id, room_id) index), each
+        counting within its own unread range: the window of the (room_id, _id) index, the
+        messages naming the member (the (mentions, room_id, _id) index) and those with `@room`
+        (the (room_id, mention_room, _id) index)."""
+        if not user_ids:
+            return {}
+        mine: Doc = {
+            "$match": {
+                "$expr": {
+                    "$and": [
+                        {"$ne": ["$sender_id", "$$user"]},
+                        {"$gt": ["$_id", "$$after"]},  # no pointer (null) is below every id
+                    ]
+                }
+            }
+        }
+        let = {"user": "$user_id", "after": "$last_read_message_id"}
+        live = _live(room_id)
+
+        def lookup(into: str, stages: list[Doc], **join: str) -> Doc:
+            spec = {"from": self.coll.name, "let": let, "as": into, **join}
+            return {"$lookup": {**spec, "pipeline": [*stages, mine, {"$count": "n"}]}}
+
+        pipeline: list[Doc] = [
+            {"$match": {"room_id": oid(room_id), "user_id": {"$in": [oid(u) for u in user_ids]}}},
+            {"$addFields": {"name": {"$toString": "$user_id"}}},  # as `mentions` holds ids
+            lookup("unread", _window(room_id)),
+            # Messages naming the member (the mentions index), then those with `@room`.
+            lookup(
+                "named",
+                [{"$match": {**live, "mention_room": {"$ne": True}}}],
+                localField="name",
+                foreignField="mentions",
+            ),
+            lookup("everyone", [{"$match": {**live, "mention_room": True}}]),
+        ]
+        out: dict[str, tuple[int, int]] = {}
+        async for doc in await self.coll.database[MEMBERSHIPS].aggregate(pipeline):
+            n = {k: doc[k][0]["n"] if doc[k] else 0 for k in ("unread", "named", "everyone")}
+            out[str(doc["user_id"])] = (n["unread"], n["named"] + n["everyone"])
+        return out
 
     async def summaries(
         self, user_id: str, read_pointers: dict[str, str | None]
-    ) -> dict[str, tuple[int, Doc | None]]:
+    ) -> dict[str, tuple[int, int, Doc | None]]:
         """The single-room count and find per room, all in flight together (each served by
         the (room_id, _id) index, as on their own)."""
         rooms = list(read_pointers.items())
         counts, latest = await asyncio.gather(
-            asyncio.gather(*(self.count_unread(r, user_id, after) for r, after in rooms)),
+            asyncio.gather(*(self._count_unread(r, user_id, after) for r, after in rooms)),
             asyncio.gather(*(self.latest_visible(r) for r, _ in rooms)),
         )
-        return {str(r): (n, doc) for (r, _), n, doc in zip(rooms, counts, latest, strict=True)}
+        return {str(r): (*n, doc) for (r, _), n, doc in zip(rooms, counts, latest, strict=True)}
 
     async def update(self, message_id: str, expect: Doc, changes: Doc) -> Doc | None:
         if "reactions" in changes:

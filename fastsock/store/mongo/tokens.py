@@ -24,6 +24,7 @@ class RefreshTokens:
     async def create_indexes(self) -> None:
         await self.coll.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0)
         await self.coll.create_index([("family", ASCENDING)])
+        await self.coll.create_index([("user_id", ASCENDING)])  # revoke_user
 
     async def insert(
         self, jti: str, user_id: str, family: str, issued_at: datetime, expires_at: datetime
@@ -56,3 +57,10 @@ class RefreshTokens:
 
     async def revoke_family(self, family: str) -> None:
         await self.coll.update_many({"family": family}, {"$set": {"revoked": True}})
+
+    async def revoke_user(self, user_id: str) -> list[str]:
+        live = {"user_id": oid(user_id), "revoked": False}
+        families = await self.coll.distinct("family", live)
+        # Then every token of those families (a login's rotated ones too), as revoke_family.
+        await self.coll.update_many({"family": {"$in": families}}, {"$set": {"revoked": True}})
+        return [str(f) for f in families]

@@ -29,14 +29,20 @@ ID_FIELDS: dict[str, tuple[str, ...]] = {
     "users": ("_id",),
     "refresh_tokens": ("user_id",),
     "rooms": ("_id", "created_by"),
-    "memberships": ("user_id", "room_id", "last_read_message_id"),
+    "memberships": (
+        "user_id",
+        "room_id",
+        "last_read_message_id",
+        "last_delivered_message_id",
+    ),
     "messages": ("_id", "room_id", "sender_id"),
     "deliveries": ("message_id", "user_id"),
     "uploads": ("_id", "owner_id"),
     "calls": ("_id", "room_id", "caller_id", "callee_id", "worker_id"),
+    "bans": ("room_id", "user_id", "banned_by"),
 }
 # Collections whose `_id` is only MongoDB's row id, outside the contract.
-ROW_ID_ONLY = ("memberships", "deliveries")
+ROW_ID_ONLY = ("memberships", "deliveries", "bans")
 
 
 def _check(collection: str) -> tuple[str, ...]:

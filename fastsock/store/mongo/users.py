@@ -43,9 +43,10 @@ class Users:
         )
 
     async def search(self, query: str, limit: int) -> list[Doc]:
-        """Case-insensitive prefix match on username or display name."""
+        """Case-insensitive prefix match on username or display name; active accounts."""
         pattern = {"$regex": "^" + re.escape(query), "$options": "i"}
-        cursor = self.coll.find({"$or": [{"username": pattern}, {"display_name": pattern}]})
+        match = {"$or": [{"username": pattern}, {"display_name": pattern}]}
+        cursor = self.coll.find({**match, "deactivated_at": None})  # None: also never set
         return plain_all(await cursor.sort("username", ASCENDING).limit(limit).to_list())
 
     async def update(self, user_id: str, changes: Doc) -> Doc | None:
@@ -54,3 +55,6 @@ class Users:
                 {"_id": oid(user_id)}, {"$set": changes}, return_document=ReturnDocument.AFTER
             )
         )
+
+    async def oldest(self) -> Doc | None:
+        return plain(await self.coll.find_one({}, sort=[("_id", ASCENDING)]))

@@ -1,5 +1,5 @@
-"""Memberships: who is in which room, their role and their read pointer. `read_log` (recent
-pointer moves, for read receipts) is a small JSON list on the row."""
+"""Memberships: who is in which room, their role, their read pointer and their delivered
+pointer. `read_log` (recent pointer moves, for read receipts) is a small JSON list on the row."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ TABLE = Table(
     Column("last_read_message_id", ident, default=None),
     Column("last_read_at", ms, when, default=None),
     Column("read_log", _encode_log, _decode_log, default=[], fill_empty=True),
+    Column("last_delivered_message_id", ident, default=None),
+    Column("last_delivered_at", ms, when, default=None),
 )
 _ADD = insert_sql("memberships", ("user_id", "room_id", "role", "joined_at"))
 _ADD += " ON CONFLICT (user_id, room_id) DO NOTHING"
@@ -118,6 +120,18 @@ def _advance_read(
     return True
 
 
+def _advance_delivered(
+    conn: sqlite3.Connection, user_id: str, newest: list[tuple[str, str]], at: int
+) -> None:
+    # One conditional update per room, all in one write job.
+    conn.executemany(
+        "UPDATE memberships SET last_delivered_message_id = ?1, last_delivered_at = ?2"
+        " WHERE user_id = ?3 AND room_id = ?4"
+        " AND (last_delivered_message_id IS NULL OR last_delivered_message_id < ?1)",
+        [(message_id, at, user_id, room_id) for room_id, message_id in newest],
+    )
+
+
 class Memberships:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -163,4 +177,12 @@ class Memberships:
             str(user_id),
             str(message_id),
             ms(at),
+        )
+
+    async def advance_delivered(self, user_id: str, newest: dict[str, str], at: datetime) -> None:
+        if not newest:
+            return
+        pairs = [(str(room_id), str(message_id)) for room_id, message_id in newest.items()]
+        await self.db.write(
+            "memberships.advance_delivered", _advance_delivered, str(user_id), pairs, ms(at)
         )

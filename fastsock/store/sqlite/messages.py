@@ -5,11 +5,23 @@ tombstones. `(sender_id, client_msg_id)` is unique: sends are idempotent."""
 from __future__ import annotations
 
 import sqlite3
+from collections import defaultdict
 from typing import Any
 
+from fastsock.store.base import UNREAD_WINDOW
 from fastsock.store.ids import new_id
 from fastsock.store.sqlite import reactions, search
-from fastsock.store.sqlite.codec import Doc, flag, from_json, id_array, ms, opt_json, to_json, when
+from fastsock.store.sqlite.codec import (
+    Doc,
+    flag,
+    from_json,
+    id_array,
+    ident,
+    ms,
+    opt_json,
+    to_json,
+    when,
+)
 from fastsock.store.sqlite.columns import ID, Column, Derived, Table
 from fastsock.store.sqlite.engine import Database
 
@@ -26,6 +38,10 @@ TABLE = Table(
     Column("text", default="", fill_empty=True),
     Column("attachments", to_json, from_json, default=[], fill_empty=True),
     Column("call", opt_json, from_json, default=None),
+    Column("mentions", to_json, from_json, default=[], fill_empty=True),
+    Column("mention_room", flag, bool, default=False),
+    Column("reply_to_id", ident, default=None),
+    Column("system", opt_json, from_json, default=None),
     Column("client_msg_id"),
     Column("created_at", ms, when),
     Column("edited_at", ms, when, default=None),
@@ -103,28 +119,87 @@ def _latest_visible(conn: sqlite3.Connection, room_id: str) -> Doc | None:
     return _attach_one(conn, _newest_live(conn, room_id))
 
 
-def _count_unread(conn: sqlite3.Connection, room_id: str, user_id: str, after: str) -> int:
-    # Served by the partial index messages_live alone: (room_id, id, sender_id), live only.
-    row = conn.execute(
-        "SELECT count(*) FROM messages INDEXED BY messages_live"
-        " WHERE room_id = ? AND deleted = 0 AND id > ? AND sender_id <> ?",
-        (room_id, after, user_id),
-    ).fetchone()
-    return int(row[0])
+# --- Counting -----------------------------------------------------------------------------
+# Unread, for a member: live messages by others after their read pointer, no history lines,
+# among the room's newest UNREAD_WINDOW (so a member far behind costs no more than that: the
+# count stops there). Mentioning them: all of those, however far back, that name them
+# (message_mentions) or `@room` (messages_room_mention). Each count is one range of an index.
+
+# The newest id below the window ("" while the room has no more messages than it), so that
+# one bound, max(pointer, floor), starts each range.
+_FLOOR = f"""
+    SELECT id FROM messages INDEXED BY messages_live
+    WHERE room_id = ? AND deleted = 0 AND type <> 'system'
+    ORDER BY id DESC LIMIT 1 OFFSET {UNREAD_WINDOW}
+"""
+# Unread after each distinct pointer of the JSON list ?2 in room ?1 (floor ?3), by sender:
+# members who read up to the same message (most of a room) share one range.
+_UNREAD = """
+    SELECT p.value, m.sender_id, count(*)
+    FROM (SELECT DISTINCT value FROM json_each(?2)) AS p
+    JOIN messages AS m INDEXED BY messages_live
+        ON m.room_id = ?1 AND m.id > max(p.value, ?3) AND m.deleted = 0 AND m.type <> 'system'
+    GROUP BY p.value, m.sender_id
+"""
+# Per (user id, pointer) of the JSON object ?2: the unread messages in room ?1 naming them,
+# then those with `@room` (ranges that are empty for most members).
+_MENTIONS = """
+    SELECT p.key,
+        (SELECT count(*) FROM message_mentions AS x JOIN messages AS m ON m.id = x.message_id
+         WHERE x.room_id = ?1 AND x.user_id = p.key AND x.message_id > p.value
+             AND m.deleted = 0 AND m.mention_room = 0 AND m.sender_id <> p.key)
+        + (SELECT count(*) FROM messages AS m INDEXED BY messages_room_mention
+           WHERE m.room_id = ?1 AND m.id > p.value AND m.deleted = 0 AND m.mention_room = 1
+               AND m.sender_id <> p.key)
+    FROM json_each(?2) AS p
+"""
+_POINTERS = """
+    SELECT user_id, coalesce(last_read_message_id, '') FROM memberships
+    WHERE room_id = ? AND user_id IN (SELECT value FROM json_each(?))
+"""
+
+
+def _counts(
+    conn: sqlite3.Connection, room_id: str, pointers: dict[str, str]
+) -> dict[str, tuple[int, int]]:
+    """(unread, mentioning) per user of `pointers` (user id -> read pointer, "" for none)."""
+    floor = conn.execute(_FLOOR, (room_id,)).fetchone()
+    ranges = (room_id, to_json(list(pointers.values())), floor[0] if floor else "")
+    by_sender: dict[str, dict[str, int]] = defaultdict(dict)
+    for after, sender, n in conn.execute(_UNREAD, ranges).fetchall():
+        by_sender[after][sender] = n
+    out = {}
+    for user, mentions in conn.execute(_MENTIONS, (room_id, to_json(pointers))).fetchall():
+        senders = by_sender[pointers[user]]
+        out[str(user)] = (sum(senders.values()) - senders.get(user, 0), int(mentions))
+    return out
+
+
+def _count_unread(
+    conn: sqlite3.Connection, room_id: str, user_id: str, after: str
+) -> tuple[int, int]:
+    return _counts(conn, room_id, {user_id: after})[user_id]
+
+
+def _unread_counts(
+    conn: sqlite3.Connection, room_id: str, user_ids: str
+) -> dict[str, tuple[int, int]]:
+    pointers = dict(conn.execute(_POINTERS, (room_id, user_ids)).fetchall())
+    return _counts(conn, room_id, pointers) if pointers else {}
 
 
 def _summaries(
     conn: sqlite3.Connection, user_id: str, pointers: list[tuple[str, str]]
-) -> dict[str, tuple[int, Doc | None]]:
+) -> dict[str, tuple[int, int, Doc | None]]:
     """`_count_unread` and `_latest_visible` per room, in one job and one snapshot; the latest
     messages' reactions are attached with one query for all of them."""
-    out: dict[str, tuple[int, Doc | None]] = {}
+    out: dict[str, tuple[int, int, Doc | None]] = {}
     latest: list[Doc] = []
     for room_id, after in pointers:
         doc = _newest_live(conn, room_id)
         if doc is not None:
             latest.append(doc)
-        out[room_id] = (_count_unread(conn, room_id, user_id, after), doc)
+        out[room_id] = (*_count_unread(conn, room_id, user_id, after), doc)
     reactions.attach(conn, latest)
     return out
 
@@ -245,13 +320,21 @@ class Messages:
     async def count_unread(self, room_id: str, user_id: str, after: str | None) -> int:
         # "" is below every id: no pointer counts every message.
         after_id = "" if after is None else str(after)
-        return await self.db.read(
+        unread, _ = await self.db.read(
             "messages.count_unread", _count_unread, str(room_id), str(user_id), after_id
+        )
+        return unread
+
+    async def unread_counts(self, room_id: str, user_ids: list[str]) -> dict[str, tuple[int, int]]:
+        if not user_ids:
+            return {}
+        return await self.db.read(
+            "messages.unread_counts", _unread_counts, str(room_id), id_array(user_ids)
         )
 
     async def summaries(
         self, user_id: str, read_pointers: dict[str, str | None]
-    ) -> dict[str, tuple[int, Doc | None]]:
+    ) -> dict[str, tuple[int, int, Doc | None]]:
         if not read_pointers:
             return {}
         # As count_unread: "" is below every id.

@@ -292,9 +292,78 @@ _V2 = (
 
 # Version 3 (conversations: mentions, replies, system lines, moderation, receipt pointers),
 # one part per concern.
-_V3_MESSAGES: tuple[str, ...] = ()
-_V3_MODERATION: tuple[str, ...] = ()
-_V3_RECEIPTS: tuple[str, ...] = ()
+# Messages: mentions (user ids, JSON) and `@room`, the replied-to message, a history line's
+# event (JSON, system lines only). Unread counts (messages.py, "Counting") read messages_live
+# (now with the type, to leave history lines out), message_mentions and messages_room_mention,
+# each within one member's unread range: never the room's whole history per member.
+_V3_MESSAGES: tuple[str, ...] = (
+    "ALTER TABLE messages ADD COLUMN mentions TEXT NOT NULL DEFAULT '[]'",
+    "ALTER TABLE messages ADD COLUMN mention_room INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE messages ADD COLUMN reply_to_id TEXT",
+    "ALTER TABLE messages ADD COLUMN system TEXT",
+    "DROP INDEX messages_live",
+    "CREATE INDEX messages_live ON messages (room_id, id, sender_id, type) WHERE deleted = 0",
+    # Live messages with `@room`.
+    """
+    CREATE INDEX messages_room_mention ON messages (room_id, id, sender_id)
+    WHERE deleted = 0 AND mention_room = 1
+    """,
+    # Who each message mentions, kept from messages.mentions by triggers (as attachments).
+    """
+    CREATE TABLE message_mentions (
+        room_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        PRIMARY KEY (room_id, user_id, message_id)  -- a member's mentions after their pointer
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TRIGGER messages_mentions_insert AFTER INSERT ON messages
+    WHEN new.mentions <> '[]' BEGIN
+        INSERT OR IGNORE INTO message_mentions (room_id, user_id, message_id)
+        SELECT new.room_id, value, new.id FROM json_each(new.mentions);
+    END
+    """,
+    """
+    CREATE TRIGGER messages_mentions_update AFTER UPDATE OF mentions, room_id ON messages
+    BEGIN
+        DELETE FROM message_mentions WHERE room_id = old.room_id AND message_id = old.id
+            AND user_id IN (SELECT value FROM json_each(old.mentions));
+        INSERT OR IGNORE INTO message_mentions (room_id, user_id, message_id)
+        SELECT new.room_id, value, new.id FROM json_each(new.mentions);
+    END
+    """,
+    """
+    CREATE TRIGGER messages_mentions_delete AFTER DELETE ON messages
+    WHEN old.mentions <> '[]' BEGIN
+        DELETE FROM message_mentions WHERE room_id = old.room_id AND message_id = old.id
+            AND user_id IN (SELECT value FROM json_each(old.mentions));
+    END
+    """,
+)
+# Moderation: deactivated accounts, server admins granted by `fastsock admin grant`, and who
+# may not rejoin a group (removed by an admin).
+_V3_MODERATION: tuple[str, ...] = (
+    "ALTER TABLE users ADD COLUMN deactivated_at INTEGER",
+    "ALTER TABLE users ADD COLUMN server_admin INTEGER NOT NULL DEFAULT 0",
+    # revoke_user: a deactivated account's logins.
+    "CREATE INDEX refresh_tokens_user ON refresh_tokens (user_id) WHERE revoked = 0",
+    """
+    CREATE TABLE bans (
+        room_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        banned_by TEXT NOT NULL,
+        banned_at INTEGER NOT NULL,
+        PRIMARY KEY (room_id, user_id)            -- get, remove, of_room, transfer order
+    ) WITHOUT ROWID
+    """,
+)
+# Receipt pointers: the newest message of the room each member's client confirmed
+# (memberships.advance_delivered), beside the read pointer; read with the membership row.
+_V3_RECEIPTS: tuple[str, ...] = (
+    "ALTER TABLE memberships ADD COLUMN last_delivered_message_id TEXT",
+    "ALTER TABLE memberships ADD COLUMN last_delivered_at INTEGER",
+)
 _V3 = (*_V3_MESSAGES, *_V3_MODERATION, *_V3_RECEIPTS)
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)

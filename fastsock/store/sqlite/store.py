@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fastsock.store.sqlite import schema
+from fastsock.store.sqlite.bans import Bans
 from fastsock.store.sqlite.calls import Calls
 from fastsock.store.sqlite.codec import now_ms
 from fastsock.store.sqlite.deliveries import Deliveries
@@ -48,6 +49,7 @@ class SqliteStore:
         self.uploads = Uploads(self.db)
         self.calls = Calls(self.db)
         self.sfu_workers = SfuWorkers(self.db)
+        self.bans = Bans(self.db)
         self.transfer = Transfer(self.db)
         self.description = f"embedded database: {self.path}"
 

@@ -54,6 +54,14 @@ def _revoke_family(conn: sqlite3.Connection, family: str) -> None:
     )
 
 
+def _revoke_user(conn: sqlite3.Connection, user_id: str) -> list[str]:
+    rows = conn.execute(
+        "UPDATE refresh_tokens SET revoked = 1 WHERE user_id = ? AND revoked = 0 RETURNING family",
+        (user_id,),
+    )
+    return list(dict.fromkeys(family for (family,) in rows))
+
+
 class RefreshTokens:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -81,3 +89,6 @@ class RefreshTokens:
 
     async def revoke_family(self, family: str) -> None:
         await self.db.write("tokens.revoke_family", _revoke_family, family)
+
+    async def revoke_user(self, user_id: str) -> list[str]:
+        return await self.db.write("tokens.revoke_user", _revoke_user, str(user_id))

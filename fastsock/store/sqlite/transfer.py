@@ -13,6 +13,7 @@ import sqlite3
 
 from fastsock.store.base import COLLECTIONS
 from fastsock.store.sqlite import (
+    bans,
     calls,
     deliveries,
     memberships,
@@ -39,6 +40,7 @@ _TABLES: dict[str, Table] = {
         deliveries.TABLE,
         uploads.TABLE,
         calls.TABLE,
+        bans.TABLE,
     )
 }
 assert set(_TABLES) == set(COLLECTIONS)

@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Iterable
 
 from fastsock.store.ids import new_id
-from fastsock.store.sqlite.codec import Doc, fold, id_array, ident, ms, when
+from fastsock.store.sqlite.codec import Doc, flag, fold, id_array, ident, ms, when
 from fastsock.store.sqlite.columns import ID, Column, Derived, From, Table
 from fastsock.store.sqlite.engine import Database
 
@@ -20,6 +20,8 @@ TABLE = Table(
     Column("avatar_url", default=None),
     Column("avatar_upload_id", ident, default=None),
     Column("created_at", ms, when),
+    Column("deactivated_at", ms, when, default=None),
+    Column("server_admin", flag, bool, default=False),
     Derived("display_name_fold", "display_name", fold),  # prefix search (users_display_name)
     unique=("username",),
     duplicate="username",
@@ -45,15 +47,15 @@ def _many(conn: sqlite3.Connection, ids: str) -> list[Doc]:
 
 def _search(conn: sqlite3.Connection, query: str, limit: int) -> list[Doc]:
     if not query:
-        return TABLE.all(conn, "ORDER BY username LIMIT ?", (limit,))
+        return TABLE.all(conn, "WHERE deactivated_at IS NULL ORDER BY username LIMIT ?", (limit,))
     # Prefix ranges on two indexes (usernames are lowercase already); substr() makes the
     # match exact where the range's upper bound is approximate.
     q = query.casefold()
     return TABLE.all(
         conn,
-        "WHERE (username >= ?1 AND username < ?2 AND substr(username, 1, ?3) = ?1)"
+        "WHERE ((username >= ?1 AND username < ?2 AND substr(username, 1, ?3) = ?1)"
         " OR (display_name_fold >= ?1 AND display_name_fold < ?2"
-        " AND substr(display_name_fold, 1, ?3) = ?1)"
+        " AND substr(display_name_fold, 1, ?3) = ?1)) AND deactivated_at IS NULL"
         " ORDER BY username LIMIT ?4",
         (q, q + _TOP, len(q), limit),
     )
@@ -62,6 +64,10 @@ def _search(conn: sqlite3.Connection, query: str, limit: int) -> list[Doc]:
 def _update(conn: sqlite3.Connection, user_id: str, changes: Doc) -> Doc | None:
     TABLE.update(conn, user_id, changes)
     return _get(conn, user_id)
+
+
+def _oldest(conn: sqlite3.Connection) -> Doc | None:
+    return TABLE.one(conn, "ORDER BY id LIMIT 1", ())
 
 
 class Users:
@@ -85,3 +91,6 @@ class Users:
 
     async def update(self, user_id: str, changes: Doc) -> Doc | None:
         return await self.db.write("users.update", _update, str(user_id), changes)
+
+    async def oldest(self) -> Doc | None:
+        return await self.db.read("users.oldest", _oldest)

@@ -2,7 +2,7 @@
 import * as api from './api.js';
 import { store } from './store.js';
 import { loadLimits } from './limits.js';
-import { renderAuth } from './views/auth.js';
+import { renderAuth, noteSignedOut } from './views/auth.js';
 import { renderApp } from './views/app.js';
 import { renderUnavailable } from './views/unavailable.js';
 import { applyTheme } from './views/theme.js';
@@ -72,9 +72,11 @@ function showAuth() {
 // A draft written in another tab shows here too.
 window.addEventListener('storage', (ev) => store.draftChanged(ev.key));
 
-// The login ended: logged out here or in another tab, or the server refused to refresh it.
-store.on('authlost', () => {
+// The login ended: logged out here or in another tab, or the server refused to refresh it,
+// or a server admin deactivated the account (the login screen then says so).
+store.on('authlost', (detail) => {
   if (!store.me) return;
+  if (detail?.reason === 'deactivated') noteSignedOut('Your account was deactivated by a server admin, so you were signed out.');
   store.stop(); // signed out first: the page going away writes no draft after a logout's purge
   api.clearSession();
   location.reload();

@@ -124,6 +124,10 @@ export class Socket extends EventTarget {
     clearTimeout(this.connectTimer);
     this.stopPing();
     if (this.stopped) return;
+    if (ev.code === 4403) { // the account was deactivated: signed out, nothing to retry
+      this.dispatchEvent(new CustomEvent('authlost', { detail: { reason: 'deactivated' } }));
+      return;
+    }
     if (ev.code === 4401) {
       // The access token expired (or was refused): rotate, then try again at once (once; a
       // second refusal in a row waits for the backoff like any failure).

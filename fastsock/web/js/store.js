@@ -27,7 +27,7 @@ class Store extends EventTarget {
       this.onConnection(ev.detail.state); // while down, others' presence and typing are unknown
       this.emit('connection', ev.detail);
     });
-    this.socket.addEventListener('authlost', () => this.emit('authlost'));
+    this.socket.addEventListener('authlost', (ev) => this.emit('authlost', ev.detail));
     api.onAuthLost(() => this.emit('authlost'));
     this.on('rooms', () => this.pruneDrafts());
     this.deliverQueue = new Set();
@@ -37,6 +37,7 @@ class Store extends EventTarget {
   reset() {
     this.run = null; // the current start(): a stop() meanwhile makes it start nothing more
     this.me = null;
+    this.serverAdmin = false; // from my own view: `user.updated` carries only the public one
     this.users = new Map(); // id -> user
     this.userFetchedAt = new Map();
     this.userPending = new Map();
@@ -45,7 +46,7 @@ class Store extends EventTarget {
     this.windows = new Map(); // room id -> message window (state/history.js: win())
     this.pending = new Map(); // client_msg_id -> local message (sending/failed)
     this.readPointers = new Map(); // room id -> Map(user id -> message id)
-    this.deliveredTo = new Map(); // message id -> Set(user ids)
+    this.deliveredPointers = new Map(); // room id -> Map(user id -> message id)
     this.typing = new Map(); // room id -> Map(user id -> expiry timer)
     this.synced = new Map(); // room id -> version
     this.confirmed = new Set(); // message ids we already confirmed delivery of
@@ -69,6 +70,7 @@ class Store extends EventTarget {
     const run = Symbol('run');
     this.run = run;
     this.me = me;
+    this.serverAdmin = me.server_admin === true;
     this.users.set(me.id, me);
     this.userFetchedAt.set(me.id, Date.now());
     try {

@@ -73,7 +73,6 @@ export const history = {
       this.windows.set(roomId, w);
       for (const m of live.list) this.upsert(m); // where they fall inside the new window
       this.confirmDelivery(messages);
-      this.loadReceipts(roomId);
       this.emit('messages', { roomId, reset: true, focus });
     } finally {
       live.done();
@@ -144,15 +143,32 @@ export const history = {
     }
   },
 
-  // Load the history around one message (search results jump here).
-  loadAround(roomId, msg) {
+  // Load the history around one message (`target`: it, or just its {id}), in place of the
+  // window: a search result or the original of a reply far back. Paging goes on from there
+  // both ways (has_more, has_newer); pending sends show again once the newest page is in.
+  loadAround(roomId, target) {
     return this.resetWindow(roomId, async () => {
-      const [older, newer] = await Promise.all([
-        api.get(`/history/room/${roomId}?before=${msg.id}&limit=20`),
-        api.get(`/history/room/${roomId}?after=${msg.id}&limit=20`),
-      ]);
-      return [[...older.messages, msg, ...newer.messages], { hasOlder: older.has_more, hasNewer: newer.has_more, focus: msg.id }];
+      const page = await api.get(`/history/room/${roomId}?around=${target.id}&limit=${PAGE}`);
+      return [page.messages, { hasOlder: page.has_more, hasNewer: page.has_newer, focus: target.id }];
     });
+  },
+
+  // Show one message of a room (a reply's original): a loaded one at once, the conversation
+  // scrolling to and highlighting the `focus` as after a reset; else the history around it.
+  async showMessage(roomId, id) {
+    if (this.findMessage(roomId, id)) this.emit('messages', { roomId, reset: true, focus: id });
+    else await this.loadAround(roomId, { id });
+  },
+
+  // The loaded replies to `original` quote it as it is now (edited, deleted): the server
+  // resolves `reply_to` when read, and announces only the original's own change.
+  refreshQuotes(original) {
+    const w = this.windows.get(original.room_id);
+    for (const [id, m] of w?.byId || []) {
+      if (m.reply_to?.id !== original.id) continue;
+      const text = original.deleted ? '' : (original.text || '').slice(0, 200);
+      w.byId.set(id, { ...m, reply_to: { ...m.reply_to, text, deleted: Boolean(original.deleted) } });
+    }
   },
 
   findMessage(roomId, id) {

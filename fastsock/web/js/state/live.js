@@ -80,15 +80,14 @@ export const live = {
         const added = this.upsert(m, { fromLive: true });
         this.touchRoom(m);
         // A call the callee answered or declined is not news to them (the server moves their
-        // read pointer past it); missed calls count as unread like messages, and so do group
-        // calls' entries (the server moves no read pointer for them).
+        // read pointer past it): no notification. The unread counts are the server's: its
+        // `unread` event follows each message that counts (missed calls and group calls'
+        // entries do; my own messages and system lines do not).
         const seenCall = m.type === 'call' && m.call?.kind !== 'group' && ['completed', 'declined'].includes(m.call?.outcome);
         if (!mine) {
           this.confirmDelivery([m]);
           this.setTyping(m.room_id, m.sender_id, false);
           this.fetchUser(m.sender_id); // once: then `user.updated` keeps it fresh
-          const room = this.rooms.get(m.room_id);
-          if (room && !seenCall) room.unread_count = (room.unread_count || 0) + 1;
           if (!seenCall) this.emit('incoming', { message: m });
         }
         this.emit('messages', { roomId: m.room_id, added, incoming: !mine });
@@ -97,6 +96,7 @@ export const live = {
       }
       case 'message.updated':
         this.upsert(data.message);
+        this.refreshQuotes(data.message);
         this.refreshPreview(data.message);
         this.emit('messages', { roomId: data.message.room_id });
         break;
@@ -104,6 +104,7 @@ export const live = {
         const w = this.windows.get(data.room_id);
         const m = w?.byId.get(data.message_id);
         if (m) w.byId.set(m.id, { ...m, deleted: true, text: '', reactions: {}, attachments: [] });
+        this.refreshQuotes({ id: data.message_id, room_id: data.room_id, deleted: true });
         const room = this.rooms.get(data.room_id);
         if (room && room.last_message && room.last_message.id === data.message_id) {
           this.loadRooms().catch(() => {});
@@ -114,13 +115,11 @@ export const live = {
       case 'reaction.updated':
         this.applyReactions(data);
         break;
-      case 'message.delivered': {
-        const set = this.deliveredTo.get(data.message_id) || new Set();
-        set.add(data.user_id);
-        this.deliveredTo.set(data.message_id, set);
-        this.emit('messages', { roomId: data.room_id });
+      case 'message.delivered':
+        if (this.setDeliveredPointer(data.room_id, data.user_id, data.message_id)) {
+          this.emit('messages', { roomId: data.room_id });
+        }
         break;
-      }
       case 'message.read':
         if (this.setReadPointer(data.room_id, data.user_id, data.message_id)) {
           this.emit('messages', { roomId: data.room_id });
@@ -128,7 +127,11 @@ export const live = {
         break;
       case 'unread': {
         const room = this.rooms.get(data.room_id);
-        if (room) { room.unread_count = data.unread_count; this.emit('rooms'); }
+        if (room) {
+          room.unread_count = data.unread_count;
+          room.mention_count = data.mention_count;
+          this.emit('rooms');
+        }
         break;
       }
       case 'typing':

@@ -4,7 +4,8 @@
 import { uid } from './util.js';
 
 export const outbox = {
-  sendMessage(roomId, text, attachments = []) {
+  // `replyTo`: the original as the reply will show it (views/replies.js localReplyTo), or null.
+  sendMessage(roomId, text, attachments = [], replyTo = null) {
     const cid = uid();
     const local = {
       id: null,
@@ -13,6 +14,7 @@ export const outbox = {
       sender_id: this.me.id,
       text,
       attachments,
+      reply_to: replyTo,
       created_at: new Date().toISOString(),
       deleted: false,
       reactions: {},
@@ -34,7 +36,7 @@ export const outbox = {
   // full, the message is sent all the same, and only a reload before its ack would lose it.
   persistOutbox() {
     if (!this.me) return;
-    const items = [...this.pending.values()].map(({ client_msg_id, room_id, text, attachments, created_at, state }) => ({ client_msg_id, room_id, text, attachments, created_at, state }));
+    const items = [...this.pending.values()].map(({ client_msg_id, room_id, text, attachments, reply_to, created_at, state }) => ({ client_msg_id, room_id, text, attachments, reply_to, created_at, state }));
     if (!items.length) { localStorage.removeItem(this.outboxKey()); return; }
     const value = JSON.stringify(items);
     for (;;) {
@@ -55,7 +57,7 @@ export const outbox = {
     try { items = JSON.parse(localStorage.getItem(this.outboxKey()) || '[]'); } catch { /* ignore */ }
     for (const item of items) {
       if (!this.rooms.has(item.room_id) || this.pending.has(item.client_msg_id)) continue;
-      const local = { ...item, id: null, sender_id: this.me.id, deleted: false, reactions: {}, version: 0 };
+      const local = { reply_to: null, ...item, id: null, sender_id: this.me.id, deleted: false, reactions: {}, version: 0 };
       this.pending.set(local.client_msg_id, local);
       if (local.state !== 'failed') { local.state = 'sending'; this.dispatchSend(local); }
     }
@@ -65,6 +67,7 @@ export const outbox = {
   dispatchSend(local) {
     const data = { room_id: local.room_id, client_msg_id: local.client_msg_id, text: local.text };
     if (local.attachments.length) data.attachment_ids = local.attachments.map((a) => a.id);
+    if (local.reply_to) data.reply_to_id = local.reply_to.id;
     this.socket.request('message.send', data).catch((err) => {
       const p = this.pending.get(local.client_msg_id);
       if (!p) return;

@@ -1,17 +1,30 @@
-// Receipts: read pointers, delivery confirmations in both directions, and the ticks they make.
-// Methods of the Store (store.js), mixed into its prototype.
+// Receipts: read and delivered pointers, delivery confirmations in both directions, and the
+// ticks they make. Methods of the Store (store.js), mixed into its prototype.
+//
+// Each member has two pointers per room, from the room view (GET /rooms/{id}, on opening a room
+// and after a resync) and moved on by live events (`message.read`, `message.delivered`): the
+// newest message they read, and the newest their client confirmed. A pointer covers every
+// earlier message too, so the ticks of all loaded messages come from one request per room.
 
-import * as api from '../api.js';
+// Move a member's pointer in `pointers` (room id -> Map(user id -> message id)) forward, never
+// back; true if it moved.
+function advance(pointers, roomId, userId, messageId) {
+  if (!messageId) return false;
+  let map = pointers.get(roomId);
+  if (!map) { map = new Map(); pointers.set(roomId, map); }
+  const cur = map.get(userId);
+  if (cur && cur >= messageId) return false;
+  map.set(userId, messageId);
+  return true;
+}
 
 export const receipts = {
   setReadPointer(roomId, userId, messageId) {
-    if (!messageId) return false;
-    let map = this.readPointers.get(roomId);
-    if (!map) { map = new Map(); this.readPointers.set(roomId, map); }
-    const cur = map.get(userId);
-    if (cur && cur >= messageId) return false;
-    map.set(userId, messageId);
-    return true;
+    return advance(this.readPointers, roomId, userId, messageId);
+  },
+
+  setDeliveredPointer(roomId, userId, messageId) {
+    return advance(this.deliveredPointers, roomId, userId, messageId);
   },
 
   readersOf(msg) {
@@ -22,29 +35,11 @@ export const receipts = {
     return out;
   },
 
-  // Delivery receipts for my recent messages not yet read by everyone (after a load).
-  async loadReceipts(roomId) {
-    const room = this.rooms.get(roomId);
-    if (!room) return;
-    const mine = this.messagesOf(roomId).filter((m) => m.id && m.sender_id === this.me.id && !m.deleted);
-    const others = room.member_count - 1;
-    const todo = mine.filter((m) => this.readersOf(m).length < others).slice(-5);
-    await Promise.all(todo.map(async (m) => {
-      try {
-        const { receipts } = await api.get(`/messages/${m.id}/receipts`);
-        const set = this.deliveredTo.get(m.id) || new Set();
-        for (const r of receipts) {
-          if (r.delivered_at) set.add(r.user_id);
-        }
-        this.deliveredTo.set(m.id, set);
-      } catch { /* receipts are a nicety */ }
-    }));
-    if (todo.length) this.emit('messages', { roomId });
-  },
-
+  // Others' messages this device now holds (history lines need no receipts: the server
+  // ignores them). Each confirmation moves my delivered pointer in its room up to it.
   confirmDelivery(messages) {
     for (const m of messages) {
-      if (m.sender_id !== this.me.id && !m.deleted && !this.confirmed.has(m.id)) {
+      if (m.sender_id !== this.me.id && !m.deleted && m.type !== 'system' && !this.confirmed.has(m.id)) {
         this.deliverQueue.add(m.id);
       }
     }
@@ -78,11 +73,15 @@ export const receipts = {
     if (mine && mine >= newest && !(room && room.unread_count)) return;
     w.readSent = newest;
     this.setReadPointer(roomId, this.me.id, newest);
-    if (room) { room.unread_count = 0; room.last_read_message_id = newest; }
+    if (room) { room.unread_count = 0; room.mention_count = 0; room.last_read_message_id = newest; }
     this.emit('rooms');
     this.socket.request('message.read', { room_id: roomId, message_id: newest }).then((res) => {
       const r = this.rooms.get(roomId);
-      if (r && typeof res.unread_count === 'number') { r.unread_count = res.unread_count; this.emit('rooms'); }
+      if (r && typeof res.unread_count === 'number') {
+        r.unread_count = res.unread_count;
+        if (typeof res.mention_count === 'number') r.mention_count = res.mention_count;
+        this.emit('rooms');
+      }
     }).catch(() => {});
   },
 
@@ -93,8 +92,16 @@ export const receipts = {
     const readers = this.readersOf(msg);
     const others = room ? room.member_count - 1 : 1;
     if (others > 0 && readers.length >= others) return { state: 'read', readers };
-    const delivered = this.deliveredTo.get(msg.id);
-    if (readers.length || (delivered && delivered.size)) return { state: 'delivered', readers, partial: readers.length > 0 };
+    if (readers.length || this.deliveredToSomeone(msg)) return { state: 'delivered', readers };
     return { state: 'sent', readers };
+  },
+
+  // Has another member's client confirmed this message, or one after it? (Reading implies
+  // delivery: the readers are counted by tickOf.)
+  deliveredToSomeone(msg) {
+    const map = this.deliveredPointers.get(msg.room_id);
+    if (!map) return false;
+    for (const [userId, ptr] of map) if (userId !== msg.sender_id && ptr >= msg.id) return true;
+    return false;
   },
 };

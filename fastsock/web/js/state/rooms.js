@@ -18,6 +18,7 @@ export const rooms = {
         r.last_activity_at = known.last_activity_at;
         r.last_message = known.last_message;
         r.unread_count = known.unread_count;
+        r.mention_count = known.mention_count;
         r.version = known.version;
       }
       this.rooms.set(r.id, r);
@@ -66,7 +67,7 @@ export const rooms = {
     if (!room) return '';
     if (room.kind === 'direct') {
       const other = room.member_ids.find((id) => id !== this.me.id) || this.me.id;
-      return this.displayName(other);
+      return this.displayName(other) + (this.users.get(other)?.deactivated ? ' (deactivated)' : '');
     }
     return room.name || 'Untitled group';
   },
@@ -86,6 +87,7 @@ export const rooms = {
     this.details.set(roomId, detail);
     for (const m of detail.members) {
       if (m.last_read_message_id) this.setReadPointer(roomId, m.user_id, m.last_read_message_id);
+      if (m.last_delivered_message_id) this.setDeliveredPointer(roomId, m.user_id, m.last_delivered_message_id);
       if (!this.users.has(m.user_id)) this.fetchUser(m.user_id);
     }
     this.emit('messages', { roomId });

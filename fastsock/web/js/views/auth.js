@@ -2,9 +2,24 @@
 import { h } from '../dom.js';
 import * as api from '../api.js';
 
+// Why the last session ended, for the login screen after the reload that ends it.
+const SIGNED_OUT = 'fastsock.signedOut';
+
+export function noteSignedOut(text) {
+  try { sessionStorage.setItem(SIGNED_OUT, text); } catch { /* storage off: no note */ }
+}
+
+function takeSignedOutNote() {
+  try {
+    const text = sessionStorage.getItem(SIGNED_OUT);
+    sessionStorage.removeItem(SIGNED_OUT);
+    return text || '';
+  } catch { return ''; }
+}
+
 export function renderAuth(root, onAuthed) {
   let mode = 'login';
-  const error = h('p', { class: 'form-error', role: 'alert', 'data-testid': 'auth-error' });
+  const error = h('p', { class: 'form-error', role: 'alert', 'data-testid': 'auth-error', text: takeSignedOutNote() });
   const username = h('input', { id: 'auth-username', name: 'username', autocomplete: 'username', required: true, autocapitalize: 'none', spellcheck: 'false' });
   const password = h('input', { id: 'auth-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true, minlength: '8' });
   const displayName = h('input', { id: 'auth-display', name: 'display_name', autocomplete: 'name', maxlength: '64' });
@@ -38,7 +53,8 @@ export function renderAuth(root, onAuthed) {
           : await api.register(username.value.trim(), password.value, displayName.value.trim());
         onAuthed(user);
       } catch (err) {
-        error.textContent = err.status === 401 ? 'Wrong username or password.' : err.message;
+        error.textContent = err.status === 401 ? 'Wrong username or password.'
+          : err.status === 403 ? 'This account is deactivated. Ask a server admin to reactivate it.' : err.message;
         submit.disabled = false;
       }
     },

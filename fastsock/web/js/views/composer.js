@@ -1,10 +1,13 @@
-// The composer: text with per-room drafts, Enter to send, typing throttling, and attachments
-// (picker, drag and drop, paste) with per-file progress, cancel, retry and clear refusals.
+// The composer: text with per-room drafts, Enter to send, typing throttling, the `@` member
+// picker, the reply being written, and attachments (picker, drag and drop, paste) with
+// per-file progress, cancel, retry and clear refusals.
 import { h, icon, fmtSize } from '../dom.js';
 import { store } from '../store.js';
 import * as api from '../api.js';
 import { messageLimits, uploadRefusal } from '../limits.js';
 import { TextLimit } from './textlimit.js';
+import { MentionPicker } from './mentions.js';
+import { ReplyBar, localReplyTo } from './replies.js';
 
 const TYPING_EVERY = 2000;
 const TYPING_IDLE = 3000;
@@ -29,13 +32,18 @@ export class Composer {
     this.hint = h('div', { class: 'composer-hint', 'aria-live': 'polite', 'data-testid': 'composer-hint' });
     this.limit = new TextLimit(this.input, 'composer');
     this.dropzone = h('div', { class: 'dropzone', hidden: true, 'aria-hidden': 'true' }, h('span', { text: 'Drop files to attach' }));
+    this.mentions = new MentionPicker(this.input, () => this.roomId);
+    this.replying = null; // the message the next send replies to
+    this.replyBar = new ReplyBar({ onCancel: () => { this.replyTo(null); this.input.focus(); } });
     this.el = h('div', { class: 'composer', 'data-testid': 'composer' },
-      this.tray,
+      this.mentions.el, this.replyBar.el, this.tray,
       h('div', { class: 'composer-row' }, this.attachBtn, this.input, this.sendBtn),
       this.limit.el, this.hint, this.fileInput, this.dropzone);
 
     this.input.addEventListener('keydown', (ev) => {
-      if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); this.send(); }
+      if (this.mentions.onKey(ev)) return;
+      if (ev.key === 'Escape' && this.replying) { ev.preventDefault(); ev.stopPropagation(); this.replyTo(null); }
+      else if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); this.send(); }
       else if (ev.key === 'ArrowUp' && !this.input.value) this.editLast(ev);
     });
     this.input.addEventListener('input', () => { this.autosize(); this.typedDraft(); this.onTyping(); this.updateSend(); });
@@ -48,6 +56,7 @@ export class Composer {
     // Hidden (another app, a locked phone): a mobile browser may end the page unannounced.
     document.addEventListener('visibilitychange', () => { if (document.hidden) this.flushDraft(); });
     this.watchWidth();
+    store.on('reply-to', ({ message }) => { if (message.room_id === this.roomId) { this.replyTo(message); this.input.focus(); } });
     // Another tab changed this room's draft: show it, unless typing here is not saved yet.
     store.on('draft', ({ roomId }) => {
       const text = store.draft(roomId);
@@ -80,12 +89,20 @@ export class Composer {
     this.files = [];
     this.renderTray();
     this.roomId = roomId;
+    this.replyTo(null);
+    this.mentions.close();
     this.input.value = store.draft(roomId); // the cursor goes to its end
     this.autosize();
     this.updateSend();
   }
 
   focus() { this.input.focus(); }
+
+  // Reply to `msg` with the next message (null: no longer).
+  replyTo(msg) {
+    this.replying = msg;
+    this.replyBar.show(msg);
+  }
 
   // The draft (state/drafts.js) is written at most every DRAFT_EVERY ms while typing: the
   // first keystroke at once, the last when the time is up or before the composer moves to
@@ -166,10 +183,13 @@ export class Composer {
     if (!text && !done.length) return;
     if (this.renderLimit() > 0) return; // the over-limit message says why
     const per = messageLimits().attachments;
+    // The reply goes with the first message (its text), not with further attachments.
+    const replyTo = this.replying && localReplyTo(this.replying);
     for (let i = 0; i < done.length; i += per) {
-      store.sendMessage(this.roomId, i === 0 ? text : '', done.slice(i, i + per).map((f) => f.upload));
+      store.sendMessage(this.roomId, i === 0 ? text : '', done.slice(i, i + per).map((f) => f.upload), i === 0 ? replyTo : null);
     }
-    if (!done.length) store.sendMessage(this.roomId, text, []);
+    if (!done.length) store.sendMessage(this.roomId, text, [], replyTo);
+    this.replyTo(null);
     this.files = this.files.filter((f) => f.state !== 'done');
     this.renderTray();
     this.input.value = '';
@@ -188,7 +208,7 @@ export class Composer {
   }
 
   editLast(ev) {
-    const mine = store.messagesOf(this.roomId).filter((m) => m.id && m.sender_id === store.me.id && !m.deleted && m.type !== 'call');
+    const mine = store.messagesOf(this.roomId).filter((m) => m.id && m.sender_id === store.me.id && !m.deleted && m.type !== 'call' && m.type !== 'system');
     const last = mine[mine.length - 1];
     if (!last) return;
     ev.preventDefault();

@@ -12,6 +12,7 @@ import { openGroupInfo } from './groupinfo.js';
 import { callButtons } from '../calls/buttons.js';
 
 const GROUP_GAP_MS = 5 * 60 * 1000;
+const ALONE = new Set(['call', 'system']); // entries never grouped with the messages around them
 const EDGE_PX = 300; // load the next page when this close to either end of the list
 const SEEN_PX = 24; // the newest message counts as shown with the list this close to its end
 
@@ -326,13 +327,13 @@ export class Conversation {
       const newDay = !prev || new Date(prev.created_at).toDateString() !== day;
       if (newDay) nodes.push(this.keyed(`day:${day}`, () => h('div', { class: 'day-divider', role: 'separator', 'data-testid': 'day-divider' }, h('span', { text: fmtDay(msg.created_at) }))));
       let divider = false;
-      if (!dividerPlaced && this.dividerAfter !== null && msg.id && msg.id > this.dividerAfter && msg.sender_id !== store.me.id) {
+      if (!dividerPlaced && this.dividerAfter !== null && msg.id && msg.id > this.dividerAfter && msg.sender_id !== store.me.id && msg.type !== 'system') {
         dividerPlaced = true;
         divider = true;
         nodes.push(this.keyed('unread-divider', () => h('div', { class: 'unread-divider', role: 'separator', 'aria-label': 'New messages', 'data-testid': 'unread-divider' }, h('span', { text: 'New' }))));
       }
       const grouped = !newDay && !divider && prev && prev.sender_id === msg.sender_id && !prev.deleted && !msg.deleted
-        && prev.type !== 'call' && msg.type !== 'call'
+        && !ALONE.has(prev.type) && !ALONE.has(msg.type)
         && new Date(msg.created_at) - new Date(prev.created_at) < GROUP_GAP_MS;
       const key = msg.id || `cid:${msg.client_msg_id}`;
       used.add(key);

@@ -1,5 +1,7 @@
 // Group details: rename and privacy (admins), members with roles, add and remove members
-// (admins), leave. And browsing/joining public groups.
+// (admins), leave. Moderation: admins make members admins and back, and let removed members
+// back in (removing someone bans them from rejoining); server admins deactivate and reactivate
+// accounts. And browsing/joining public groups.
 import { h, icon } from '../dom.js';
 import * as api from '../api.js';
 import { store } from '../store.js';
@@ -14,8 +16,14 @@ export async function openGroupInfo(roomId) {
   const admin = room.role === 'admin';
   const error = h('p', { class: 'form-error', role: 'alert' });
   const members = h('ul', { class: 'member-list', 'aria-label': 'Members', 'data-testid': 'member-list' });
+  const removed = h('ul', { class: 'member-list', 'aria-label': 'Removed members', 'data-testid': 'ban-list' });
+  const removedField = h('div', { class: 'field', hidden: true }, h('span', { class: 'label', text: 'Removed members' }), removed);
   const name = h('input', { id: 'group-info-name', maxlength: '80', value: room.name || '', disabled: !admin, 'data-testid': 'group-info-name' });
   const priv = h('input', { id: 'group-info-private', type: 'checkbox', checked: room.private, disabled: !admin });
+
+  const action = (label, aria, testid, onclick, danger = false) => h('button', {
+    type: 'button', class: `btn btn-small${danger ? ' btn-danger-ghost' : ''}`, 'aria-label': aria, 'data-testid': testid, onclick,
+  }, label);
 
   async function renderMembers() {
     const detail = await store.loadDetail(roomId);
@@ -23,22 +31,65 @@ export async function openGroupInfo(roomId) {
     members.replaceChildren(...detail.members.map((m) => {
       const u = store.user(m.user_id) || { id: m.user_id, display_name: '…' };
       const me = m.user_id === store.me.id;
+      const name = u.display_name;
+      const isAdmin = m.role === 'admin';
       return h('li', { class: 'member-row', 'data-testid': 'member-row' },
         avatar(u, 'sm', { presence: true }),
-        h('span', { class: 'option-name', text: `${u.display_name}${me ? ' (you)' : ''}` }),
-        h('span', { class: 'option-username', text: m.role === 'admin' ? 'Admin' : '' }),
-        admin && !me ? h('button', {
-          type: 'button', class: 'btn btn-small btn-danger-ghost', 'aria-label': `Remove ${u.display_name}`, 'data-testid': 'remove-member',
-          onclick: () => removeMember(m.user_id, u.display_name),
-        }, 'Remove') : null);
+        h('span', { class: 'option-name', text: `${name}${me ? ' (you)' : ''}${u.deactivated ? ' (deactivated)' : ''}` }),
+        h('span', { class: 'option-username', text: isAdmin ? 'Admin' : '' }),
+        h('span', { class: 'member-actions' },
+          admin && !me ? action(isAdmin ? 'Remove admin' : 'Make admin', isAdmin ? `Remove ${name} as admin` : `Make ${name} an admin`, 'toggle-admin',
+            () => act(api.patch(`/rooms/${roomId}/members/${m.user_id}`, { role: isAdmin ? 'member' : 'admin' }))) : null,
+          store.serverAdmin && !me ? (u.deactivated
+            ? action('Reactivate', `Reactivate the account of ${name}`, 'reactivate-account', () => setActive(u, true))
+            : action('Deactivate account', `Deactivate the account of ${name}`, 'deactivate-account', () => setActive(u, false), true)) : null,
+          admin && !me ? action('Remove', `Remove ${name}`, 'remove-member', () => removeMember(m.user_id, name), true) : null));
     }));
+    if (admin) await renderRemoved();
+  }
+
+  // Who an admin removed: they cannot rejoin until let back in here (or added again).
+  async function renderRemoved() {
+    const { bans } = await api.get(`/rooms/${roomId}/bans`);
+    await Promise.all(bans.map((b) => store.fetchUser(b.user_id)));
+    removedField.hidden = !bans.length;
+    removed.replaceChildren(...bans.map((b) => {
+      const u = store.user(b.user_id) || { id: b.user_id, display_name: '…' };
+      return h('li', { class: 'member-row', 'data-testid': 'banned-row' },
+        avatar(u, 'sm'),
+        h('span', { class: 'option-name', text: `${u.display_name}${u.deactivated ? ' (deactivated)' : ''}` }),
+        h('span', { class: 'member-actions' },
+          action('Let back in', `Let ${u.display_name} back in`, 'unban', () => act(api.del(`/rooms/${roomId}/bans/${b.user_id}`)))));
+    }));
+  }
+
+  // One moderation request, then the lists again; a refusal shows the server's reason.
+  async function act(request) {
+    error.textContent = '';
+    try {
+      await request;
+      await renderMembers();
+    } catch (err) { error.textContent = err.message; }
+  }
+
+  async function setActive(u, active) {
+    if (!active) {
+      const ok = await confirmDialog({
+        title: `Deactivate the account of ${u.display_name}?`,
+        text: `${u.display_name} is signed out everywhere at once and can no longer log in. Their messages stay. You can reactivate the account later.`,
+        confirmLabel: 'Deactivate',
+        danger: true,
+      });
+      if (!ok) return;
+    }
+    await act(api.post(`/admin/users/${u.id}/${active ? 'reactivate' : 'deactivate'}`).then((user) => store.setUser(user)));
   }
 
   async function removeMember(userId, who) {
     const group = store.rooms.get(roomId)?.name || room.name;
     const ok = await confirmDialog({
       title: `Remove ${who} from ${group}?`,
-      text: `${who} will no longer see the group or its new messages. An admin can add them again later.`,
+      text: `${who} will no longer see the group or its new messages, and cannot rejoin it until an admin lets them back in.`,
       confirmLabel: 'Remove',
       danger: true,
     });
@@ -96,6 +147,7 @@ export async function openGroupInfo(roomId) {
     h('div', { class: 'field' }, h('label', { for: 'group-info-name', text: 'Name' }), name),
     h('label', { class: 'switch-field', for: 'group-info-private' }, priv, h('strong', { text: 'Private' })),
     h('div', { class: 'field' }, h('span', { class: 'label', text: 'Members' }), members),
+    removedField,
     admin ? h('div', { class: 'field' }, h('span', { class: 'label', text: 'Add people' }), h('div', { class: 'add-row' }, picker.el, addBtn)) : null,
     error);
   const close = h('button', { type: 'button', class: 'btn', onclick: () => m.close() }, admin ? 'Cancel' : 'Close');

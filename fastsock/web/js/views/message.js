@@ -1,6 +1,6 @@
-// One message row: avatar + name + time (unless grouped), text, attachments, reactions,
-// delivery ticks for my own messages, failed-send retry, and the actions (hover button,
-// right click, long press).
+// One message row: avatar + name + time (unless grouped), the quote of the message it replies
+// to, text (mentions highlighted), attachments, reactions, delivery ticks for my own messages,
+// failed-send retry, and the actions (hover buttons, right click, long press, R, swipe right).
 import { h, icon, fmtTime, fmtFull, listNames } from '../dom.js';
 import { store } from '../store.js';
 import { avatar } from './avatar.js';
@@ -11,6 +11,9 @@ import { TextLimit } from './textlimit.js';
 import { renderMarkdown } from './markdown.js';
 import { isEmojiOnly } from './emoji.js';
 import { isCall, renderCallEntry, callSignature } from '../calls/timeline.js';
+import { isSystem, renderSystemLine, systemSignature } from './systemline.js';
+import { highlightMentions, mentionSignature, mentionsMe } from './mentions.js';
+import { canReply, replyQuote, quoteSignature, replyIcon, swipeToReply } from './replies.js';
 
 const TICK_TEXT = { sending: 'Sending…', sent: 'Sent', delivered: 'Delivered', read: 'Read', failed: 'Not sent' };
 const TICK_GLYPH = { sending: '🕓', failed: '!' }; // the other states are drawn (TICKS)
@@ -26,10 +29,12 @@ const pressMenus = new WeakMap(); // row -> opens its actions menu from a long p
 
 export function signature(msg, grouped) {
   if (isCall(msg)) return callSignature(msg);
+  if (isSystem(msg)) return systemSignature(msg);
   const u = store.user(msg.sender_id);
   const tick = msg.sender_id === store.me.id ? store.tickOf(msg) : null;
   return JSON.stringify([msg.id, msg.client_msg_id, msg.version, msg.state, msg.text, msg.deleted, msg.edited_at, grouped,
-    msg.reactions, tick && [tick.state, tick.readers.length], u && [u.display_name, u.avatar_url], msg.error]);
+    msg.reactions, tick && [tick.state, tick.readers.length], u && [u.display_name, u.avatar_url], msg.error,
+    mentionSignature(msg), quoteSignature(msg)]);
 }
 
 function tickTitle(msg, tick) {
@@ -61,11 +66,12 @@ function reactionsBar(msg) {
 
 export function renderMessage(msg, { grouped, onEdit }) {
   if (isCall(msg)) return renderCallEntry(msg); // no edit, reactions or delete on call entries
+  if (isSystem(msg)) return renderSystemLine(msg); // nor on history lines
   const mine = msg.sender_id === store.me.id;
   const sender = store.user(msg.sender_id) || { id: msg.sender_id, display_name: store.displayName(msg.sender_id) };
   const name = sender.display_name || sender.username;
   const row = h('div', {
-    class: `msg${grouped ? ' grouped' : ''}${mine ? ' mine' : ''}${msg.deleted ? ' deleted' : ''}${msg.state === 'failed' ? ' failed' : ''}`,
+    class: `msg${grouped ? ' grouped' : ''}${mine ? ' mine' : ''}${msg.deleted ? ' deleted' : ''}${msg.state === 'failed' ? ' failed' : ''}${!mine && !msg.deleted && mentionsMe(msg) ? ' mentions-me' : ''}`,
     'data-testid': 'message',
     dataset: { id: msg.id || '', cid: msg.client_msg_id || '', sender: msg.sender_id },
     role: 'article',
@@ -84,9 +90,10 @@ export function renderMessage(msg, { grouped, onEdit }) {
   if (msg.deleted) {
     body.append(h('div', { class: 'msg-text tombstone', 'data-testid': 'tombstone', text: 'This message was deleted' }));
   } else {
+    if (msg.reply_to) body.append(replyQuote(msg));
     // dir=auto: a right-to-left message aligns right. The text is formatted (markdown.js).
     textEl = h('div', { class: `msg-text${msg.text && isEmojiOnly(msg.text) ? ' emoji-only' : ''}`, dir: 'auto' });
-    if (msg.text) textEl.append(h('span', { class: 'msg-content', 'data-testid': 'message-text' }, renderMarkdown(msg.text)));
+    if (msg.text) textEl.append(h('span', { class: 'msg-content', 'data-testid': 'message-text' }, highlightMentions(renderMarkdown(msg.text), msg)));
     if (msg.edited_at) textEl.append(h('span', { class: 'edited', 'data-testid': 'edited', title: fmtFull(msg.edited_at), text: ' (edited)' }));
     if (msg.text || msg.edited_at) body.append(textEl); else textEl = null;
     const att = renderAttachments(msg.attachments);
@@ -115,9 +122,11 @@ export function renderMessage(msg, { grouped, onEdit }) {
     const canDelete = mine || room?.role === 'admin';
     // The menu's items; the reaction picker hangs from `from`, the toolbar's button or, on a
     // touch screen (no hover toolbar), the row itself.
+    const reply = () => store.emit('reply-to', { message: msg });
     const items = (from) => {
       const list = [
         { label: 'Add reaction', icon: icon('smile'), testid: 'menu-react', action: () => openReactionPicker(from, (e) => store.toggleReaction(msg, e)) },
+        ...(canReply(msg) ? [{ label: 'Reply', icon: replyIcon(), testid: 'menu-reply', action: reply }] : []),
         { label: 'Copy text', icon: icon('file'), testid: 'menu-copy', action: () => navigator.clipboard?.writeText(msg.text).catch(() => {}) },
       ];
       if (mine) list.push({ label: 'Edit', icon: icon('edit'), testid: 'menu-edit', action: () => onEdit(msg) });
@@ -134,7 +143,17 @@ export function renderMessage(msg, { grouped, onEdit }) {
     };
     const reactBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Add reaction', 'data-testid': 'react-button', onclick: () => openReactionPicker(reactBtn, (e) => store.toggleReaction(msg, e)) }, icon('smile'));
     const moreBtn = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Message actions', 'aria-haspopup': 'menu', 'data-testid': 'message-actions', onclick: () => openMenu(moreBtn, items(moreBtn)) }, icon('more'));
-    row.append(h('div', { class: 'msg-actions' }, reactBtn, moreBtn));
+    const replyBtn = canReply(msg) ? h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Reply', 'aria-keyshortcuts': 'R', title: 'Reply (R)', 'data-testid': 'reply-button', onclick: reply }, replyIcon()) : null;
+    row.append(h('div', { class: 'msg-actions' }, replyBtn, reactBtn, moreBtn));
+    if (canReply(msg)) {
+      // R with the focus on the message (its action buttons, the row after a jump) replies.
+      row.addEventListener('keydown', (ev) => {
+        if (ev.key.toLowerCase() !== 'r' || ev.ctrlKey || ev.metaKey || ev.altKey || ev.target.closest('textarea, input, .msg-edit')) return;
+        ev.preventDefault();
+        reply();
+      });
+      swipeToReply(row, reply);
+    }
     pressMenus.set(row, () => {
       row.classList.add('pressed');
       openMenu(row, items(row), 'Message actions', { onClose: () => row.classList.remove('pressed') });

@@ -1,10 +1,12 @@
 // Browser notifications for new messages while the tab is hidden or unfocused, per-room mute
-// (stored locally), and the permission request from a user gesture.
+// (stored locally; a message mentioning me or @room notifies all the same), and the
+// permission request from a user gesture.
 import { h, icon } from '../dom.js';
 import { store } from '../store.js';
 import { callSummary } from '../calls/wording.js';
 import { openModal } from './modal.js';
 import { plainText } from './markdown.js';
+import { mentionsMe } from './mentions.js';
 
 const muteKey = () => `fs.muted.${store.me?.id}`;
 export function mutedRooms() {
@@ -61,11 +63,14 @@ function explainBlocked() {
 export function setupNotifications({ openRoom }) {
   store.on('incoming', ({ message }) => {
     if (!('Notification' in window) || Notification.permission !== 'granted') return;
+    if (message.type === 'system') return; // history lines are never news
     const away = document.visibilityState === 'hidden' || !document.hasFocus();
-    if (!away || isMuted(message.room_id)) return;
+    const mentioned = mentionsMe(message);
+    if (!away || (isMuted(message.room_id) && !mentioned)) return;
     const room = store.rooms.get(message.room_id);
     const sender = store.displayName(message.sender_id);
-    const title = room && room.kind === 'group' ? `${sender} in ${store.roomName(room)}` : sender;
+    const who = !mentioned ? sender : `${sender} mentioned ${message.mentions?.includes(store.me.id) ? 'you' : '@room'}`;
+    const title = room && room.kind === 'group' ? `${who} in ${store.roomName(room)}` : who;
     let body = message.text ? plainText(message.text) : (message.attachments?.length ? `📎 ${message.attachments[0].name}` : '');
     if (message.type === 'call' && message.call) body = callSummary(message.call, store.me.id, sender).text;
     try {

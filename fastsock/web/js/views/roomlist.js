@@ -1,5 +1,5 @@
 // The room list: DMs and groups, newest activity first, preview (or the unsent draft), unread
-// badge, mute and in-call marks.
+// and mention badges (the server's counts), mute and in-call marks.
 import { h, fmtTime } from '../dom.js';
 import { store } from '../store.js';
 import { avatar } from './avatar.js';
@@ -7,6 +7,7 @@ import { isMuted } from './notifications.js';
 import { plainText } from './markdown.js';
 import { callPartnerId, callPreview } from '../calls/wording.js';
 import { callMark, callWords } from '../calls/join_bar.js';
+import { isSystem, systemText } from './systemline.js';
 
 function preview(room) {
   const m = room.last_message;
@@ -14,6 +15,7 @@ function preview(room) {
   if (m.type === 'call' && m.call) {
     return callPreview(m.call, store.me.id, store.displayName(callPartnerId(m.call, store.me.id)));
   }
+  if (isSystem(m)) return systemText(m);
   const who = m.sender_id === store.me.id ? 'You' : store.displayName(m.sender_id);
   // The markup stripped, as in notifications; of the text's start only (one line shows), as
   // this runs on every render of the list.
@@ -32,12 +34,13 @@ export function renderRoomList(el, { current, onOpen }) {
   const items = rooms.map((room) => {
     const name = store.roomName(room);
     const unread = room.unread_count || 0;
+    const mentioned = room.mention_count || 0;
     const partnerId = store.dmPartner(room);
     const pic = room.kind === 'direct'
       ? avatar(store.user(partnerId) || { id: partnerId, display_name: name }, 'md', { presence: true })
       : h('span', { class: 'avatar avatar-md avatar-group', 'aria-hidden': 'true', text: '#' });
     const draft = store.draftPreview(room.id); // shown instead of the preview
-    const label = `${name}${unread ? `, ${unread} unread` : ''}${isMuted(room.id) ? ', muted' : ''}${callWords(room.id)}. ${draft ? `Draft: ${draft}` : preview(room)}`;
+    const label = `${name}${unread ? `, ${unread} unread` : ''}${mentioned ? `, ${mentioned} mentioning you` : ''}${isMuted(room.id) ? ', muted' : ''}${callWords(room.id)}. ${draft ? `Draft: ${draft}` : preview(room)}`;
     const btn = h('button', {
       type: 'button',
       class: `room-item${room.id === current ? ' active' : ''}${unread ? ' unread' : ''}`,
@@ -58,6 +61,7 @@ export function renderRoomList(el, { current, onOpen }) {
         draft
           ? h('span', { class: 'room-preview', 'data-testid': 'room-preview' }, h('span', { class: 'draft-mark', 'data-testid': 'draft-mark', text: 'Draft:' }), ` ${draft}`)
           : h('span', { class: 'room-preview', 'data-testid': 'room-preview', text: preview(room) }),
+        mentioned ? h('span', { class: 'badge mention-badge', 'data-testid': 'mention-badge', title: `${mentioned} unread message${mentioned > 1 ? 's' : ''} mentioning you`, text: `@${mentioned > 99 ? '99+' : mentioned}` }) : null,
         unread ? h('span', { class: 'badge', 'data-testid': 'unread-badge', text: unread > 99 ? '99+' : String(unread) }) : null)));
     return btn;
   });

@@ -26,7 +26,8 @@ export function seenBy(roomId, messages) {
     const ptr = pointers?.get(userId);
     if (beyond && ptr && ptr > newest) continue;
     let at = null;
-    for (const m of loaded) if ((ptr && m.id <= ptr) || m.sender_id === userId) at = m.id;
+    // A history line's actor has not seen it for having acted (and may have left).
+    for (const m of loaded) if ((ptr && m.id <= ptr) || (m.sender_id === userId && m.type !== 'system')) at = m.id;
     if (!at) continue;
     if (!out.has(at)) out.set(at, []);
     out.get(at).push(userId);

@@ -1,0 +1,112 @@
+"""The `unread {room_id, unread_count, mention_count}` event: to every member but the sender
+when a countable message is created (never for history lines), from one grouped store query
+per message, numbered and replayed on a resume like every event to a user."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+
+from fastsock.app import Server
+from fastsock.store.sqlite import SqliteStore
+from tests.realtime.test_replay import until_detached
+from tests.store.documents import count_reads
+from tests.support import Api, User
+
+
+async def _post(api: Api, user: User, room: str, text: str) -> dict[str, Any]:
+    body = {"client_msg_id": uuid.uuid4().hex, "text": text}
+    r = await api.post(f"/rooms/{room}/messages", body, user)
+    assert r.status == 201, r.body
+    return r.body
+
+
+def _unread(room: str, unread: int, mentions: int) -> dict[str, Any]:
+    return {"room_id": room, "unread_count": unread, "mention_count": mentions}
+
+
+async def test_each_member_but_the_sender_hears_their_counts(api: Api) -> None:
+    alice, bob, carol = [await api.register() for _ in range(3)]
+    room = await api.group(alice, bob, carol)
+    alice_ws, bob_ws, carol_ws = await api.ws(alice), await api.ws(bob), await api.ws(carol)
+    await _post(api, alice, room, "hello")
+    assert await bob_ws.expect("unread") == _unread(room, 1, 0)
+    assert await carol_ws.expect("unread") == _unread(room, 1, 0)
+    await _post(api, alice, room, f"@{bob.username} look")
+    assert await bob_ws.expect("unread") == _unread(room, 2, 1)
+    assert await carol_ws.expect("unread") == _unread(room, 2, 0)
+    await _post(api, alice, room, "@room all of you")  # alice created the room: an admin
+    assert await bob_ws.expect("unread") == _unread(room, 3, 2)
+    assert await carol_ws.expect("unread") == _unread(room, 3, 1)
+    # Bob answers: carol's count grows, his own read pointer did not move.
+    await _post(api, bob, room, "ok")
+    assert await carol_ws.expect("unread") == _unread(room, 4, 1)
+    assert await alice_ws.expect("unread") == _unread(room, 1, 0)
+    await alice_ws.assert_none("unread", quiet=0.2)  # never for her own messages
+    await bob_ws.assert_none("unread", quiet=0.2)
+    # The room list agrees with the events.
+    for user, counts in ((bob, (3, 2)), (carol, (4, 1)), (alice, (1, 0))):
+        listed = (await api.get("/rooms", user)).body["rooms"][0]
+        assert (listed["unread_count"], listed["mention_count"]) == counts
+
+
+async def test_reading_tells_the_reader_both_counts(api: Api) -> None:
+    alice, bob = await api.register(), await api.register()
+    room = await api.group(alice, bob)
+    first = await _post(api, alice, room, f"@{bob.username} one")
+    await _post(api, alice, room, f"@{bob.username} two")
+    bob_ws = await api.ws(bob)
+    r = await api.post(f"/rooms/{room}/read", {"message_id": first["id"]}, bob)
+    assert r.status == 200 and (r.body["unread_count"], r.body["mention_count"]) == (1, 1)
+    assert await bob_ws.expect("unread") == _unread(room, 1, 1)
+
+
+async def test_history_lines_are_never_counted(api: Api) -> None:
+    alice, bob = await api.register(), await api.register()
+    room = await api.group(alice, bob)
+    bob_ws = await api.ws(bob)
+    r = await api.patch(f"/rooms/{room}", {"name": "renamed"}, alice)
+    assert r.status == 200, r.body
+    line = await bob_ws.expect("message.new")
+    assert line["message"]["type"] == "system"
+    await _post(api, alice, room, "after the rename")
+    # The event of the message after the line counts that message alone.
+    assert await bob_ws.expect("unread") == _unread(room, 1, 0)
+    await bob_ws.assert_none("unread", quiet=0.2)
+    listed = (await api.get("/rooms", bob)).body["rooms"][0]
+    assert (listed["unread_count"], listed["mention_count"]) == (1, 0)
+
+
+async def test_the_event_is_replayed_on_a_resume(server: Server, api: Api) -> None:
+    alice, bob = await api.register(), await api.register()
+    room = await api.group(alice, bob)
+    bob_ws = await api.ws(bob)
+    await _post(api, alice, room, "while connected")
+    await bob_ws.expect("unread")
+    await bob_ws.drain()
+    last_seq = bob_ws.seqs[-1]
+    await until_detached(server, bob_ws)
+    await _post(api, alice, room, f"@{bob.username} while away")
+    assert bob_ws.ready is not None
+    back = await api.ws(bob, resume={"session": bob_ws.ready["session"], "last_seq": last_seq})
+    assert back.ready is not None and back.ready["resume"] == "ok"
+    assert await back.expect("unread") == _unread(room, 2, 1)
+
+
+async def test_one_grouped_query_per_message_for_all_recipients(
+    server: Server, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not isinstance(server.store, SqliteStore):
+        pytest.skip("counts the embedded store's reader jobs (parity: tests/store)")
+    owner = await api.register()
+    members = [await api.register() for _ in range(6)]
+    room = await api.group(owner, *members)
+    sockets = await asyncio.gather(*(api.ws(m) for m in members))
+    jobs = count_reads(server.store, monkeypatch)
+    await _post(api, owner, room, "to everyone")
+    for ws in sockets:
+        assert await ws.expect("unread") == _unread(room, 1, 0)
+    assert jobs.count("messages.unread_counts") == 1
