@@ -76,9 +76,9 @@ class Moderation:
         target = fields.object_id(target, "user_id")
         role = validate("room.member.update", data)["role"]
         await self.rooms.require_admin(user_id, room_id)
-        room = await self.rooms._room(room_id)
-        self.rooms._require_group(room)
-        async with self.rooms._changing_history(room_id):
+        room = await self.rooms.room_doc(room_id)
+        self.rooms.require_group(room)
+        async with self.rooms.changing_history(room_id):
             roles = {
                 str(m["user_id"]): m["role"] for m in await self.store.memberships.of_room(room_id)
             }
@@ -89,12 +89,12 @@ class Moderation:
             if roles[target] != role:
                 if role != ADMIN and list(roles.values()).count(ADMIN) == 1:
                     raise Conflict("a group needs an admin: make someone else admin first")
-                async with self.rooms._changing_members(room_id, [], []):  # a role changed
+                async with self.rooms.changing_members(room_id, [], []):  # a role changed
                     await self.store.memberships.set_role(room_id, target, role)
                 event = {"room": await self.rooms.view(room), "user_id": target, "role": role}
                 await self.rooms.publish(room_id, "room.updated", event)
                 system = line("role_changed", user_id, [target], role=role)
-                await self.rooms._history_line(room_id, user_id, system)
+                await self.rooms.history_line(room_id, user_id, system)
         return await self.rooms.get(user_id, room_id)
 
     # --- bans -----------------------------------------------------------------------------
@@ -116,10 +116,10 @@ class Moderation:
         room_id = fields.object_id(room_id, "room_id")
         target = fields.object_id(target, "user_id")
         await self.rooms.require_admin(user_id, room_id)
-        async with self.rooms._changing_history(room_id):
+        async with self.rooms.changing_history(room_id):
             if not await self.store.bans.remove(room_id, [target]):
                 raise NotFound("that user is not banned from this group")
-            await self.rooms._history_line(
+            await self.rooms.history_line(
                 room_id, user_id, line("member_unbanned", user_id, [target])
             )
 

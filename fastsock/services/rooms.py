@@ -91,7 +91,7 @@ class Rooms:
             await hook(room_id, added, removed)
 
     @asynccontextmanager
-    async def _changing_members(
+    async def changing_members(
         self, room_id: str, added: list[str], removed: list[str]
     ) -> AsyncIterator[None]:
         """Around membership writes that fill in `added` and `removed`: `_members_changed`
@@ -101,13 +101,13 @@ class Rooms:
         finally:
             await self._members_changed(room_id, added, removed)
 
-    def _changing_history(self, room_id: str) -> AbstractAsyncContextManager[None]:
+    def changing_history(self, room_id: str) -> AbstractAsyncContextManager[None]:
         """Serialises a room's changes that leave a history line, from the write to the line,
         so the lines come in the order members heard the changes' events. Another key of
         `change_lock` (so across nodes in cluster mode): the line itself takes the room's."""
         return self.change_lock.hold(f"history:{room_id}")
 
-    async def _history_line(self, room_id: str, actor_id: str, system: Doc) -> None:
+    async def history_line(self, room_id: str, actor_id: str, system: Doc) -> None:
         for hook in self.on_history_line:
             await hook(room_id, actor_id, system)
 
@@ -134,7 +134,7 @@ class Rooms:
         call = await self.store.calls.live_group(room_id) if room["kind"] == "group" else None
         return room_view(room, member_ids, call)
 
-    async def _room(self, room_id: str) -> Doc:
+    async def room_doc(self, room_id: str) -> Doc:
         room = await self.store.rooms.get(room_id)
         if room is None:  # a membership without its room: treat as gone
             raise NotFound("no such room")
@@ -145,7 +145,7 @@ class Rooms:
         loaded message: one request per room), from one memberships query however many."""
         room_id = fields.object_id(room_id, "room_id")
         await self.require_member(user_id, room_id)
-        room = await self.view(await self._room(room_id))
+        room = await self.view(await self.room_doc(room_id))
         members = await self.store.memberships.of_room(room_id)
         membership = next((m for m in members if str(m["user_id"]) == user_id), None)
         if membership is None:  # left meanwhile
@@ -159,7 +159,7 @@ class Rooms:
             str(r["_id"]): r
             for r in await self.store.rooms.many(str(m["room_id"]) for m in memberships)
         }
-        # A membership without its room is left out, as `_room` treats it as gone.
+        # A membership without its room is left out, as `room_doc` treats it as gone.
         listed = [(m, rooms[str(m["room_id"])]) for m in memberships if str(m["room_id"]) in rooms]
         # Three store calls for the whole list, not three per room.
         groups = [room_id for room_id, r in rooms.items() if r["kind"] == "group"]
@@ -272,23 +272,23 @@ class Rooms:
         room_id = fields.object_id(room_id, "room_id")
         changes = {k: v for k, v in validate("room.update", data).items() if v is not None}
         await self.require_admin(user_id, room_id)
-        async with self._changing_history(room_id):
-            room = await self._room(room_id)
-            self._require_group(room)
+        async with self.changing_history(room_id):
+            room = await self.room_doc(room_id)
+            self.require_group(room)
             updated = await self.store.rooms.update(room_id, changes)
             assert updated is not None
             view = await self.view(updated)
             await self.publish(room_id, "room.updated", {"room": view})
             for system in room_updated(user_id, room, updated):
-                await self._history_line(room_id, user_id, system)
+                await self.history_line(room_id, user_id, system)
         return view
 
     async def add_members(self, user_id: str, room_id: Any, data: Doc) -> Doc:
         room_id = fields.object_id(room_id, "room_id")
         user_ids = validate("room.members.add", data)["user_ids"]
         await self.require_admin(user_id, room_id)
-        room = await self._room(room_id)
-        self._require_group(room)
+        room = await self.room_doc(room_id)
+        self.require_group(room)
         await self.throttles.check("invite", user_id, cost=len(user_ids))
         await self._require_users(user_ids, "user_ids")
         return await self._add(room, user_id, user_ids)
@@ -307,14 +307,14 @@ class Rooms:
         """Add the users (`actor_id` joining alone, or adding them), then tell the room and
         leave a history line, which the new members get too."""
         room_id = str(room["_id"])
-        async with self._changing_history(room_id):
+        async with self.changing_history(room_id):
             if await self.store.memberships.count(room_id) + len(user_ids) > MAX_MEMBERS:
                 raise Conflict(f"a room holds at most {MAX_MEMBERS} members")
             at = now()
             if user_ids != [actor_id]:  # an admin adding people lets the removed ones back
                 await self.store.bans.remove(room_id, user_ids)
             added: list[str] = []
-            async with self._changing_members(room_id, added, []):
+            async with self.changing_members(room_id, added, []):
                 for u in user_ids:
                     if await self.store.memberships.add(room_id, u, MEMBER, at):
                         added.append(u)
@@ -322,7 +322,7 @@ class Rooms:
             if added:
                 await self.publish(room_id, "room.member_added", {"room": view, "user_ids": added})
                 event = "member_joined" if added == [actor_id] else "member_added"
-                await self._history_line(room_id, actor_id, line(event, actor_id, added))
+                await self.history_line(room_id, actor_id, line(event, actor_id, added))
         return view
 
     async def remove_member(self, user_id: str, room_id: Any, target: Any) -> None:
@@ -330,11 +330,11 @@ class Rooms:
         room_id = fields.object_id(room_id, "room_id")
         target = fields.object_id(target, "user_id")
         membership = await self.require_member(user_id, room_id)
-        room = await self._room(room_id)
-        self._require_group(room)
+        room = await self.room_doc(room_id)
+        self.require_group(room)
         if target != user_id and membership["role"] != ADMIN:
             raise Forbidden("only room admins can remove other members")
-        async with self._changing_history(room_id):
+        async with self.changing_history(room_id):
             if not await self._remove(user_id, room, target):
                 return  # removed concurrently: nothing more to announce
         for hook in self.on_member_removed:
@@ -349,7 +349,7 @@ class Rooms:
         if target != user_id:  # removed by an admin: banned from rejoining (moderation.py)
             await self.store.bans.add(room_id, target, user_id, now())
         removed: list[str] = []
-        async with self._changing_members(room_id, [], removed):  # before anyone is told
+        async with self.changing_members(room_id, [], removed):  # before anyone is told
             if await self.store.memberships.remove(room_id, target):
                 removed.append(target)
         if not removed:
@@ -357,7 +357,7 @@ class Rooms:
         remaining = await self.store.memberships.of_room(room_id)
         if remaining and not any(m["role"] == ADMIN for m in remaining):
             # The last admin left: the longest-standing member takes over.
-            async with self._changing_members(room_id, [], []):  # a role: nobody came or went
+            async with self.changing_members(room_id, [], []):  # a role: nobody came or went
                 await self.store.memberships.set_role(room_id, str(remaining[0]["user_id"]), ADMIN)
         view = await self.view(room)
         event = {"room": view, "user_id": target}
@@ -368,7 +368,7 @@ class Rooms:
             system = line("member_left", user_id, [user_id])
         else:  # removing another member bans them (moderation)
             system = line("member_removed", user_id, [target], banned=True)
-        await self._history_line(room_id, user_id, system)
+        await self.history_line(room_id, user_id, system)
         return True
 
     # --- reading position -----------------------------------------------------------------
@@ -420,6 +420,6 @@ class Rooms:
             raise InvalidRequest(f"no such user {missing[0]}", field=field)
 
     @staticmethod
-    def _require_group(room: Doc) -> None:
+    def require_group(room: Doc) -> None:
         if room["kind"] != "group":
             raise Forbidden("direct message rooms cannot be changed")
