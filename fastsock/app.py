@@ -293,6 +293,7 @@ class Server:
             for endpoint in self._endpoints:
                 await endpoint.close_all_connections()
         if self.ctx is not None:
+            await self.ctx.services.rooms.unread.close()  # still on the bus, with the store
             self.ctx.services.typing.close()
             await self.ctx.services.accounts.hasher.close()
         if self.ctx is not None and isinstance(self.ctx.hub, ClusterHub):

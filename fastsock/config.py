@@ -113,6 +113,7 @@ DEFAULT_UPLOAD_TYPES = (
 MAX_IMAGE_MEGAPIXELS = 89
 JWT_SECRET_FILE = "jwt-secret"  # in the data dir: the generated secret (ensure_jwt_secret)
 JWT_SECRET_MIN = 32  # characters
+MAX_UNREAD_WINDOW_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +141,8 @@ class Settings:
     body_timeout_s: float = 30.0
     max_connections: int = 10_000  # open HTTP and WebSocket connections; beyond: 503, closed
     max_connections_per_ip: int = 256  # of those, from one client address (IPv6: per /64)
+    # New messages' `unread` events are coalesced per room over this window (services/unread.py).
+    unread_window_s: float = 0.15
     upload_dir: Path | None = None  # None: <data_dir>/uploads
     blob_backend: str = "local"
     s3_bucket: str | None = None
@@ -292,6 +295,11 @@ def load_settings(
     for key, parse in (("HEADER_TIMEOUT_S", float), ("BODY_TIMEOUT_S", float)):
         if (v := get(key)) is not None:
             kwargs[key.lower()] = positive(PREFIX + key, v, parse)
+    if (v := get("UNREAD_WINDOW_S")) is not None:
+        window = positive(PREFIX + "UNREAD_WINDOW_S", v, float)
+        if window > MAX_UNREAD_WINDOW_S:  # counts that late look wrong to people
+            raise ConfigError(f"{PREFIX}UNREAD_WINDOW_S must be at most {MAX_UNREAD_WINDOW_S}")
+        kwargs["unread_window_s"] = window
     for key in ("MAX_CONNECTIONS", "MAX_CONNECTIONS_PER_IP"):
         if (v := get(key)) is not None:
             kwargs[key.lower()] = positive(PREFIX + key, v, int)

@@ -49,7 +49,7 @@ class Services:
         metrics: Metrics,
     ) -> Services:
         throttles = Throttles(settings.limits, lambda kind: metrics.rate_limited.labels(kind).inc())
-        rooms = Rooms(store, sink, throttles)
+        rooms = Rooms(store, sink, throttles, settings.unread_window_s)
         typing = Typing(rooms)
         uploads = Uploads(store, blobs, settings, throttles, metrics)
         messages = Messages(store, sink, rooms, typing, uploads, metrics)

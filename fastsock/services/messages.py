@@ -8,7 +8,7 @@ from uuid import uuid4
 
 from fastsock.errors import Conflict, Forbidden, InvalidRequest, NotAMember
 from fastsock.metrics import Metrics
-from fastsock.services import fields, replies, unread
+from fastsock.services import fields, replies
 from fastsock.services.clock import now
 from fastsock.services.events import EventSink, Origin
 from fastsock.services.mentions import NO_MENTIONS, Mentions
@@ -159,7 +159,7 @@ class Messages:
         await self.rooms.publish(room_id, "message.new", {"message": message})
         if message["type"] != "system":  # history lines never count as unread
             others = [u for u in await self.rooms.members.of(room_id) if u != message["sender_id"]]
-            await unread.announce(self.store, self.sink, room_id, others)
+            self.rooms.unread.message_stored(room_id, others)
 
     async def edit(self, user_id: str, data: Doc) -> Doc:
         data = validate("message.edit", data)

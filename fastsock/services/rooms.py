@@ -19,6 +19,7 @@ from fastsock.services.locks import KeyedLock, LocalLocks
 from fastsock.services.members import MemberCache
 from fastsock.services.schemas import validate
 from fastsock.services.system_lines import HistoryLine, line, room_updated
+from fastsock.services.unread import UnreadCounts
 from fastsock.services.views import member_view, membership_fields, room_view
 from fastsock.store import Duplicate, Store
 
@@ -35,13 +36,16 @@ PUBLIC_LIMIT = 50
 
 
 class Rooms:
-    def __init__(self, store: Store, sink: EventSink, throttles: Throttles) -> None:
+    def __init__(
+        self, store: Store, sink: EventSink, throttles: Throttles, unread_window_s: float
+    ) -> None:
         self.store = store
         self.sink = sink
         self.throttles = throttles
         self.change_lock: KeyedLock = LocalLocks()  # cluster mode: across nodes (join_cluster)
         self.on_member_removed: list[MemberRemoved] = []
         self.members = MemberCache(self._load_members)
+        self.unread = UnreadCounts(store, sink, self.members, unread_window_s)
         self.on_members_changed: list[MembersChanged] = []
         self.on_history_line: list[HistoryLine] = []
 
@@ -389,14 +393,7 @@ class Rooms:
         membership = await self.store.memberships.get(room_id, user_id)
         if membership is None:  # left the room meanwhile
             raise NotAMember("you are not a member of this room")
-        counts = await self.store.messages.unread_counts(room_id, [user_id])
-        unread, mentions = counts.get(user_id, (0, 0))
-        state = {
-            "room_id": room_id,
-            **membership_fields(membership),
-            "unread_count": unread,
-            "mention_count": mentions,
-        }
+        state = {"room_id": room_id, **membership_fields(membership)}
         del state["role"]
         if moved:
             event = {
@@ -406,9 +403,8 @@ class Rooms:
                 "read_at": state["last_read_at"],
             }
             await self.publish(room_id, "message.read", event)
-            counted = {"room_id": room_id, "unread_count": unread, "mention_count": mentions}
-            await self.sink.publish([user_id], "unread", counted, room_id=room_id)
-        return state
+        unread, mentions = await self.unread.reader(room_id, user_id, tell=moved)
+        return {**state, "unread_count": unread, "mention_count": mentions}
 
     # --- helpers --------------------------------------------------------------------------
 

@@ -89,6 +89,11 @@ async def test_five_hundred_unread(new_page, api) -> None:
     alice, bob, dm = await _dm(api)
     await _seed(api, bob, dm, 0, 500)
     page = await signed_in(new_page, alice)
+    # The server counts up to 100: the list, its label and the title say "99+".
+    item = room_item(page, "Bob")
+    await expect(item.get_by_test_id("unread-badge")).to_have_text("99+")
+    await expect(item).to_have_attribute("aria-label", re.compile(r"^Bob, 99\+ unread\. "))
+    await expect(page).to_have_title("(99+) FastSock")
     await open_room(page, "Bob")
 
     await expect(page.get_by_test_id("unread-divider")).to_be_in_viewport()

@@ -1,17 +1,22 @@
 """The `unread {room_id, unread_count, mention_count}` event: to every member but the sender
-when a countable message is created (never for history lines), from one grouped store query
-per message, numbered and replayed on a resume like every event to a user."""
+when a countable message is created (never for history lines), coalesced per room over a short
+window into one grouped store query, numbered and replayed on a resume like every event to a
+user. Tests wait for the event itself, never for the window."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fastsock.app import Server
 from fastsock.store.sqlite import SqliteStore
+from tests.conftest import make_settings
 from tests.realtime.test_replay import until_detached
 from tests.store.documents import count_reads
 from tests.support import Api, User
@@ -96,7 +101,7 @@ async def test_the_event_is_replayed_on_a_resume(server: Server, api: Api) -> No
     assert await back.expect("unread") == _unread(room, 2, 1)
 
 
-async def test_one_grouped_query_per_message_for_all_recipients(
+async def test_one_grouped_query_per_flush_for_all_recipients(
     server: Server, api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not isinstance(server.store, SqliteStore):
@@ -110,3 +115,62 @@ async def test_one_grouped_query_per_message_for_all_recipients(
     for ws in sockets:
         assert await ws.expect("unread") == _unread(room, 1, 0)
     assert jobs.count("messages.unread_counts") == 1
+
+
+@pytest.fixture
+async def held(db_uri: str | None, tmp_path: Path) -> AsyncIterator[Server]:
+    """A server whose windows never end within a test: the test flushes."""
+    srv = Server(make_settings(db_uri, tmp_path, unread_window_s=3600.0))
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+async def test_a_burst_is_told_once_per_recipient_with_exact_counts(held: Server) -> None:
+    api = Api(held.port)
+    alice, bob, carol, dave = [await api.register() for _ in range(4)]
+    room = await api.group(alice, bob, carol, dave)
+    sockets = {u.id: await api.ws(u) for u in (alice, bob, carol, dave)}
+    await _post(api, alice, room, f"@{carol.username} one")
+    for text in ("two", "three"):
+        await _post(api, alice, room, text)
+    for text in ("four", f"@{alice.username} five"):
+        await _post(api, bob, room, text)  # bob sent these, and is told of alice's
+    r = await api.delete(f"/rooms/{room}/members/{dave.id}", alice)
+    assert r.status == 204, r.body
+    await sockets[bob.id].expect("message.new", lambda f: "five" in f["data"]["message"]["text"])
+    await sockets[bob.id].assert_none("unread", quiet=0.2)  # the window is still open
+    assert held.ctx is not None
+    await held.ctx.services.rooms.unread.flush_all()
+    expected = {alice.id: _unread(room, 2, 1), bob.id: _unread(room, 3, 0)}
+    expected[carol.id] = _unread(room, 5, 1)
+    for user_id, counts in expected.items():
+        assert await sockets[user_id].expect("unread") == counts
+    for ws in sockets.values():  # one event each for five messages; none for dave, removed
+        await ws.assert_none("unread", quiet=0.2)
+
+
+async def test_stopping_the_server_tells_what_is_pending_without_errors(
+    db_uri: str | None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    srv = Server(make_settings(db_uri, tmp_path, unread_window_s=3600.0))
+    await srv.start()
+    assert srv.ctx is not None
+    api = Api(srv.port)
+    alice, bob = await api.register(), await api.register()
+    room = await api.group(alice, bob)
+    await _post(api, alice, room, "just before the shutdown")
+    unread = srv.ctx.services.rooms.unread
+    told: list[tuple[list[str], dict[str, Any]]] = []
+    hub = unread.sink
+
+    class Recorder:
+        async def publish(self, users: list[str], type_: str, data: Any, **kw: Any) -> None:
+            told.append((list(users), data))
+            await hub.publish(users, type_, data, **kw)
+
+    unread.sink = Recorder()  # type: ignore[assignment]
+    with caplog.at_level(logging.WARNING):
+        await srv.stop()
+    assert told == [([bob.id], _unread(room, 1, 0))]  # other nodes' sockets would hear it
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

@@ -2,7 +2,7 @@
 // banner, toasts.
 import { h, icon } from '../dom.js';
 import { store } from '../store.js';
-import { renderRoomList } from './roomlist.js';
+import { renderRoomList, shownCount } from './roomlist.js';
 import { Conversation } from './conversation.js';
 import { renderBanner } from './banner.js';
 import { setupNotifications, notificationButton } from './notifications.js';
@@ -81,7 +81,7 @@ export function renderApp(root, { onLogout }) {
 
   const updateTitle = () => {
     const n = store.unreadTotal();
-    document.title = n ? `(${n}) FastSock` : 'FastSock';
+    document.title = n ? `(${shownCount(n)}) FastSock` : 'FastSock';
   };
   store.on('rooms', updateTitle);
   updateTitle();

@@ -9,6 +9,9 @@ import { callPartnerId, callPreview } from '../calls/wording.js';
 import { callMark, callWords } from '../calls/join_bar.js';
 import { isSystem, systemText } from './systemline.js';
 
+// The server caps unread_count at 100 (docs/api.md): 100 means "100 or more".
+export const shownCount = (n) => (n > 99 ? '99+' : String(n));
+
 function preview(room) {
   const m = room.last_message;
   if (!m) return 'No messages yet';
@@ -40,7 +43,7 @@ export function renderRoomList(el, { current, onOpen }) {
       ? avatar(store.user(partnerId) || { id: partnerId, display_name: name }, 'md', { presence: true })
       : h('span', { class: 'avatar avatar-md avatar-group', 'aria-hidden': 'true', text: '#' });
     const draft = store.draftPreview(room.id); // shown instead of the preview
-    const label = `${name}${unread ? `, ${unread} unread` : ''}${mentioned ? `, ${mentioned} mentioning you` : ''}${isMuted(room.id) ? ', muted' : ''}${callWords(room.id)}. ${draft ? `Draft: ${draft}` : preview(room)}`;
+    const label = `${name}${unread ? `, ${shownCount(unread)} unread` : ''}${mentioned ? `, ${shownCount(mentioned)} mentioning you` : ''}${isMuted(room.id) ? ', muted' : ''}${callWords(room.id)}. ${draft ? `Draft: ${draft}` : preview(room)}`;
     const btn = h('button', {
       type: 'button',
       class: `room-item${room.id === current ? ' active' : ''}${unread ? ' unread' : ''}`,
@@ -61,8 +64,8 @@ export function renderRoomList(el, { current, onOpen }) {
         draft
           ? h('span', { class: 'room-preview', 'data-testid': 'room-preview' }, h('span', { class: 'draft-mark', 'data-testid': 'draft-mark', text: 'Draft:' }), ` ${draft}`)
           : h('span', { class: 'room-preview', 'data-testid': 'room-preview', text: preview(room) }),
-        mentioned ? h('span', { class: 'badge mention-badge', 'data-testid': 'mention-badge', title: `${mentioned} unread message${mentioned > 1 ? 's' : ''} mentioning you`, text: `@${mentioned > 99 ? '99+' : mentioned}` }) : null,
-        unread ? h('span', { class: 'badge', 'data-testid': 'unread-badge', text: unread > 99 ? '99+' : String(unread) }) : null)));
+        mentioned ? h('span', { class: 'badge mention-badge', 'data-testid': 'mention-badge', title: `${shownCount(mentioned)} unread message${mentioned > 1 ? 's' : ''} mentioning you`, text: `@${shownCount(mentioned)}` }) : null,
+        unread ? h('span', { class: 'badge', 'data-testid': 'unread-badge', text: shownCount(unread) }) : null)));
     return btn;
   });
   el.replaceChildren(...items);
