@@ -88,9 +88,10 @@ ADMIN_DB_TIMEOUT_S = 30.0
 
 
 async def _admin(args: argparse.Namespace) -> int:
-    """`fastsock admin grant|revoke USERNAME`, on the configured store (the server may run)."""
+    """`fastsock admin grant|revoke USERNAME`, on the configured store (MongoDB: the servers may
+    run; the embedded database: stop the server first, it holds the database)."""
     from fastsock.errors import ApiError
-    from fastsock.services.moderation import set_server_admin
+    from fastsock.services.server_admins import set_server_admin
     from fastsock.store import open_store
 
     store = open_store(load_settings(config_file=args.config))
@@ -181,8 +182,9 @@ def main(argv: list[str] | None = None) -> None:
         help="make an account a server admin, or no longer one",
         description="Server admins can deactivate and reactivate accounts. The first account "
         "registered is always one; `grant` makes another account one, `revoke` undoes that. "
-        "Works on either database, also while the server runs. Exit 0: done; 1: no such "
-        "user, or the first account named for revoke.",
+        "On MongoDB it also works while the servers run; on the embedded database (SQLite) "
+        "stop the server first. Exit 0: done; 1: no such user, or the first account named "
+        "for revoke.",
     )
     admin.add_argument("action", choices=("grant", "revoke"))
     admin.add_argument("username", metavar="USERNAME")

@@ -39,6 +39,7 @@ class SyncClient:
     accepted: set[str] = field(default_factory=set)  # client_msg_ids the server acked
     session: str | None = None
     last_seq: int = 0
+    sequenced: list[str] = field(default_factory=list)  # the type of each frame with a seq
     resumes: list[str | None] = field(default_factory=list)  # each ready's resume outcome
     seq_errors: list[str] = field(default_factory=list)
     conn: WebSocketClientConnection | None = None
@@ -58,7 +59,7 @@ class SyncClient:
         outcome = ready["data"]["resume"]
         self.resumes.append(outcome)
         if outcome != "ok":
-            self.session, self.last_seq = ready["data"]["session"], 0
+            self.session, self.last_seq, self.sequenced = ready["data"]["session"], 0, []
         self._pump = asyncio.ensure_future(self._read(self.conn))
         if outcome == "resync":
             await self.resync()
@@ -112,6 +113,7 @@ class SyncClient:
                 if seq != self.last_seq + 1:
                     self.seq_errors.append(f"seq {seq} after {self.last_seq}")
                 self.last_seq = seq
+                self.sequenced.append(frame["type"])
             self.apply(frame)
 
     def apply(self, frame: Doc) -> None:

@@ -87,6 +87,12 @@ class Session:
         self.inbox: deque[tuple[Any, int, str, dict[str, Any], Ref | None]] = deque()
         self.inbox_bytes = 0
         self.working = False
+        self.ended = False  # its account was deactivated: dropped when its socket closes
+
+    def drop_requests(self) -> None:
+        """Forget the requests still queued: their login ended."""
+        self.inbox.clear()
+        self.inbox_bytes = 0
 
     def deliver(self, payload: bytes, ref: Ref | None = None) -> None:
         """Number an encoded event, keep it, send it if attached."""
@@ -177,6 +183,11 @@ class Hub:
         session.expiry = loop.call_later(RESUME_WINDOW_S, self._drop, session)
         self.replay_budget.away(session.replay, lambda: self._evict(session))
         return not self.is_online(session.user_id)
+
+    def end(self, session: Session) -> None:
+        """Drop a session of a deactivated account once detached: it stops collecting
+        events for a resume that can never come."""
+        self._evict(session)
 
     def _evict(self, session: Session) -> None:
         """Drop a detached session before its resume window ends."""
@@ -286,12 +297,20 @@ class Hub:
         for session in list(self._by_user.get(user_id, {}).values()):
             socket = session.socket
             if socket is not None and socket.family == family:
+                session.drop_requests()
                 socket.close(CLOSE_AUTH, "signed out")
 
     def close_user(self, user_id: str, families: list[str]) -> None:
-        """Close every socket of the user here: the account was deactivated."""
+        """The account was deactivated: close every socket of the user here, forget their
+        queued requests, and drop the sessions (the detached ones now, the others when their
+        socket has closed: socket.py `on_close`). `families` (its logins): for the cluster's
+        other nodes, which refuse them from then on (cluster/hub.py)."""
         for session in list(self._by_user.get(user_id, {}).values()):
-            if session.socket is not None:
+            session.drop_requests()
+            if session.socket is None:
+                self._evict(session)
+            else:
+                session.ended = True
                 session.socket.close(CLOSE_DEACTIVATED, "account deactivated")
 
     # --- background work and shutdown -----------------------------------------------------

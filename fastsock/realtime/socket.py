@@ -37,6 +37,7 @@ from fastsock.handlers.base import error_code
 from fastsock.realtime.hub import CLOSE_AUTH, Session, encode, envelope
 from fastsock.realtime.routes import ROUTES
 from fastsock.services import fields
+from fastsock.services.accounts import Login
 from fastsock.services.events import Origin, Ref
 from fastsock.services.limits import RateLimiter
 from fastsock.services.schemas import validate
@@ -91,6 +92,7 @@ class ChatSocket(WebSocketHandler):
         self._auth_timer: object | None = None
         limits = ctx.settings.limits
         self.pings = RateLimiter(limits.pings_per_s, limits.pings_burst)  # one bucket: this socket
+        self.login: Login | None = None  # who authenticated: each request checks it lives
         self.family: str | None = None  # the login (refresh-token family), for its logout
 
     @property
@@ -286,7 +288,7 @@ class ChatSocket(WebSocketHandler):
                 raise Unauthenticated("the first frame must be auth")
             auth = validate("auth", data)
             resume = auth["resume"]
-            login = await services.accounts.authenticate(auth["token"])
+            login = self.login = await services.accounts.authenticate(auth["token"])
             user_id, expires_at, self.family = login.user_id, login.expires_at, login.family
             user = await services.accounts.me(user_id)
             services.accounts.check_access(auth["token"])  # the login may have ended meanwhile
@@ -329,6 +331,11 @@ class ChatSocket(WebSocketHandler):
         if self.ws_connection is None:  # closed while the hub asked the cluster (Redis)
             self.on_close()
             return
+        try:  # a logout or deactivation while the hub registered the socket missed it
+            services.accounts.require_live(login)
+        except ApiError as exc:
+            self.close(CLOSE_AUTH, exc.message)
+            return
         # The socket lives as long as its token: the client re-authenticates and resumes.
         self._expiry_timer = IOLoop.current().call_at(
             IOLoop.current().time() + max(0.0, expires_at - time.time()), self._token_expired
@@ -363,10 +370,13 @@ class ChatSocket(WebSocketHandler):
         if route is None:
             self.refuse(InvalidRequest(f"unknown event type {type_[:40]!r}", field="type"), ref)
             return
-        assert self.session is not None
+        assert self.session is not None and self.login is not None
         origin = Origin(self.session.id, ref)
         with tracing.ws_span(type_, self.user_id) as span:  # the store calls, the fan-out: in it
             try:
+                # A request queued before the login ended (logout, deactivation) does not run
+                # after it: a set lookup, no I/O.
+                self.ctx.services.accounts.require_live(self.login)
                 reply = await route(self.ctx.services, self.user_id, data, origin)
             except ApiError as exc:
                 tracing.refused(span, exc.code)
@@ -396,6 +406,8 @@ class ChatSocket(WebSocketHandler):
         if self.session is None:
             return
         went_offline = hub.detach(self.session, self)
+        if self.session.ended:  # the account was deactivated: nothing to resume
+            hub.end(self.session)
         if self.session.socket is None and not hub.closing:
             self.ctx.services.calls.device_left(self.session.id, self.user_id)
         if went_offline and not hub.closing:

@@ -11,10 +11,10 @@ from fastsock.services import fields
 from fastsock.services.clock import now
 from fastsock.services.events import EventSink
 from fastsock.services.limits import Throttles, client_key
-from fastsock.services.moderation import ServerAdmins
 from fastsock.services.passwords import DUMMY_HASH, PasswordHasher
 from fastsock.services.revocations import ExpiringSet
 from fastsock.services.schemas import PASSWORD_MAX, validate
+from fastsock.services.server_admins import ServerAdmins
 from fastsock.services.tokens import ACCESS, REFRESH, TokenCodec
 from fastsock.services.uploads import Uploads
 from fastsock.services.views import user_view

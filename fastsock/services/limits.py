@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -92,10 +93,42 @@ class Buckets(Protocol):
         ...
 
 
+def wait_words(seconds: float) -> str:
+    """A wait as people say it, rounded up: "1 second", "40 seconds", "12 minutes", "2 hours"."""
+    for unit, size in (("hour", 3600), ("minute", 60)):
+        if seconds > size:
+            n = math.ceil(seconds / size)
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    n = max(1, math.ceil(seconds))
+    return f"{n} second{'s' if n != 1 else ''}"
+
+
+def _wordings(limits: Limits) -> dict[str, str]:
+    """What each limit tells the person it stops (the refusal adds when to try again)."""
+    return {
+        "send": "You are sending or changing messages too quickly",
+        "typing": "Too many typing notices",
+        "reaction": "You are reacting too quickly",
+        "invite": f"You can add {limits.invites_per_min} people to rooms a minute",
+        "login": "Too many sign-in attempts for this account",
+        "auth": "Too many sign-in attempts from your network",
+        "upload": f"You can upload {limits.uploads_per_min} files a minute",
+        "profile": f"You can change your profile {limits.profile_updates_per_min} times a minute",
+        "room_mention": f"You can mention @room {limits.room_mentions_per_hour} times an hour",
+        "register": "Too many accounts were created from your network",
+        "receipt": "Too many read confirmations, edits or deletions",
+        "call": f"You can start {limits.call_invites_per_min} calls a minute",
+        "call_join": f"You can join calls {limits.call_joins_per_min} times a minute",
+        "call_signal": "Too many call signals",
+        "ice": "Too many requests for call servers",
+    }
+
+
 class Throttles:
     """Every per-user limit the services enforce, and the refusal counter."""
 
     def __init__(self, limits: Limits, on_refused: Callable[[str], None]) -> None:
+        self._wordings = _wordings(limits)
         self._limiters = {
             "send": RateLimiter(limits.send_per_s, limits.send_burst),
             "typing": RateLimiter(limits.typing_per_s, limits.typing_burst),
@@ -145,10 +178,11 @@ class Throttles:
             wait = limiter.retry_after(key, cost)
         if wait == float("inf"):
             self._on_refused(kind)
-            raise RateLimited(f"too many {kind} requests at once", retry_after=60.0)
+            raise RateLimited(f"{self._wordings[kind]}: that is too many at once", retry_after=60.0)
         if wait > 0:
             self._on_refused(kind)
-            raise RateLimited(f"too many {kind} requests; slow down", retry_after=wait)
+            message = f"{self._wordings[kind]}; try again in {wait_words(wait)}"
+            raise RateLimited(message, retry_after=wait)
 
     @contextlib.contextmanager
     def concurrent(self, kind: str, key: object) -> Iterator[None]:
@@ -157,7 +191,7 @@ class Throttles:
         running = self._running[kind]
         if running[key] >= self._concurrent[kind]:
             self._on_refused(kind)
-            raise RateLimited(f"too many {kind} requests at once", retry_after=1.0)
+            raise RateLimited(f"{self._wordings[kind]}; try again in a moment", retry_after=1.0)
         running[key] += 1
         try:
             yield

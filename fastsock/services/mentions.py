@@ -21,7 +21,15 @@ ROOM = "room"
 MAX_MENTIONS = 50  # users per message; more: the first ones
 assert ROOM in RESERVED_USERNAMES  # nobody can be called what mentions everyone
 
-NO_MENTIONS: Doc = {"mentions": [], "mention_room": False}
+# Names looked up per message: the first ones, a few times the mentions kept (some named may
+# not be members or not exist), so a text of hundreds of `@names` costs one bounded query.
+MAX_LOOKUP = 4 * MAX_MENTIONS
+
+
+def no_mentions() -> Doc:
+    """A message's mention fields when it mentions nobody (a fresh dict each time: stored
+    documents must not share it)."""
+    return {"mentions": [], "mention_room": False}
 
 
 def names(text: str) -> list[str]:
@@ -40,27 +48,28 @@ class Mentions:
         self.rooms = rooms
 
     async def of(self, user_id: str, membership: Doc, text: str, *, had_room: bool) -> Doc:
-        """`{mentions, mention_room}` of a text the member sends to their room. `@room` by a
-        non-admin or in a DM: 403; more than the `room_mention` limit: 429 (an edit of a
-        message that had `@room` already is not counted again: `had_room`)."""
+        """`{mentions, mention_room}` of a text the member sends to their room. Adding `@room`
+        (on send, or an edit of a message without it: `had_room` false) by a non-admin or in a
+        DM: 403; more than the `room_mention` limit: 429. An edit keeping it is not checked."""
         tokens = names(text)
         if not tokens:
-            return NO_MENTIONS
+            return no_mentions()
         mention_room = ROOM in tokens
-        if mention_room:
-            await self._allow_room_mention(user_id, membership, charge=not had_room)
-        wanted = [n for n in tokens if n != ROOM]
+        if mention_room and not had_room:
+            await self._allow_room_mention(user_id, membership)
+        wanted = [n for n in tokens if n != ROOM][:MAX_LOOKUP]
         mentions: list[str] = []
         if wanted:
-            # One read of the members' accounts, only for texts that name someone.
+            # Only the named accounts (the username index), kept if they are members now.
             members = await self.rooms.members.of(membership["room_id"])
-            by_name = {u["username"]: str(u["_id"]) for u in await self.store.users.many(members)}
-            mentions = [by_name[n] for n in wanted if n in by_name][:MAX_MENTIONS]
+            accounts = await self.store.users.by_usernames(wanted)
+            by_name = {u["username"]: str(u["_id"]) for u in accounts}
+            named = (by_name.get(n) for n in wanted)
+            mentions = [u for u in named if u is not None and u in members][:MAX_MENTIONS]
         return {"mentions": mentions, "mention_room": mention_room}
 
-    async def _allow_room_mention(self, user_id: str, membership: Doc, *, charge: bool) -> None:
+    async def _allow_room_mention(self, user_id: str, membership: Doc) -> None:
         room = await self.store.rooms.get(membership["room_id"])
         if membership["role"] != ADMIN or room is None or room["kind"] != "group":
             raise Forbidden("only room admins can mention @room")
-        if charge:
-            await self.rooms.throttles.check("room_mention", user_id)
+        await self.rooms.throttles.check("room_mention", user_id)

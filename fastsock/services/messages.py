@@ -11,7 +11,7 @@ from fastsock.metrics import Metrics
 from fastsock.services import fields, replies
 from fastsock.services.clock import now
 from fastsock.services.events import EventSink, Origin
-from fastsock.services.mentions import NO_MENTIONS, Mentions
+from fastsock.services.mentions import Mentions, no_mentions
 from fastsock.services.rooms import ADMIN, Rooms
 from fastsock.services.schemas import validate
 from fastsock.services.system_lines import SYSTEM_PREFIX
@@ -158,8 +158,15 @@ class Messages:
         room_id = message["room_id"]
         await self.rooms.publish(room_id, "message.new", {"message": message})
         if message["type"] != "system":  # history lines never count as unread
-            others = [u for u in await self.rooms.members.of(room_id) if u != message["sender_id"]]
-            self.rooms.unread.message_stored(room_id, others)
+            await self._recount(room_id, message["sender_id"])
+
+    async def _recount(self, room_id: str, sender_id: str, users: set[str] | None = None) -> None:
+        """A countable message was stored, deleted or its mentions changed: its room's members
+        but the sender (or only `users` of them) are told their counts, coalesced as for new
+        messages."""
+        members = await self.rooms.members.of(room_id)
+        told = [u for u in members if u != sender_id and (users is None or u in users)]
+        self.rooms.unread.message_stored(room_id, told)
 
     async def edit(self, user_id: str, data: Doc) -> Doc:
         data = validate("message.edit", data)
@@ -190,6 +197,12 @@ class Messages:
             raise Conflict("the message was deleted")
         view = await replies.view(self.store, updated)
         await self.rooms.publish(room_id, "message.updated", {"message": view})
+        # Mention counts follow the text: whoever was named or unnamed (everyone, for `@room`)
+        # hears their counts; the edit itself notifies nobody.
+        if had_room != mentions["mention_room"]:
+            await self._recount(room_id, user_id)
+        elif changed := set(message.get("mentions") or []) ^ set(mentions["mentions"]):
+            await self._recount(room_id, user_id, changed)
         return view
 
     async def delete(self, user_id: str, data: Doc) -> Doc:
@@ -209,7 +222,7 @@ class Messages:
                 "attachments": [],
                 "reactions": {},
                 "reaction_kinds": 0,
-                **NO_MENTIONS,
+                **no_mentions(),
                 "reply_to_id": None,
                 "deleted": True,
                 "deleted_at": now(),
@@ -223,6 +236,7 @@ class Messages:
         await self.rooms.publish(
             room_id, "message.deleted", {"message_id": message_id, "room_id": room_id}
         )
+        await self._recount(room_id, str(message["sender_id"]))  # it counted for the others
         return message_view(updated)
 
     async def history(self, user_id: str, room_id: Any, query: Doc) -> Doc:

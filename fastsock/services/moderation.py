@@ -4,7 +4,8 @@
 - Bans: an admin removing another member bans them (rooms.py `remove_member`), so they cannot
   join the public group again (`rooms.join`) until an admin lifts the ban here or adds them
   back (`rooms._add`). Leaving bans nothing.
-- Server admins: the first account registered, and whoever `fastsock admin grant` named.
+- Server admins (server_admins.py): the first account registered, and whoever `fastsock
+  admin grant` named. They cannot deactivate each other (revoke first), nor the first account.
 - Deactivation (by a server admin): the account's logins are revoked in the store and in
   memory, and every socket of it closes with 4403 on every node (the hub's `close_user`);
   from then on its access tokens are refused by the revoked-login check every request already
@@ -13,53 +14,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastsock.errors import Conflict, Forbidden, NotFound
 from fastsock.services import fields
+from fastsock.services.accounts import Accounts
 from fastsock.services.clock import iso, now
 from fastsock.services.rooms import ADMIN, Rooms
 from fastsock.services.schemas import validate
 from fastsock.services.system_lines import line
 from fastsock.store import Store
 
-if TYPE_CHECKING:  # accounts.py imports this module
-    from fastsock.services.accounts import Accounts
-
 Doc = dict[str, Any]
-
-
-class ServerAdmins:
-    """Who is a server admin: the first account (the oldest user, remembered once found: users
-    are never deleted) and every account with `server_admin` set."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._first: str | None = None
-
-    async def is_admin(self, user: Doc) -> bool:
-        if user.get("server_admin"):
-            return True
-        if self._first is None:
-            oldest = await self.store.users.oldest()
-            self._first = str(oldest["_id"]) if oldest else None
-        return str(user["_id"]) == self._first
-
-
-async def set_server_admin(store: Store, username: str, grant: bool) -> str:
-    """`fastsock admin grant|revoke USERNAME`: what changed, in one line. NotFound for an
-    unknown name, Conflict for revoking the first account (a server admin by being first)."""
-    user = await store.users.by_username(username.strip().lower())
-    if user is None:
-        raise NotFound(f"no user named {username!r}")
-    oldest = await store.users.oldest()
-    first = oldest is not None and oldest["_id"] == user["_id"]
-    if not grant and first:
-        raise Conflict(f"{user['username']} is the first account: always a server admin")
-    await store.users.update(str(user["_id"]), {"server_admin": grant})
-    if grant:
-        return f"{user['username']} is now a server admin"
-    return f"{user['username']} is no longer a server admin"
 
 
 class Moderation:
@@ -79,11 +45,10 @@ class Moderation:
         room = await self.rooms.room_doc(room_id)
         self.rooms.require_group(room)
         async with self.rooms.changing_history(room_id):
+            await self.rooms.require_admin_now(user_id, room_id)
             roles = {
                 str(m["user_id"]): m["role"] for m in await self.store.memberships.of_room(room_id)
             }
-            if roles.get(user_id) != ADMIN:  # demoted meanwhile
-                raise Forbidden("only room admins can do this")
             if target not in roles:
                 raise NotFound("that user is not a member")
             if roles[target] != role:
@@ -117,6 +82,7 @@ class Moderation:
         target = fields.object_id(target, "user_id")
         await self.rooms.require_admin(user_id, room_id)
         async with self.rooms.changing_history(room_id):
+            await self.rooms.require_admin_now(user_id, room_id)
             if not await self.store.bans.remove(room_id, [target]):
                 raise NotFound("that user is not banned from this group")
             await self.rooms.history_line(
@@ -131,6 +97,14 @@ class Moderation:
         target = str(doc["_id"])
         if target == user_id:
             raise Conflict("you cannot deactivate your own account")
+        admins = self.accounts.server_admins
+        if await admins.is_first(doc):
+            raise Conflict("the first account cannot be deactivated")
+        if await admins.is_admin(doc):
+            raise Conflict(
+                "that account is a server admin: revoke it first with"
+                f" `fastsock admin revoke {doc['username']}`"
+            )
         if doc.get("deactivated_at") is None:
             updated = await self.store.users.update(target, {"deactivated_at": now()})
             doc = updated or doc

@@ -33,6 +33,7 @@ MemberRemoved = Callable[[str, str], Awaitable[None]]
 MembersChanged = Callable[[str, list[str], list[str]], Awaitable[None]]
 MAX_MEMBERS = 1000
 PUBLIC_LIMIT = 50
+REMOVED = "you were removed from this group; an admin can let you back"
 
 
 class Rooms:
@@ -67,6 +68,16 @@ class Rooms:
         if membership["role"] != ADMIN:
             raise Forbidden("only room admins can do this")
         return membership
+
+    async def require_admin_now(self, user_id: str, room_id: str) -> None:
+        """`require_admin` again inside `changing_history`, from the store, not the member
+        cache: every admin action checks it there, so a demotion or removal that finished
+        while the action waited for the lock refuses it."""
+        membership = await self.store.memberships.get(room_id, user_id)
+        if membership is None:
+            raise NotAMember("you are not a member of this room")
+        if membership["role"] != ADMIN:
+            raise Forbidden("only room admins can do this")
 
     async def publish(
         self,
@@ -277,6 +288,7 @@ class Rooms:
         changes = {k: v for k, v in validate("room.update", data).items() if v is not None}
         await self.require_admin(user_id, room_id)
         async with self.changing_history(room_id):
+            await self.require_admin_now(user_id, room_id)
             room = await self.room_doc(room_id)
             self.require_group(room)
             updated = await self.store.rooms.update(room_id, changes)
@@ -295,7 +307,7 @@ class Rooms:
         self.require_group(room)
         await self.throttles.check("invite", user_id, cost=len(user_ids))
         await self._require_users(user_ids, "user_ids")
-        return await self._add(room, user_id, user_ids)
+        return await self._add(room, user_id, user_ids, joining=False)
 
     async def join(self, user_id: str, room_id: Any) -> Doc:
         room_id = fields.object_id(room_id, "room_id")
@@ -303,24 +315,32 @@ class Rooms:
         if room is None or room["kind"] != "group" or room["private"]:
             # Private rooms are invite-only; answer like a missing room so they stay hidden.
             raise NotFound("no such public room")
-        if await self.store.bans.get(room_id, user_id) is not None:
-            raise Forbidden("you were removed from this group; an admin can let you back")
-        return await self._add(room, user_id, [user_id])
+        return await self._add(room, user_id, [user_id], joining=True)
 
-    async def _add(self, room: Doc, actor_id: str, user_ids: list[str]) -> Doc:
-        """Add the users (`actor_id` joining alone, or adding them), then tell the room and
-        leave a history line, which the new members get too."""
+    async def _add(self, room: Doc, actor_id: str, user_ids: list[str], *, joining: bool) -> Doc:
+        """Add the users (`actor_id` joining alone, or an admin adding them), then tell the
+        room and leave a history line, which the new members get too. New members start
+        caught up: their read pointer at the room's newest message (no old unread, no old
+        mentions)."""
         room_id = str(room["_id"])
         async with self.changing_history(room_id):
+            # Under the lock, which a removal (writing the ban) and a demotion hold too: one
+            # that finished while this waited counts.
+            if not joining:
+                await self.require_admin_now(actor_id, room_id)
+            elif await self.store.bans.get(room_id, actor_id) is not None:
+                raise Forbidden(REMOVED)
             if await self.store.memberships.count(room_id) + len(user_ids) > MAX_MEMBERS:
                 raise Conflict(f"a room holds at most {MAX_MEMBERS} members")
             at = now()
-            if user_ids != [actor_id]:  # an admin adding people lets the removed ones back
+            if not joining:  # an admin adding people lets the removed ones back
                 await self.store.bans.remove(room_id, user_ids)
+            newest = await self.store.messages.latest_visible(room_id)
+            read_up_to = None if newest is None else str(newest["_id"])
             added: list[str] = []
             async with self.changing_members(room_id, added, []):
                 for u in user_ids:
-                    if await self.store.memberships.add(room_id, u, MEMBER, at):
+                    if await self.store.memberships.add(room_id, u, MEMBER, at, read_up_to):
                         added.append(u)
             view = await self.view(room)
             if added:
@@ -339,6 +359,8 @@ class Rooms:
         if target != user_id and membership["role"] != ADMIN:
             raise Forbidden("only room admins can remove other members")
         async with self.changing_history(room_id):
+            if target != user_id:
+                await self.require_admin_now(user_id, room_id)
             if not await self._remove(user_id, room, target):
                 return  # removed concurrently: nothing more to announce
         for hook in self.on_member_removed:

@@ -53,17 +53,38 @@ _BIDI = "".join(f"\\u{ord(c):04x}" for c in sorted(fields.BIDI_CONTROLS))
 TEXT_PATTERN = f"^[^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI}]*$"
 
 
-def text(min_len: int = 1, max_len: int = TEXT_MAX, *, strip: bool = True, **kw: Any) -> Field:
+# Names (rooms) are one line: text without line breaks or tabs either, so a name cannot pose
+# as several lines (e.g. as another history line in "X renamed the group to NAME").
+_LINE_BREAKS = "\t\n\u2028\u2029"
+LINE_PATTERN = f"^[^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029{_BIDI}]*$"
+
+
+def text(
+    min_len: int = 1,
+    max_len: int = TEXT_MAX,
+    *,
+    strip: bool = True,
+    one_line: bool = False,
+    **kw: Any,
+) -> Field:
     return Field(
-        lambda v, n: fields.text(v, n, min_len=min_len, max_len=max_len, strip=strip),
+        lambda v, n: fields.text(
+            _one_line(v, n) if one_line else v, n, min_len=min_len, max_len=max_len, strip=strip
+        ),
         schema={
             "type": "string",
             "minLength": min_len,
             "maxLength": max_len,
-            "pattern": TEXT_PATTERN,
+            "pattern": LINE_PATTERN if one_line else TEXT_PATTERN,
         },
         **kw,
     )
+
+
+def _one_line(value: Any, name: str) -> Any:
+    if isinstance(value, str) and any(c in _LINE_BREAKS for c in value):
+        raise InvalidRequest(f"{name} must be one line: no line breaks or tabs", field=name)
+    return value
 
 
 def object_id(**kw: Any) -> Field:
@@ -338,13 +359,13 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "limit": integer(1, 50, required=False, default=20),
     },
     "room.create": {
-        "name": text(max_len=NAME_MAX),
+        "name": text(max_len=NAME_MAX, one_line=True),
         "member_ids": object_ids(required=False, default=()),
         "private": boolean(required=False, default=True),
     },
     "room.direct": {"user_id": object_id()},
     "room.update": {
-        "name": text(max_len=NAME_MAX, **OPTIONAL),
+        "name": text(max_len=NAME_MAX, one_line=True, **OPTIONAL),
         "private": boolean(**OPTIONAL),
     },
     "room.members.add": {"user_ids": object_ids(min_items=1)},

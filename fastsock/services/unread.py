@@ -1,6 +1,7 @@
 """The `unread {room_id, unread_count, mention_count}` event: a member's counts for a room,
 computed by the server so clients never count. Sent to the members but the sender after a
-countable message is created (not a history line), and to a reader whose read pointer moved.
+countable message is created (not a history line), deleted, or its mentions changed by an edit,
+and to a reader whose read pointer moved.
 
 New messages are coalesced per room: each adds its recipients to the room's pending set, and
 one flush `window_s` after the first of them tells all of them their counts, read from the
@@ -40,7 +41,8 @@ class UnreadCounts:
         self._closed = False
 
     def message_stored(self, room_id: str, recipients: list[str]) -> None:
-        """A countable message was stored: its recipients will be told, after the window."""
+        """A countable message was stored (or deleted, or its mentions changed): these
+        recipients will be told their counts, after the window."""
         if self._closed or not recipients:
             return
         self._pending.setdefault(room_id, set()).update(recipients)

@@ -37,6 +37,11 @@ class UsersRepo(Protocol):
 
     async def get(self, user_id: str) -> Doc | None: ...
     async def by_username(self, username: str) -> Doc | None: ...
+
+    async def by_usernames(self, usernames: list[str]) -> list[Doc]:
+        """The accounts with these (lowercase) usernames, one indexed lookup; unknown names
+        are left out, in no particular order."""
+
     async def many(self, user_ids: Iterable[str]) -> list[Doc]: ...
 
     async def search(self, query: str, limit: int) -> list[Doc]:
@@ -104,8 +109,13 @@ class RoomsRepo(Protocol):
 
 
 class MembershipsRepo(Protocol):
-    async def add(self, room_id: str, user_id: str, role: str, at: datetime) -> bool:
-        """Idempotent; True when the user was not a member before."""
+    async def add(
+        self, room_id: str, user_id: str, role: str, at: datetime, read_up_to: str | None = None
+    ) -> bool:
+        """Idempotent; True when the user was not a member before. `read_up_to` (a message id):
+        the new member starts caught up, the read pointer there (at `at`) instead of none (the
+        delivered one follows: views.delivered_pointer); a membership that exists keeps its
+        own."""
 
     async def remove(self, room_id: str, user_id: str) -> bool: ...
     async def get(self, room_id: str, user_id: str) -> Doc | None: ...

@@ -32,3 +32,23 @@ async def test_deactivation_on_one_node_closes_and_refuses_the_account_everywher
             assert await refused_socket(api, login.access_token) == 4401
     assert (await apis[1].get("/users/me", carol)).status == 200
     assert not bystander.closed
+
+
+async def test_the_accounts_detached_sessions_are_dropped_on_every_node(nodes: Nodes) -> None:
+    """A session whose socket had gone (kept for a resume) is forgotten at the deactivation,
+    on its node: it stops collecting the account's events, and cannot be resumed later."""
+    apis = [nodes.api(i) for i in range(3)]
+    admin, bob = await apis[0].register(), await apis[0].register()  # admin: the first account
+    away = await apis[2].ws(bob)
+    session = away.ready["session"] if away.ready else ""
+    away.close()
+    here = await apis[1].ws(bob)
+
+    r = await apis[0].post(f"/admin/users/{bob.id}/deactivate", None, admin)
+    assert r.status == 200, r.body
+    assert await here.close_code() == 4403
+    r = await apis[0].post(f"/admin/users/{bob.id}/reactivate", None, admin)
+    assert r.status == 200, r.body
+    again = await another_login(apis[2], bob)
+    back = await apis[2].ws(again, resume={"session": session, "last_seq": 0})
+    assert back.ready is not None and back.ready["resume"] == "resync"

@@ -267,3 +267,15 @@ async def test_a_nul_in_a_static_path_is_not_found(
     r = await api.request("GET", path)
     assert r.status == 404
     assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("name", ["team\nBob removed you", "a\tb", "a\u2028b", "trailing\n"])
+async def test_room_names_are_one_line(api: Api, name: str) -> None:
+    alice = await api.register()
+    r = await api.post("/rooms", {"name": name}, alice)
+    assert_error(r, 400, "invalid_request", "name")
+    assert (await api.get("/rooms", alice)).body["rooms"] == []  # nothing created
+    room = await api.group(alice)
+    r = await api.patch(f"/rooms/{room}", {"name": name}, alice)
+    assert_error(r, 400, "invalid_request", "name")
+    assert (await api.get(f"/rooms/{room}", alice)).body["name"] != name  # not renamed

@@ -143,6 +143,36 @@ async def test_leaving_bans_nothing_and_an_admin_adding_lifts_the_ban(api: Api) 
     assert (await api.post(f"/rooms/{room}/join", None, bob)).status == 200
 
 
+async def room_entry(api: Api, user: User, room_id: str) -> dict:
+    r = await api.get("/rooms", user)
+    assert r.status == 200, r.body
+    return next(r for r in r.body["rooms"] if r["id"] == room_id)
+
+
+async def test_members_added_joining_or_let_back_start_caught_up(api: Api) -> None:
+    """Their read pointer starts at the room's newest message: no old unread messages, no
+    old mentions (`@room` before they came), and the room opens at its end."""
+    alice, carol, erin, frank = [await api.register() for _ in range(4)]
+    room = await api.group(alice, carol, private=False)
+    await api.send(alice, room, "before anyone new")
+    assert (await api.delete(f"/rooms/{room}/members/{carol.id}", alice)).status == 204
+    await api.send(alice, room, "@room while carol is away")
+    newest = (await api.send(alice, room, "the newest"))["id"]
+
+    r = await api.post(f"/rooms/{room}/members", {"user_ids": [erin.id, carol.id]}, alice)
+    assert r.status == 200, r.body
+    assert (await api.post(f"/rooms/{room}/join", None, frank)).status == 200
+    for user in (erin, carol, frank):
+        entry = await room_entry(api, user, room)
+        assert (entry["unread_count"], entry["mention_count"]) == (0, 0), user
+        # At the newest message (for frank: the history line about erin and carol).
+        assert entry["last_read_message_id"] >= newest
+    later = await api.send(alice, room, "@room after")
+    entry = await room_entry(api, erin, room)
+    assert (entry["unread_count"], entry["mention_count"]) == (1, 1)
+    assert later["id"] > newest
+
+
 # --- server admins --------------------------------------------------------------------------
 
 
@@ -210,6 +240,26 @@ async def test_the_first_account_and_those_granted_are_server_admins(
         r = await api.post(f"/admin/users/{carol.id}/reactivate", None, bob)
         assert_error(r, 403, "forbidden")
         assert (await api.get("/users/me", alice)).body["server_admin"] is True
+
+
+async def test_server_admins_cannot_deactivate_each_other_nor_the_first_account(
+    server: Server, api: Api
+) -> None:
+    alice, bob, carol = [await api.register() for _ in range(3)]  # alice first, alone
+    for admin in (bob, carol):
+        await server.store.users.update(admin.id, {"server_admin": True})
+    r = await api.post(f"/admin/users/{carol.id}/deactivate", None, bob)
+    assert_error(r, 409, "conflict")
+    assert f"`fastsock admin revoke {carol.username}`" in r.body["error"]["message"]
+    r = await api.post(f"/admin/users/{alice.id}/deactivate", None, bob)
+    assert_error(r, 409, "conflict")
+    assert r.body["error"]["message"] == "the first account cannot be deactivated"
+    assert (await api.get("/users/me", carol)).status == 200
+    assert (await api.get("/users/me", alice)).status == 200
+
+    await server.store.users.update(carol.id, {"server_admin": False})  # revoked
+    r = await api.post(f"/admin/users/{carol.id}/deactivate", None, bob)
+    assert r.status == 200 and r.body["deactivated"] is True, r.body
 
 
 # --- deactivation ---------------------------------------------------------------------------

@@ -137,7 +137,9 @@ async def test_ignored_confirmations_move_no_pointer(api: Api) -> None:
     assert (await _members(api, third, alice))[bob.id]["last_delivered_message_id"] == other
 
 
-async def test_a_member_who_comes_back_starts_without_a_pointer(api: Api) -> None:
+async def test_a_member_who_comes_back_starts_at_the_newest_message(api: Api) -> None:
+    """Not at the pointer of before: at the room's newest message, caught up (docs/api.md,
+    "Moderation")."""
     alice, bob = await api.register(), await api.register()
     room = await api.group(alice, bob)
     mid = (await api.send(alice, room, "before leaving"))["id"]
@@ -148,9 +150,11 @@ async def test_a_member_who_comes_back_starts_without_a_pointer(api: Api) -> Non
     # Gone: his confirmations count for nothing, his pointer is not shown.
     assert await _confirm(bob_ws, mid) == []
     assert bob.id not in await _members(api, room, alice)
+    newest = (await api.send(alice, room, "while bob was away"))["id"]
     r = await api.post(f"/rooms/{room}/members", {"user_ids": [bob.id]}, alice)
     assert r.status == 200, r.body
-    assert _pointer((await _members(api, room, alice))[bob.id]) == (None, None)
+    back = (await _members(api, room, alice))[bob.id]
+    assert back["last_read_message_id"] == newest and _pointer(back)[0] == newest
 
 
 def _count_store_calls(server: Server, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:

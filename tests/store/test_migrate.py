@@ -270,11 +270,16 @@ async def _fill(api: Api) -> tuple[list[User], list[str], list[str], str]:
 
 async def _moderate(db: Path, users: list[User], rooms: list[str]) -> None:
     """What moderation stores, written where no view above shows it: a ban from the group (of
-    an id that never joined), and alice's `server_admin` flag (she is one anyway: the first)."""
+    an id that never joined), alice's `server_admin` flag (she is one anyway: the first), and
+    a deactivated account (in no room; its `deactivated_at` a time both transfers convert)."""
     store = await _opened(sqlite_store(db))
     try:
         await store.bans.add(rooms[0], new_id(), users[0].id, T0)
         await store.users.update(users[0].id, {"server_admin": True})
+        gone = await store.users.insert(
+            {"username": "gone", "display_name": "Gone", "created_at": T0, "deactivated_at": T0}
+        )
+        assert gone["deactivated_at"] == T0
     finally:
         await store.close()
 
@@ -333,9 +338,10 @@ async def test_sqlite_to_mongo_serves_the_same(world: World, mongo_uri: str, tmp
         assert [c.collection for c in counts] == list(COLLECTIONS)
         assert all(c.ok and c.source == c.target for c in counts)
         by_name = {c.collection: c.source for c in counts}
-        assert by_name["users"] == 3 and by_name["rooms"] == 2 and by_name["calls"] == 1
+        assert by_name["users"] == 4 and by_name["rooms"] == 2 and by_name["calls"] == 1
         assert by_name["bans"] == 1
         assert (await target.users.get(world.users[0].id))["server_admin"] is True
+        assert (await target.users.by_username("gone"))["deactivated_at"] == T0
         assert by_name["messages"] == len(world.messages)
         # Not a terminal: one finished line per collection, in order, and the table.
         lines = progress.getvalue().splitlines()
@@ -355,6 +361,8 @@ async def test_sqlite_to_mongo_serves_the_same(world: World, mongo_uri: str, tmp
         for m in memberships:
             for pointer in ("last_read_message_id", "last_delivered_message_id"):
                 assert m[pointer] is None or isinstance(m[pointer], ObjectId), (pointer, m)
+        replies = await target.db.messages.find({"reply_to_id": {"$ne": None}}).to_list()
+        assert replies and all(isinstance(m["reply_to_id"], ObjectId) for m in replies)
     finally:
         await source.close()
         await target.close()
@@ -432,7 +440,7 @@ async def test_migrating_twice_changes_nothing(world: World, mongo_uri: str, tmp
         # A target that holds more than the source fails the check, after the table.
         await target.users.insert({"username": "intruder", "display_name": "I"})
         table = io.StringIO()
-        with pytest.raises(CountMismatch, match="users 3 vs 4") as caught:
+        with pytest.raises(CountMismatch, match="users 4 vs 5") as caught:
             await migrate(source, target, progress=False, report=table)
         assert [c.collection for c in caught.value.counts if not c.ok] == ["users"]
         assert "DIFFERENT" in table.getvalue()
@@ -687,9 +695,9 @@ async def test_the_command_copies_and_prints_the_count_table(
         await extra.close()
     code, out, err = await _cli("migrate", "--from", str(db), "--to", uri, cwd=tmp_path)
     assert code == 1, err
-    assert _table(out)["users"] == ["3", "4", "DIFFERENT"], out
+    assert _table(out)["users"] == ["4", "5", "DIFFERENT"], out
     assert (
-        err.splitlines()[-1] == "fastsock migrate: counts differ (source vs target): users 3 vs 4"
+        err.splitlines()[-1] == "fastsock migrate: counts differ (source vs target): users 4 vs 5"
     )
 
     # The defaults: the embedded database of the settings, to FASTSOCK_MONGO_URI.

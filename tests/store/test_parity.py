@@ -43,6 +43,16 @@ async def test_users_unicode_search_and_duplicates(store: Store) -> None:
     assert {u["_id"] for u in await store.users.many([*ids, new_id()])} == set(ids)
 
 
+async def test_users_by_usernames_finds_only_the_named(store: Store) -> None:
+    ids = {n: await new_user(store, n) for n in ("ann", "ben", "cat")}
+    found = await store.users.by_usernames(["cat", "ann", "nobody"])
+    assert sorted((u["username"], u["_id"]) for u in found) == [
+        ("ann", ids["ann"]),
+        ("cat", ids["cat"]),
+    ]
+    assert await store.users.by_usernames([]) == []
+
+
 async def test_rooms_are_created_with_their_members_and_dms_are_unique(store: Store) -> None:
     alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
     room = await new_group(store, alice, bob)
@@ -243,6 +253,24 @@ async def test_memberships_read_pointer_and_log(store: Store) -> None:
         room, bob
     )
     assert await store.memberships.count(room) == 1
+
+
+async def test_a_member_added_caught_up_starts_with_the_read_pointer_there(store: Store) -> None:
+    alice, bob, carol = [await new_user(store, n) for n in ("alice", "bob", "carol")]
+    room = await new_group(store, alice)
+    newest = await _send(store, room, alice, "before bob")
+    later = T0 + timedelta(seconds=5)
+    assert await store.memberships.add(room, bob, "member", later, newest)
+    assert await store.memberships.add(room, carol, "member", later)  # a room without messages
+    m = await store.memberships.get(room, bob)
+    assert (m["last_read_message_id"], m["last_read_at"]) == (newest, later)
+    assert m["read_log"] == [] and m["last_delivered_message_id"] is None
+    c = await store.memberships.get(room, carol)
+    assert c["last_read_message_id"] is None
+    # A member already there keeps their own pointers.
+    assert not await store.memberships.add(room, carol, "member", later, newest)
+    assert (await store.memberships.get(room, carol))["last_read_message_id"] is None
+    assert await store.messages.count_unread(room, bob, newest) == 0
 
 
 async def test_memberships_delivered_pointers(store: Store) -> None:

@@ -8,10 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from bson import ObjectId
 
 from fastsock.store import Store
 from fastsock.store.base import UNREAD_WINDOW
 from fastsock.store.ids import new_id
+from fastsock.store.mongo import MongoStore
 from fastsock.store.sqlite import SqliteStore
 from tests.store.documents import T0, count_reads, message_doc, new_group, new_user, tombstone
 
@@ -99,3 +101,70 @@ async def test_unread_stops_at_the_window_and_mentions_do_not(store: Store) -> N
     assert await store.messages.count_unread(room, bob, None) == UNREAD_WINDOW - 1
     assert (await store.messages.summaries(bob, {room: None}))[room][:2] == (UNREAD_WINDOW - 1, 2)
     assert await store.messages.unread_counts(room, [alice]) == {alice: (1, 0)}
+
+
+async def test_pointers_behind_the_window_and_inside_it_each_count_right(store: Store) -> None:
+    users = [await new_user(store, f"reader{i}") for i in range(5)]
+    sender, behind, far_behind, inside, none = users
+    room = await new_group(store, *users)
+    ids = [await _post(store, room, sender) for _ in range(UNREAD_WINDOW + 20)]
+    await _post(store, room, behind)  # his own, inside the window: never his unread
+    for user, pointer in ((behind, ids[10]), (far_behind, ids[2]), (inside, ids[-6])):
+        assert await store.memberships.advance_read(room, user, pointer, T0)
+    # Behind the window (or no pointer) all start at its floor and share one range.
+    expected = {
+        behind: (UNREAD_WINDOW - 1, 0),  # the window holds his own newest message
+        far_behind: (UNREAD_WINDOW, 0),
+        none: (UNREAD_WINDOW, 0),
+        inside: (6, 0),
+    }
+    assert await store.messages.unread_counts(room, list(expected)) == expected
+    for user, (unread, _) in expected.items():
+        pointer = (await store.memberships.get(room, user))["last_read_message_id"]
+        assert await store.messages.count_unread(room, user, pointer) == unread
+
+
+class _Calls:
+    """A collection that counts the calls made through it, by method name."""
+
+    def __init__(self, coll: object) -> None:
+        self.coll = coll
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        if name in ("aggregate", "count_documents", "find", "find_one"):
+            self.calls.append(name)
+        return getattr(self.coll, name)
+
+
+async def test_mongo_counts_one_aggregation_per_room(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not isinstance(store, MongoStore):
+        pytest.skip("counts MongoDB commands (SQLite: one reader job, counted above)")
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    rooms = [await new_group(store, alice, bob, name=f"r{i}") for i in range(3)]
+    for room in rooms:
+        await _post(store, room, alice, mentions=[bob])
+    spy = _Calls(store.messages.coll)
+    monkeypatch.setattr(store.messages, "coll", spy)
+    summaries = await store.messages.summaries(bob, dict.fromkeys(rooms))
+    assert {r: s[:2] for r, s in summaries.items()} == dict.fromkeys(rooms, (1, 1))
+    # Per room: one counting aggregation and the latest message's find; no second count.
+    assert sorted(spy.calls) == sorted(["aggregate", "find_one"] * 3)
+    spy.calls.clear()
+    assert await store.messages.count_unread(rooms[0], bob, None) == 1
+    assert spy.calls == ["aggregate"]  # no mention count for who only asks "any unread?"
+
+
+async def test_mongo_stores_the_replied_to_id_as_an_object_id(store: Store) -> None:
+    if not isinstance(store, MongoStore):
+        pytest.skip("how MongoDB stores the reference")
+    alice = await new_user(store, "alice")
+    room = await new_group(store, alice)
+    original = await _post(store, room, alice)
+    reply = await _post(store, room, alice, reply_to_id=original)
+    raw = await store.messages.coll.find_one({"_id": ObjectId(reply)})
+    assert raw is not None and raw["reply_to_id"] == ObjectId(original)
+    got = await store.messages.get(reply)
+    assert got is not None and got["reply_to_id"] == original  # a string, as on SQLite

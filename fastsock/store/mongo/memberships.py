@@ -42,9 +42,13 @@ class Memberships:
             [("room_id", ASCENDING), ("joined_at", ASCENDING), ("user_id", ASCENDING)]
         )
 
-    async def add(self, room_id: str, user_id: str, role: str, at: datetime) -> bool:
+    async def add(
+        self, room_id: str, user_id: str, role: str, at: datetime, read_up_to: str | None = None
+    ) -> bool:
         """Idempotent; True when the user was not a member before."""
         doc = new_membership(room_id, user_id, role, at)
+        if read_up_to is not None:  # caught up: read up to that message
+            doc |= {"last_read_message_id": oid(read_up_to), "last_read_at": at}
         key = {"user_id": doc.pop("user_id"), "room_id": doc.pop("room_id")}
         result = await self.coll.update_one(key, {"$setOnInsert": doc}, upsert=True)
         return result.upserted_id is not None

@@ -50,6 +50,14 @@ def _live(room_id: str) -> Doc:
     return {"room_id": oid(room_id), "deleted": False}
 
 
+def _newer(user_id: str, after: str | None) -> Doc:
+    """Messages a member has not read: after their pointer (all without one), by others."""
+    newer: Doc = {"sender_id": {"$ne": oid(user_id)}}
+    if after is not None:
+        newer["_id"] = {"$gt": oid(after)}
+    return newer
+
+
 def _window(room_id: str) -> list[Doc]:
     """The room's newest UNREAD_WINDOW messages that count (no history lines), newest first."""
     countable = {**_live(room_id), "type": {"$ne": "system"}}
@@ -68,7 +76,7 @@ class Messages:
         )
         await self.coll.create_index([("room_id", ASCENDING), ("version", ASCENDING)])
         await self.coll.create_index([("attachments.id", ASCENDING)])
-        # Mention counts (unread_counts, _count_unread): who is named, and `@room`.
+        # Mention counts (unread_counts, summaries): who is named, and `@room`.
         await self.coll.create_index(
             [("mentions", ASCENDING), ("room_id", ASCENDING), ("_id", ASCENDING)]
         )
@@ -94,6 +102,10 @@ class Messages:
             "sender_id": oid(doc["sender_id"]),
             "reactions": stored_reactions(doc.get("reactions", {})),
         }
+        # Message references are ObjectIds like every other id (transfer ID_FIELDS); only
+        # `mentions` holds user id strings, for the `$toString` join of unread_counts.
+        if doc.get("reply_to_id") is not None:
+            stored["reply_to_id"] = oid(doc["reply_to_id"])
         try:
             result = await self.coll.insert_one(stored)
         except DuplicateKeyError as exc:
@@ -135,24 +147,34 @@ class Messages:
         )
 
     async def count_unread(self, room_id: str, user_id: str, after: str | None) -> int:
-        return (await self._count_unread(room_id, user_id, after))[0]
+        """The window's count alone (no mention count: its caller only asks "any unread?")."""
+        pipeline = [*_window(room_id), {"$match": _newer(user_id, after)}, {"$count": "n"}]
+        found = await (await self.coll.aggregate(pipeline)).to_list()
+        return found[0]["n"] if found else 0
 
-    async def _count_unread(self, room_id: str, user_id: str, after: str | None) -> tuple[int, int]:
-        """One member's counts, as unread_counts makes them for many."""
-        user, since = oid(user_id), oid(after) if after is not None else None
-        newer: Doc = {"sender_id": {"$ne": user}}
-        if since is not None:
-            newer["_id"] = {"$gt": since}
-        window = [*_window(room_id), {"$match": newer}, {"$count": "n"}]
+    async def _counts(self, room_id: str, user_id: str, after: str | None) -> tuple[int, int]:
+        """One member's counts, as unread_counts makes them for many, in one aggregation: the
+        window's count, then (`$unionWith`, on the mention indexes) the mentioning count."""
+        newer = _newer(user_id, after)
         mentioning = {
             **_live(room_id),
             **newer,
             "$or": [{"mention_room": True}, {"mentions": user_id}],
         }
-        found, mentions = await asyncio.gather(
-            (await self.coll.aggregate(window)).to_list(), self.coll.count_documents(mentioning)
-        )
-        return (found[0]["n"] if found else 0), mentions
+        pipeline = [
+            *_window(room_id),
+            {"$match": newer},
+            {"$count": "unread"},
+            {
+                "$unionWith": {
+                    "coll": self.coll.name,
+                    "pipeline": [{"$match": mentioning}, {"$count": "mentions"}],
+                }
+            },
+        ]
+        found = await (await self.coll.aggregate(pipeline)).to_list()
+        n = {k: v for doc in found for k, v in doc.items() if k in ("unread", "mentions")}
+        return n.get("unread", 0), n.get("mentions", 0)
 
     async def unread_counts(self, room_id: str, user_ids: list[str]) -> dict[str, tuple[int, int]]:
         """One aggregation over the room's memberships (the (user_id, room_id) index), each
@@ -200,11 +222,11 @@ class Messages:
     async def summaries(
         self, user_id: str, read_pointers: dict[str, str | None]
     ) -> dict[str, tuple[int, int, Doc | None]]:
-        """The single-room count and find per room, all in flight together (each served by
-        the (room_id, _id) index, as on their own)."""
+        """One counting aggregation and one find per room, all in flight together (each
+        served by the (room_id, _id) and mention indexes, as on their own)."""
         rooms = list(read_pointers.items())
         counts, latest = await asyncio.gather(
-            asyncio.gather(*(self._count_unread(r, user_id, after) for r, after in rooms)),
+            asyncio.gather(*(self._counts(r, user_id, after) for r, after in rooms)),
             asyncio.gather(*(self.latest_visible(r) for r, _ in rooms)),
         )
         return {str(r): (*n, doc) for (r, _), n, doc in zip(rooms, counts, latest, strict=True)}

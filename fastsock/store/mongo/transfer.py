@@ -35,7 +35,7 @@ ID_FIELDS: dict[str, tuple[str, ...]] = {
         "last_read_message_id",
         "last_delivered_message_id",
     ),
-    "messages": ("_id", "room_id", "sender_id"),
+    "messages": ("_id", "room_id", "sender_id", "reply_to_id"),
     "deliveries": ("message_id", "user_id"),
     "uploads": ("_id", "owner_id"),
     "calls": ("_id", "room_id", "caller_id", "callee_id", "worker_id"),

@@ -37,6 +37,11 @@ class Users:
     async def by_username(self, username: str) -> Doc | None:
         return plain(await self.coll.find_one({"username": username}))
 
+    async def by_usernames(self, usernames: list[str]) -> list[Doc]:
+        if not usernames:
+            return []
+        return plain_all(await self.coll.find({"username": {"$in": usernames}}).to_list())
+
     async def many(self, user_ids: Iterable[str]) -> list[Doc]:
         return plain_all(
             await self.coll.find({"_id": {"$in": [oid(u) for u in user_ids]}}).to_list()

@@ -34,13 +34,32 @@ TABLE = Table(
     Column("last_delivered_message_id", ident, default=None),
     Column("last_delivered_at", ms, when, default=None),
 )
-_ADD = insert_sql("memberships", ("user_id", "room_id", "role", "joined_at"))
+_ADD = insert_sql(
+    "memberships",
+    (
+        "user_id",
+        "room_id",
+        "role",
+        "joined_at",
+        "last_read_message_id",
+        "last_read_at",
+    ),
+)
 _ADD += " ON CONFLICT (user_id, room_id) DO NOTHING"
 
 
-def add(conn: sqlite3.Connection, room_id: str, user_id: str, role: str, at: int) -> bool:
-    """Also used by rooms.create, inside its transaction."""
-    return conn.execute(_ADD, (user_id, room_id, role, at)).rowcount == 1
+def add(
+    conn: sqlite3.Connection,
+    room_id: str,
+    user_id: str,
+    role: str,
+    at: int,
+    read_up_to: str | None = None,
+) -> bool:
+    """Also used by rooms.create, inside its transaction. `read_up_to`: the read pointer
+    starts there (MembershipsRepo.add)."""
+    read_at = None if read_up_to is None else at
+    return conn.execute(_ADD, (user_id, room_id, role, at, read_up_to, read_at)).rowcount == 1
 
 
 def _remove(conn: sqlite3.Connection, room_id: str, user_id: str) -> bool:
@@ -136,8 +155,12 @@ class Memberships:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def add(self, room_id: str, user_id: str, role: str, at: datetime) -> bool:
-        return await self.db.write("memberships.add", add, str(room_id), str(user_id), role, ms(at))
+    async def add(
+        self, room_id: str, user_id: str, role: str, at: datetime, read_up_to: str | None = None
+    ) -> bool:
+        return await self.db.write(
+            "memberships.add", add, str(room_id), str(user_id), role, ms(at), ident(read_up_to)
+        )
 
     async def remove(self, room_id: str, user_id: str) -> bool:
         return await self.db.write("memberships.remove", _remove, str(room_id), str(user_id))

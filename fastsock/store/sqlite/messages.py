@@ -132,14 +132,20 @@ _FLOOR = f"""
     WHERE room_id = ? AND deleted = 0 AND type <> 'system'
     ORDER BY id DESC LIMIT 1 OFFSET {UNREAD_WINDOW}
 """
-# Unread after each distinct pointer of the JSON list ?2 in room ?1 (floor ?3), by sender:
-# members who read up to the same message (most of a room) share one range.
+# Unread after each distinct start of the JSON list ?2 in room ?1, a start being a pointer
+# raised to the floor ?3, by sender: members who read up to the same message (most of a room)
+# and all who are behind the window share one range, so at most UNREAD_WINDOW + 1 ranges.
 _UNREAD = """
-    SELECT p.value, m.sender_id, count(*)
-    FROM (SELECT DISTINCT value FROM json_each(?2)) AS p
+    SELECT p.start, m.sender_id, count(*)
+    FROM (SELECT DISTINCT max(value, ?3) AS start FROM json_each(?2)) AS p
     JOIN messages AS m INDEXED BY messages_live
-        ON m.room_id = ?1 AND m.id > max(p.value, ?3) AND m.deleted = 0 AND m.type <> 'system'
-    GROUP BY p.value, m.sender_id
+        ON m.room_id = ?1 AND m.id > p.start AND m.deleted = 0 AND m.type <> 'system'
+    GROUP BY p.start, m.sender_id
+"""
+# One member's unread (count_unread, which needs no mention count): one range from ?2.
+_UNREAD_ONE = """
+    SELECT count(*) FROM messages INDEXED BY messages_live
+    WHERE room_id = ?1 AND id > ?2 AND deleted = 0 AND type <> 'system' AND sender_id <> ?3
 """
 # Per (user id, pointer) of the JSON object ?2: the unread messages in room ?1 naming them,
 # then those with `@room` (ranges that are empty for most members).
@@ -163,22 +169,26 @@ def _counts(
     conn: sqlite3.Connection, room_id: str, pointers: dict[str, str]
 ) -> dict[str, tuple[int, int]]:
     """(unread, mentioning) per user of `pointers` (user id -> read pointer, "" for none)."""
-    floor = conn.execute(_FLOOR, (room_id,)).fetchone()
-    ranges = (room_id, to_json(list(pointers.values())), floor[0] if floor else "")
+    floor = _floor(conn, room_id)
+    ranges = (room_id, to_json(list(pointers.values())), floor)
     by_sender: dict[str, dict[str, int]] = defaultdict(dict)
-    for after, sender, n in conn.execute(_UNREAD, ranges).fetchall():
-        by_sender[after][sender] = n
+    for start, sender, n in conn.execute(_UNREAD, ranges).fetchall():
+        by_sender[start][sender] = n
     out = {}
     for user, mentions in conn.execute(_MENTIONS, (room_id, to_json(pointers))).fetchall():
-        senders = by_sender[pointers[user]]
+        senders = by_sender[max(pointers[user], floor)]  # as SQLite's max() of the two texts
         out[str(user)] = (sum(senders.values()) - senders.get(user, 0), int(mentions))
     return out
 
 
-def _count_unread(
-    conn: sqlite3.Connection, room_id: str, user_id: str, after: str
-) -> tuple[int, int]:
-    return _counts(conn, room_id, {user_id: after})[user_id]
+def _floor(conn: sqlite3.Connection, room_id: str) -> str:
+    row = conn.execute(_FLOOR, (room_id,)).fetchone()
+    return str(row[0]) if row else ""
+
+
+def _count_unread(conn: sqlite3.Connection, room_id: str, user_id: str, after: str) -> int:
+    start = max(after, _floor(conn, room_id))
+    return int(conn.execute(_UNREAD_ONE, (room_id, start, user_id)).fetchone()[0])
 
 
 def _unread_counts(
@@ -191,7 +201,7 @@ def _unread_counts(
 def _summaries(
     conn: sqlite3.Connection, user_id: str, pointers: list[tuple[str, str]]
 ) -> dict[str, tuple[int, int, Doc | None]]:
-    """`_count_unread` and `_latest_visible` per room, in one job and one snapshot; the latest
+    """`_counts` and `_latest_visible` per room, in one job and one snapshot; the latest
     messages' reactions are attached with one query for all of them."""
     out: dict[str, tuple[int, int, Doc | None]] = {}
     latest: list[Doc] = []
@@ -199,7 +209,7 @@ def _summaries(
         doc = _newest_live(conn, room_id)
         if doc is not None:
             latest.append(doc)
-        out[room_id] = (*_count_unread(conn, room_id, user_id, after), doc)
+        out[room_id] = (*_counts(conn, room_id, {user_id: after})[user_id], doc)
     reactions.attach(conn, latest)
     return out
 
@@ -320,10 +330,9 @@ class Messages:
     async def count_unread(self, room_id: str, user_id: str, after: str | None) -> int:
         # "" is below every id: no pointer counts every message.
         after_id = "" if after is None else str(after)
-        unread, _ = await self.db.read(
+        return await self.db.read(
             "messages.count_unread", _count_unread, str(room_id), str(user_id), after_id
         )
-        return unread
 
     async def unread_counts(self, room_id: str, user_ids: list[str]) -> dict[str, tuple[int, int]]:
         if not user_ids:

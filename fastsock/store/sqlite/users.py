@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Iterable
 
 from fastsock.store.ids import new_id
-from fastsock.store.sqlite.codec import Doc, flag, fold, id_array, ident, ms, when
+from fastsock.store.sqlite.codec import Doc, flag, fold, id_array, ident, ms, to_json, when
 from fastsock.store.sqlite.columns import ID, Column, Derived, From, Table
 from fastsock.store.sqlite.engine import Database
 
@@ -39,6 +39,10 @@ def _get(conn: sqlite3.Connection, user_id: str) -> Doc | None:
 
 def _by_username(conn: sqlite3.Connection, username: str) -> Doc | None:
     return TABLE.one(conn, "WHERE username = ?", (username,))
+
+
+def _by_usernames(conn: sqlite3.Connection, usernames: str) -> list[Doc]:
+    return TABLE.all(conn, "WHERE username IN (SELECT value FROM json_each(?))", (usernames,))
 
 
 def _many(conn: sqlite3.Connection, ids: str) -> list[Doc]:
@@ -82,6 +86,11 @@ class Users:
 
     async def by_username(self, username: str) -> Doc | None:
         return await self.db.read("users.by_username", _by_username, username)
+
+    async def by_usernames(self, usernames: list[str]) -> list[Doc]:
+        if not usernames:
+            return []
+        return await self.db.read("users.by_usernames", _by_usernames, to_json(usernames))
 
     async def many(self, user_ids: Iterable[str]) -> list[Doc]:
         return await self.db.read("users.many", _many, id_array(user_ids))
