@@ -192,7 +192,9 @@ ROOM_DETAIL = obj(
     {
         **_ROOM_FIELDS,
         **_MEMBERSHIP_FIELDS,
-        "members": array(obj({"user_id": ID, **_MEMBERSHIP_FIELDS, **_DELIVERED_FIELDS})),
+        "members": array(
+            obj({"user_id": ID, "joined_at": TIME, **_MEMBERSHIP_FIELDS, **_DELIVERED_FIELDS})
+        ),
     }
 )
 ROOM_SUMMARY = obj(

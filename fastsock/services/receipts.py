@@ -77,7 +77,7 @@ class Receipts:
 
     async def for_message(self, user_id: str, message_id: Any) -> list[Doc]:
         """`[{user_id, delivered_at, read_at}]` for the message's room members other than its
-        sender."""
+        sender who were members when it was sent."""
         message_id = fields.object_id(message_id, "message_id")
         message, _ = await self.messages.visible_message(user_id, message_id)
         room_id, sender = str(message["room_id"]), str(message["sender_id"])
@@ -87,8 +87,9 @@ class Receipts:
         receipts = []
         for member in members:
             member_id = str(member["user_id"])
-            if member_id == sender:
-                continue
+            if member_id == sender or member["joined_at"] > message["created_at"]:
+                continue  # who joined after it was sent never received it (their read
+                # pointer starts at the newest message when they join)
             read_at = _read_at(member, message["_id"])
             delivered_at = _delivered_at(member, message["_id"], deliveries.get(member_id), read_at)
             receipts.append(

@@ -386,7 +386,7 @@ class Rooms:
             async with self.changing_members(room_id, [], []):  # a role: nobody came or went
                 await self.store.memberships.set_role(room_id, str(remaining[0]["user_id"]), ADMIN)
         view = await self.view(room)
-        event = {"room": view, "user_id": target}
+        event = {"room": view, "user_id": target, "actor_id": user_id}
         await self.sink.publish(
             [str(m["user_id"]) for m in remaining] + [target], "room.member_removed", event
         )

@@ -140,10 +140,12 @@ def delivered_pointer(membership: Doc) -> tuple[Any, Any]:
 
 
 def member_view(membership: Doc) -> Doc:
-    """A room member as the room view lists them: role, read and delivered pointers."""
+    """A room member as the room view lists them: role, since when, read and delivered
+    pointers (a member's pointers say nothing of messages sent before `joined_at`)."""
     delivered, delivered_at = delivered_pointer(membership)
     return {
         "user_id": str(membership["user_id"]),
+        "joined_at": iso(membership["joined_at"]),
         **membership_fields(membership),
         "last_delivered_message_id": _id(delivered),
         "last_delivered_at": iso(delivered_at),

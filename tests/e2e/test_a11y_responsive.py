@@ -227,3 +227,68 @@ async def test_symbols_that_default_to_text_stay_text(new_page, api) -> None:
         await expect(row).to_be_visible()
         colourful[kind] = _colourful_pixels(await row.screenshot(animations="disabled"))
     assert colourful["text"] == 0 and colourful["emoji"] > 300, colourful
+
+
+FOCUSED = "document.activeElement.closest('[data-testid=message]')?.innerText ?? ''"
+
+
+async def test_timeline_is_one_tab_stop_with_arrow_keys(new_page, api) -> None:
+    """The timeline is one tab stop (roving focus): the header's last button, one Tab to the
+    newest message, its own actions, then the composer; arrows, Home and End move between
+    messages, Shift+F10 opens the focused one's menu, Escape goes to the composer."""
+    alice, bob, _carol, _dm, group = await _seed(api)
+    for i in range(30):
+        await api.send(bob, group, f"filler {i}")
+    page = await signed_in(new_page, alice)
+    await open_room(page, "Launch plan")
+    await expect(message(page, "filler 29")).to_be_visible()
+    await page.get_by_test_id("group-info-button").focus()
+    await page.keyboard.press("Tab")
+    newest = message(page, "filler 29")
+    await expect(newest).to_be_focused()
+    await page.keyboard.press("ArrowUp")
+    await expect(message(page, "filler 28")).to_be_focused()
+    await page.keyboard.press("ArrowDown")
+    await page.keyboard.press("ArrowDown")  # the end: stays
+    await expect(newest).to_be_focused()
+    await page.keyboard.press("Home")
+    assert (await page.evaluate(FOCUSED)) != ""
+    assert "filler" not in await page.evaluate(FOCUSED)  # the first loaded message
+    await page.keyboard.press("End")
+    await expect(newest).to_be_focused()
+    # Its actions, then the composer: a handful of Tabs, not three per message.
+    tabs = 0
+    while not await page.get_by_test_id("composer-input").evaluate(
+        "el => el === document.activeElement"
+    ):
+        await page.keyboard.press("Tab")
+        tabs += 1
+        assert tabs <= 6, await page.evaluate("document.activeElement.outerHTML.slice(0, 200)")
+    # Back (Shift+Tab) lands on the message last focused, not on the list's first one.
+    while not await newest.evaluate("el => el === document.activeElement"):
+        await page.keyboard.press("Shift+Tab")
+        tabs -= 1
+        assert tabs >= -1
+    await page.keyboard.press("ArrowUp")
+    await page.keyboard.press("Shift+F10")
+    await expect(page.get_by_role("menu", name="Message actions")).to_be_visible()
+    await page.keyboard.press("Escape")  # the menu closes, the focus is back on the message
+    await expect(message(page, "filler 28")).to_be_focused()
+    await page.keyboard.press("Escape")
+    await expect(page.get_by_test_id("composer-input")).to_be_focused()
+
+
+async def test_phone_header_shows_the_group_name(new_page, api) -> None:
+    """At 360 px the header's buttons leave the name room for two lines, not five letters."""
+    alice = await api.register(display_name="Alice")
+    bob = await api.register(display_name="Bob")
+    await api.post("/rooms", {"name": "Core Team Planning", "member_ids": [bob.id]}, alice)
+    phone = {"viewport": {"width": 360, "height": 740}, "is_mobile": True, "has_touch": True}
+    page = await signed_in(new_page, alice, **phone)
+    await room_item(page, "Core Team Planning").tap()
+    title = page.get_by_test_id("conversation-title")
+    await expect(title).to_be_visible()
+    whole = "el => el.scrollWidth <= el.clientWidth && el.scrollHeight <= el.clientHeight + 1"
+    assert await title.evaluate(whole)
+    assert await page.evaluate("() => document.documentElement.scrollWidth <= innerWidth")
+    await shot(page, "phone-group-header")

@@ -53,8 +53,10 @@ async def test_picker_keyboard_and_mouse_highlight_badge(new_page, api: Api) -> 
     listbox = page.get_by_test_id("mention-list")
 
     # `@` lists the members but me, Dave (deactivated) left out, and @room for an admin.
+    await expect(box).to_have_attribute("aria-expanded", "false")
     await box.press_sequentially("Hi @")
     await expect(listbox).to_be_visible()
+    await expect(box).to_have_attribute("aria-expanded", "true")
     await expect(_options(page)).to_have_count(3)
     assert sorted(await _usernames(page)) == sorted([bob.username, carol.username, "room"])
     await expect(box).to_have_attribute("aria-controls", await listbox.get_attribute("id"))
@@ -68,6 +70,7 @@ async def test_picker_keyboard_and_mouse_highlight_badge(new_page, api: Api) -> 
     await expect(_options(page)).to_have_attribute("data-username", carol.username)
     await box.press("Escape")
     await expect(listbox).to_be_hidden()
+    await expect(box).to_have_attribute("aria-expanded", "false")
     await expect(box).to_have_value("Hi @jo")
     await box.press("Backspace")
     await box.press("Backspace")  # back to "@": typing opens it again
@@ -148,7 +151,8 @@ async def test_mention_notifies_in_muted_room(new_page, api: Api) -> None:
     await api.send(alice, room, "@room and this one")
     await bob_page.wait_for_function("() => window.__notes.length === 2")
     assert await bob_page.evaluate("window.__notes") == [
-        {"title": f"Alice mentioned you in {name}", "body": f"@{bob.username} but this one"},
+        # The body names people as the chips do, not by username.
+        {"title": f"Alice mentioned you in {name}", "body": "@Bob Stone but this one"},
         {"title": f"Alice mentioned @room in {name}", "body": "@room and this one"},
     ]
     await expect(
@@ -174,3 +178,59 @@ async def test_picker_on_a_phone(new_page, api: Api) -> None:
     assert await page.evaluate(NO_SIDEWAYS_SCROLL)
     stored = (await api.get(f"/history/room/{room}", alice)).body["messages"][0]
     assert stored["mentions"] == [carol.id]
+
+
+async def test_highlights_exactly_what_the_server_counted(new_page, api: Api) -> None:
+    """The client's token rule is the server's: any case, and `@` after a letter of any
+    script (Python's Unicode `\\w`) is no mention."""
+    alice, bob, carol, _dave, room, name = await _group(api)
+    page = await signed_in(new_page, alice)
+    await open_room(page, name)
+    text = f"hey @{carol.username.upper()}, café@{bob.username} and 日本@{carol.username}"
+    sent = await api.send(alice, room, text)
+    assert sent["mentions"] == [carol.id]  # the server: Carol (in capitals); Bob's is no token
+    row = page.get_by_test_id("message").filter(has_text="hey")
+    chips = row.get_by_test_id("mention")
+    await expect(chips).to_have_text(["@Carol Jones"])
+    assert await chips.evaluate_all("els => els.map(e => e.dataset.userId)") == sent["mentions"]
+    await expect(row.get_by_test_id("message-text")).to_have_text(
+        f"hey @Carol Jones, café@{bob.username} and 日本@{carol.username}"
+    )
+    # The room list's preview names her too (plain text, as in notifications and search).
+    await expect(room_item(page, name)).to_contain_text("You: hey @Carol Jones, café@")
+
+
+async def test_room_mention_refusals_fail_clearly(new_page, api: Api) -> None:
+    """A non-admin's `@room` is refused for good (no Retry, Edit puts it back); one past the
+    hourly limit fails at once with the server's reason and when to try again, instead of
+    waiting silently for the limit to pass."""
+    alice, bob, _carol, _dave, room, name = await _group(api)
+    bob_page = await signed_in(new_page, bob)
+    await open_room(bob_page, name)
+    box = bob_page.get_by_test_id("composer-input")
+    await box.fill("hey @room look")
+    hint = bob_page.get_by_test_id("composer-hint")
+    await expect(hint).to_have_text(
+        "Only group admins can mention @room: this message would not be sent."
+    )
+    await box.press("Enter")
+    row = bob_page.get_by_test_id("message").filter(has_text="hey")
+    await expect(row.get_by_role("alert")).to_contain_text("only room admins can mention @room")
+    await expect(row.get_by_test_id("retry-send")).to_have_count(0)
+    await row.get_by_role("button", name="Edit").click()
+    await expect(row).to_have_count(0)
+    await expect(box).to_have_value("hey @room look")
+    await expect(box).to_be_focused()
+
+    for i in range(10):  # the default limit: ten an hour
+        await api.send(alice, room, f"@room notice {i}")
+    page = await signed_in(new_page, alice)
+    await open_room(page, name)
+    await page.get_by_test_id("composer-input").fill("@room one more")
+    await page.get_by_test_id("composer-input").press("Enter")
+    row = page.get_by_test_id("message").filter(has_text="one more")
+    alert = row.get_by_role("alert")
+    await expect(alert).to_contain_text(re.compile(r"try again in \d+ minutes?"))
+    await expect(row.get_by_test_id("tick")).to_have_attribute("data-state", "failed")
+    await expect(row.get_by_test_id("retry-send")).to_be_visible()  # it can work later
+    await shot(page, "mention-room-rate-limited")

@@ -177,6 +177,8 @@ async def test_swipe_to_reply_on_a_phone(new_page, api: Api) -> None:
     long_text = "a rather long message from Bob " * 8
     await api.send(bob, dm, long_text.strip())
     page = await signed_in(new_page, alice, **PHONE)
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text))
     await room_item(page, "Bob").tap()
     row = message(page, long_text.strip())
     await expect(row).to_be_visible()
@@ -196,6 +198,8 @@ async def test_swipe_to_reply_on_a_phone(new_page, api: Api) -> None:
         await finger.move(x + dx, y + 3)
     await finger.up()
     await expect(page.get_by_test_id("reply-bar")).to_be_visible()
+    # The swipe's end cancels the click only when the browser lets it (no intervention).
+    assert not [t for t in console if "Ignored attempt to cancel" in t], console
     assert await page.evaluate(NO_SIDEWAYS_SCROLL)
     await page.get_by_test_id("composer-input").fill("swiped")
     await page.get_by_test_id("composer-input").press("Enter")
@@ -210,3 +214,24 @@ async def test_swipe_to_reply_on_a_phone(new_page, api: Api) -> None:
     await expect(page.get_by_test_id("reply-bar")).to_be_visible()
     await page.get_by_test_id("reply-cancel").dispatch_event("click")
     await expect(page.get_by_test_id("reply-bar")).to_be_hidden()
+
+
+async def test_quotes_and_reply_bar_name_mentioned_people(new_page, api: Api) -> None:
+    """A quote and the "Replying to" bar show the people a text mentions by name, as its
+    chips do, not as raw @usernames; other @words stay."""
+    alice = await api.register(display_name="Alice")
+    bob = await api.register(display_name="Bob Builder")
+    carol = await api.register(display_name="Carol Chen")
+    room = (
+        await api.post("/rooms", {"name": "Core", "member_ids": [bob.id, carol.id]}, alice)
+    ).body["id"]
+    text = f"@{carol.username} please look @{bob.username}. cc @nobody_here"
+    original = await api.send(alice, room, text)
+    await _reply_via_rest(api, bob, room, "on it", original["id"])
+    page = await signed_in(new_page, bob)
+    await open_room(page, "Core")
+    named = "@Carol Chen please look @Bob Builder. cc @nobody_here"
+    await expect(_quote(page, "on it")).to_contain_text(named)
+    await page.get_by_test_id("message").filter(has_text="please look").first.click(button="right")
+    await page.get_by_test_id("menu-reply").click()
+    await expect(page.get_by_test_id("reply-bar-text")).to_have_text(f"Replying to Alice: {named}")

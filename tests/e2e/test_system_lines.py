@@ -3,6 +3,8 @@ group show in its timeline as centred one-line entries worded from each viewer's
 names kept live; they never count as unread, never notify and place no "New" divider or "Seen
 by" row, and the room list previews them in words."""
 
+import re
+
 from playwright.async_api import Page, expect
 
 from tests.e2e.helpers import message, open_room, room_item, shot
@@ -45,6 +47,12 @@ async def test_lines_are_worded_for_each_viewer_and_never_unread(new_page, api: 
     # Centred, muted entries: no sender row, no actions, no ticks.
     entry = page.get_by_test_id("system-line").first
     await expect(entry.locator("time")).to_be_visible()
+    # A run of lines shows its time once: on the first of the three before the message and
+    # on the first of the two after it.
+    await expect(page.get_by_test_id("system-line").locator("time")).to_have_count(2)
+    await expect(page.get_by_test_id("system-line").nth(1)).to_have_attribute(
+        "aria-label", re.compile(r"^You renamed the group from Team to Crew, \d")
+    )
     await expect(entry.get_by_test_id("tick")).to_have_count(0)
     await entry.hover()
     await expect(entry.get_by_role("button")).to_have_count(0)
@@ -89,7 +97,13 @@ async def test_lines_are_worded_for_each_viewer_and_never_unread(new_page, api: 
     await expect(lines(bob_page).last).to_have_text("Alicia made you an admin")
     await expect(lines(page).last).to_have_text("You made Bob an admin")
     assert (await api.delete(f"/rooms/{room}/members/{bob.id}", alice)).status == 204
-    await expect(lines(page).last).to_have_text("You removed Bob")
+    # Admins are told that a removal bans; Dave, no admin, reads just what happened.
+    await expect(lines(page).last).to_have_text(
+        "You removed Bob (they can't rejoin until an admin lets them back in)"
+    )
+    dave_page = await _page(new_page, dave)
+    await open_room(dave_page, "Crew")
+    await expect(lines(dave_page).last).to_have_text("Alicia removed Bob")
     assert (await api.delete(f"/rooms/{room}/bans/{bob.id}", alice)).status == 204
     await expect(lines(page).last).to_have_text("You let Bob back in")
     assert len(await bob_page.evaluate("window.__notes")) == 1

@@ -217,7 +217,13 @@ def test_views_with_every_optional_field_match_their_shapes() -> None:
         [A],
         call | {"kind": "group", "present_ids": [A]},
     )
-    stored = {"user_id": A, "role": "admin", "last_read_message_id": A, "last_read_at": now}
+    stored = {
+        "user_id": A,
+        "role": "admin",
+        "last_read_message_id": A,
+        "last_read_at": now,
+        "joined_at": now,
+    }
     membership = views.membership_fields(stored)
     member = views.member_view(stored | {"last_delivered_message_id": B, "last_delivered_at": now})
     user = views.user_view(

@@ -215,3 +215,25 @@ async def test_store_calls_do_not_grow_with_members_or_messages(
     for room in rooms:
         pointer = (await _members(api, room, alice))[people[0].id]["last_delivered_message_id"]
         assert pointer == sent[room][-1]
+
+
+async def test_who_joined_after_a_message_has_no_receipt_for_it(api: Api) -> None:
+    """A member added later starts caught up (read pointer at the newest message), but never
+    received what was sent before: the receipts of those messages leave them out, and the room
+    view says since when they are a member so clients do the same."""
+    alice, bob, carol = await api.register(), await api.register(), await api.register()
+    room = await api.group(alice, bob)
+    before = (await api.send(alice, room, "before carol"))["id"]
+    r = await api.post(f"/rooms/{room}/members", {"user_ids": [carol.id]}, alice)
+    assert r.status == 200, r.body
+    after = (await api.send(alice, room, "after carol"))["id"]
+
+    async def receipts_of(message_id: str) -> set[str]:
+        r = await api.get(f"/messages/{message_id}/receipts", alice)
+        assert r.status == 200, r.body
+        return {rc["user_id"] for rc in r.body["receipts"]}
+
+    assert await receipts_of(before) == {bob.id}
+    assert await receipts_of(after) == {bob.id, carol.id}
+    members = await _members(api, room, alice)
+    assert members[carol.id]["joined_at"] > members[bob.id]["joined_at"]

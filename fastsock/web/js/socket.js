@@ -20,6 +20,9 @@ const PONG_TIMEOUT = 10000;
 // A tab coming into view pings, unless a ping went out this recently: the server allows a
 // burst of 10, then 1 a second.
 const PING_MIN_GAP = 5000;
+// A refusal for speed (`rate_limited`) asking to wait up to this long is retried by itself;
+// a longer wait (the hourly `@room` limit) fails the request, whose caller says when to retry.
+const AUTO_RETRY_MAX_S = 10;
 
 export class Socket extends EventTarget {
   constructor() {
@@ -194,7 +197,7 @@ export class Socket extends EventTarget {
       if (ref === this.pingRef) { clearTimeout(this.pongTimer); this.pingRef = null; }
       const out = this.outbox.get(ref);
       if (out) {
-        if (type === 'error' && data.code === 'rate_limited' && !out.once) {
+        if (type === 'error' && data.code === 'rate_limited' && !out.once && (data.retry_after || 1) <= AUTO_RETRY_MAX_S) {
           // Keep it; ask again after the server's delay.
           setTimeout(() => this.write(ref, out), Math.max(250, (data.retry_after || 1) * 1000));
         } else {

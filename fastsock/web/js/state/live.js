@@ -166,7 +166,8 @@ export const live = {
         }).catch(() => {});
         break;
       case 'room.member_removed':
-        if (data.user_id === this.me.id) this.dropRoom(data.room.id);
+        // `actor_id` (when the server sends it): who removed me, or me leaving in another tab.
+        if (data.user_id === this.me.id) this.dropRoom(data.room.id, { name: data.room.name, actorId: data.actor_id });
         else this.loadRooms().catch(() => {});
         break;
       default:

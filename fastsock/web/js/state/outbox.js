@@ -3,6 +3,10 @@
 
 import { uid } from './util.js';
 
+// Refusals that sending the same message again cannot change (a non-admin's `@room`, a reply
+// to a message that went away): the row offers Edit and Delete, no Retry.
+const PERMANENT = new Set(['forbidden', 'invalid_request', 'conflict', 'not_found']);
+
 export const outbox = {
   // `replyTo`: the original as the reply will show it (views/replies.js localReplyTo), or null.
   sendMessage(roomId, text, attachments = [], replyTo = null) {
@@ -36,7 +40,7 @@ export const outbox = {
   // full, the message is sent all the same, and only a reload before its ack would lose it.
   persistOutbox() {
     if (!this.me) return;
-    const items = [...this.pending.values()].map(({ client_msg_id, room_id, text, attachments, reply_to, created_at, state }) => ({ client_msg_id, room_id, text, attachments, reply_to, created_at, state }));
+    const items = [...this.pending.values()].map(({ client_msg_id, room_id, text, attachments, reply_to, created_at, state, error, permanent }) => ({ client_msg_id, room_id, text, attachments, reply_to, created_at, state, error, permanent }));
     if (!items.length) { localStorage.removeItem(this.outboxKey()); return; }
     const value = JSON.stringify(items);
     for (;;) {
@@ -72,7 +76,10 @@ export const outbox = {
       const p = this.pending.get(local.client_msg_id);
       if (!p) return;
       p.state = 'failed';
+      // The server's reason; a long rate limit's says when to send again (the socket
+      // retries short ones by itself, socket.js), and Retry stays.
       p.error = err.message;
+      p.permanent = PERMANENT.has(err.code);
       this.persistOutbox();
       this.emit('messages', { roomId: local.room_id });
     });
@@ -83,9 +90,18 @@ export const outbox = {
     if (!p) return;
     p.state = 'sending';
     p.error = null;
+    p.permanent = false;
     this.persistOutbox();
     this.emit('messages', { roomId: p.room_id });
     this.dispatchSend(p);
+  },
+
+  // A refused message back into the composer to be changed (views/composer.js), not kept.
+  editUnsent(cid) {
+    const p = this.pending.get(cid);
+    if (!p) return;
+    this.discardSend(cid);
+    this.emit('edit-unsent', { message: p });
   },
 
   discardSend(cid) {

@@ -20,6 +20,11 @@ export const rooms = {
         r.unread_count = known.unread_count;
         r.mention_count = known.mention_count;
         r.version = known.version;
+      } else if (known?.last_message && known.last_message.id > (r.last_message?.id || '')) {
+        // The list's room and its last message are not read at once: a live message that came
+        // in between is newer than the list's preview (a history line right after a leave).
+        r.last_message = known.last_message;
+        if (known.last_activity_at > r.last_activity_at) r.last_activity_at = known.last_activity_at;
       }
       this.rooms.set(r.id, r);
       if (!this.synced.has(r.id)) this.synced.set(r.id, r.version);
@@ -48,13 +53,15 @@ export const rooms = {
     }
   },
 
-  dropRoom(id) {
+  // `why`: {name, actorId} of a removal, for the note the open conversation closes with.
+  dropRoom(id, why = {}) {
+    const name = why.name || this.rooms.get(id)?.name;
     this.rooms.delete(id);
     this.windows.delete(id);
     this.details.delete(id);
     if (this.currentRoom === id) {
       this.currentRoom = null;
-      this.emit('room-closed', { id });
+      this.emit('room-closed', { id, name, actorId: why.actorId });
     }
     this.emit('rooms');
   },
@@ -67,7 +74,7 @@ export const rooms = {
     if (!room) return '';
     if (room.kind === 'direct') {
       const other = room.member_ids.find((id) => id !== this.me.id) || this.me.id;
-      return this.displayName(other) + (this.users.get(other)?.deactivated ? ' (deactivated)' : '');
+      return this.displayName(other);
     }
     return room.name || 'Untitled group';
   },

@@ -6,12 +6,17 @@ import * as api from '../api.js';
 
 const REFETCH_BATCH = 10; // profiles fetched at once after a resync
 
+// The name of a profile held, as store.displayName shows it.
+export const shownName = (u) => `${u.display_name || u.username}${u.deactivated ? ' (deactivated)' : ''}`;
+
 export const users = {
   user(id) { return this.users.get(id); },
 
+  // A person's name wherever it is shown (senders, quotes, chips, lists, notifications):
+  // marked "(deactivated)" when the account is (docs/web-client.md "Deactivated people").
   displayName(id) {
     const u = this.users.get(id);
-    if (u) return u.display_name || u.username;
+    if (u) return shownName(u);
     this.fetchUser(id);
     return '…';
   },

@@ -17,6 +17,14 @@ import { avatar } from './avatar.js';
 import { toast } from './toast.js';
 import { mountCalls } from '../calls/view.js';
 
+// Why the open conversation closed: I left it, or an admin removed me (who, when known).
+function closedNote({ name, actorId }) {
+  const group = name || 'the conversation';
+  if (actorId === store.me.id) return `You left ${group}.`;
+  if (actorId) return `${store.displayName(actorId)} removed you from ${group}.`;
+  return `You are no longer a member of ${group}.`;
+}
+
 export function renderApp(root, { onLogout }) {
   const layout = h('div', { class: 'layout', 'data-testid': 'app' });
   const meButton = h('button', { class: 'me-btn', type: 'button', 'aria-label': 'Your profile', 'data-testid': 'profile-button', onclick: () => openProfile({ onLogout }) });
@@ -76,7 +84,11 @@ export function renderApp(root, { onLogout }) {
   renderList();
   store.on('rooms', renderList);
   store.on('users', renderList);
-  store.on('room-closed', () => { layout.classList.remove('show-conversation'); conversation.showEmpty(); toast('You are no longer a member of that conversation.', 'info'); });
+  store.on('room-closed', (why) => {
+    layout.classList.remove('show-conversation');
+    conversation.showEmpty();
+    toast(closedNote(why), 'info');
+  });
   store.on('toast', (t) => toast(t.text, t.kind));
 
   const updateTitle = () => {

@@ -53,8 +53,10 @@ export function renderAuth(root, onAuthed) {
           : await api.register(username.value.trim(), password.value, displayName.value.trim());
         onAuthed(user);
       } catch (err) {
+        // Only the server's own "deactivated" refusal reads as one; any other 403 says what it is.
+        const deactivated = err.code === 'forbidden' && /deactivated/i.test(err.message);
         error.textContent = err.status === 401 ? 'Wrong username or password.'
-          : err.status === 403 ? 'This account is deactivated. Ask a server admin to reactivate it.' : err.message;
+          : deactivated ? 'This account is deactivated. Ask a server admin to reactivate it.' : err.message;
         submit.disabled = false;
       }
     },

@@ -8,6 +8,7 @@ import { messageLimits, uploadRefusal } from '../limits.js';
 import { TextLimit } from './textlimit.js';
 import { MentionPicker } from './mentions.js';
 import { ReplyBar, localReplyTo } from './replies.js';
+import { mentionsRoom } from '../mention_syntax.js';
 
 const TYPING_EVERY = 2000;
 const TYPING_IDLE = 3000;
@@ -35,9 +36,11 @@ export class Composer {
     this.mentions = new MentionPicker(this.input, () => this.roomId);
     this.replying = null; // the message the next send replies to
     this.replyBar = new ReplyBar({ onCancel: () => { this.replyTo(null); this.input.focus(); } });
+    this.row = h('div', { class: 'composer-row' }, this.attachBtn, this.input, this.sendBtn);
+    // A DM with a deactivated account: a note where the composer was (they cannot log in).
+    this.closedNote = h('p', { class: 'composer-closed', role: 'status', 'data-testid': 'composer-closed', hidden: true });
     this.el = h('div', { class: 'composer', 'data-testid': 'composer' },
-      this.mentions.el, this.replyBar.el, this.tray,
-      h('div', { class: 'composer-row' }, this.attachBtn, this.input, this.sendBtn),
+      this.mentions.el, this.replyBar.el, this.tray, this.closedNote, this.row,
       this.limit.el, this.hint, this.fileInput, this.dropzone);
 
     this.input.addEventListener('keydown', (ev) => {
@@ -56,7 +59,18 @@ export class Composer {
     // Hidden (another app, a locked phone): a mobile browser may end the page unannounced.
     document.addEventListener('visibilitychange', () => { if (document.hidden) this.flushDraft(); });
     this.watchWidth();
+    store.on('users', () => this.updateClosed());
     store.on('reply-to', ({ message }) => { if (message.room_id === this.roomId) { this.replyTo(message); this.input.focus(); } });
+    // A refused message to change (its row's Edit): its text, and its reply, back here.
+    store.on('edit-unsent', ({ message }) => {
+      if (message.room_id !== this.roomId) return;
+      this.input.value = message.text;
+      if (message.reply_to) this.replyTo(message.reply_to);
+      this.typedDraft();
+      this.autosize();
+      this.updateSend();
+      this.input.focus();
+    });
     // Another tab changed this room's draft: show it, unless typing here is not saved yet.
     store.on('draft', ({ roomId }) => {
       const text = store.draft(roomId);
@@ -94,6 +108,17 @@ export class Composer {
     this.input.value = store.draft(roomId); // the cursor goes to its end
     this.autosize();
     this.updateSend();
+    this.updateClosed();
+  }
+
+  // Nobody can read what is sent to a deactivated account: no composer in that DM.
+  updateClosed() {
+    const room = store.rooms.get(this.roomId);
+    const partner = room && store.user(store.dmPartner(room));
+    const closed = Boolean(partner?.deactivated);
+    this.closedNote.hidden = !closed;
+    this.row.hidden = closed;
+    this.closedNote.textContent = closed ? "This account is deactivated: they can't log in or read new messages." : '';
   }
 
   focus() { this.input.focus(); }
@@ -172,7 +197,11 @@ export class Composer {
     const ready = this.files.some((f) => f.state === 'done');
     const over = this.renderLimit();
     this.sendBtn.disabled = uploading || over > 0 || (!this.input.value.trim() && !ready);
-    this.hint.textContent = uploading ? 'Waiting for uploads to finish…' : '';
+    // `@room` is refused from non-admins (the picker does not offer it): say so before sending.
+    const room = store.rooms.get(this.roomId);
+    const roomRefused = room && !(room.kind === 'group' && room.role === 'admin') && mentionsRoom(this.input.value);
+    this.hint.textContent = uploading ? 'Waiting for uploads to finish…'
+      : roomRefused ? 'Only group admins can mention @room: this message would not be sent.' : '';
   }
 
   send() {

@@ -10,6 +10,7 @@ import { isMuted, setMuted } from './notifications.js';
 import { toast } from './toast.js';
 import { openGroupInfo } from './groupinfo.js';
 import { callButtons } from '../calls/buttons.js';
+import { TimelineKeys } from './timeline_keys.js';
 
 const GROUP_GAP_MS = 5 * 60 * 1000;
 const ALONE = new Set(['call', 'system']); // entries never grouped with the messages around them
@@ -43,6 +44,7 @@ export class Conversation {
     this.jumpBtn = h('button', { type: 'button', class: 'jump-latest', hidden: true, 'data-testid': 'jump-latest', onclick: () => this.jumpToLatest() }, icon('down'), h('span', { text: 'Jump to latest' }));
     this.typingLine = h('div', { class: 'typing-line', 'aria-live': 'polite', 'data-testid': 'typing-indicator' });
     this.composer = new Composer({ onSent: () => this.showSent() });
+    this.keys = new TimelineKeys(this.list, { onEscape: () => this.composer.focus() });
     this.scroller = h('div', { class: 'messages-wrap' }, this.list, this.jumpBtn);
     this.view = h('div', { class: 'conversation', hidden: true, 'data-testid': 'conversation' }, this.header, this.scroller, this.typingLine, this.composer.el);
     this.empty = empty; // shown while no room is open (views/welcome.js)
@@ -81,6 +83,7 @@ export class Conversation {
       this.newBelow = 0;
       this.stuckToBottom = true;
       this.deferred = null;
+      this.keys.currentKey = null;
       // The unread divider goes after my read pointer as it was when the room opened.
       this.dividerAfter = room.unread_count ? (room.last_read_message_id || '0') : null;
       this.composer.setRoom(roomId);
@@ -332,9 +335,11 @@ export class Conversation {
         divider = true;
         nodes.push(this.keyed('unread-divider', () => h('div', { class: 'unread-divider', role: 'separator', 'aria-label': 'New messages', 'data-testid': 'unread-divider' }, h('span', { text: 'New' }))));
       }
-      const grouped = !newDay && !divider && prev && prev.sender_id === msg.sender_id && !prev.deleted && !msg.deleted
-        && !ALONE.has(prev.type) && !ALONE.has(msg.type)
-        && new Date(msg.created_at) - new Date(prev.created_at) < GROUP_GAP_MS;
+      const close = !newDay && !divider && prev && new Date(msg.created_at) - new Date(prev.created_at) < GROUP_GAP_MS;
+      // Messages group by sender; history lines group with the lines just before them.
+      const grouped = Boolean(close) && (msg.type === 'system'
+        ? prev.type === 'system'
+        : prev.sender_id === msg.sender_id && !prev.deleted && !msg.deleted && !ALONE.has(prev.type) && !ALONE.has(msg.type));
       const key = msg.id || `cid:${msg.client_msg_id}`;
       used.add(key);
       let entry = this.rows.get(key);
@@ -348,7 +353,9 @@ export class Conversation {
         // keep the row with its inline editor
       } else if (!entry || entry.sig !== sig) {
         const el = renderMessage(msg, { grouped, onEdit: (m) => this.onEdit(m) });
-        if (entry && entry.el.contains(document.activeElement)) {
+        if (entry && entry.el === document.activeElement) {
+          queueMicrotask(() => el.focus({ preventScroll: true })); // the entry itself (timeline_keys.js)
+        } else if (entry && entry.el.contains(document.activeElement)) {
           const tid = document.activeElement.dataset?.testid;
           queueMicrotask(() => (tid ? el.querySelector(`[data-testid="${tid}"]`) : null)?.focus());
         }
@@ -375,6 +382,7 @@ export class Conversation {
       if (node === cursor) { cursor = cursor.nextSibling; continue; }
       list.insertBefore(node, cursor);
     }
+    this.keys.sync();
 
     this.renderLoaders();
 

@@ -6,6 +6,7 @@ import { h, icon } from '../dom.js';
 import * as api from '../api.js';
 import { store } from '../store.js';
 import { openModal, confirmDialog } from './modal.js';
+import { openMenu } from './menu.js';
 import { MemberPicker } from './picker.js';
 import { avatar } from './avatar.js';
 import { toast } from './toast.js';
@@ -25,28 +26,56 @@ export async function openGroupInfo(roomId) {
     type: 'button', class: `btn btn-small${danger ? ' btn-danger-ghost' : ''}`, 'aria-label': aria, 'data-testid': testid, onclick,
   }, label);
 
+  // A member's actions: Remove (an admin's common one) as a button, the rarer ones in a menu
+  // behind a second button, so that a phone's row stays one line, and deactivating, a rare
+  // server-wide act, does not sit in red next to everyone.
+  function memberActions(m, u, name) {
+    const isAdmin = m.role === 'admin';
+    const id = m.user_id;
+    const items = [];
+    // A deactivated account can still be demoted, not promoted: it cannot act as an admin.
+    if (admin && (isAdmin || !u.deactivated)) {
+      items.push({ label: isAdmin ? 'Remove admin' : 'Make admin', testid: 'toggle-admin',
+        action: () => act(api.patch(`/rooms/${roomId}/members/${id}`, { role: isAdmin ? 'member' : 'admin' }), id) });
+    }
+    if (store.serverAdmin) {
+      items.push(u.deactivated
+        ? { label: 'Reactivate account', testid: 'reactivate-account', action: () => setActive(u, true) }
+        : { label: 'Deactivate account', testid: 'deactivate-account', danger: true, action: () => setActive(u, false) });
+    }
+    const menuBtn = items.length ? h('button', {
+      type: 'button', class: 'icon-btn', 'aria-label': `Actions for ${name}`, 'aria-haspopup': 'menu', 'data-testid': 'member-menu',
+      onclick: () => openMenu(menuBtn, items, `Actions for ${name}`),
+    }, icon('more')) : null;
+    return h('span', { class: 'member-actions' },
+      admin ? action('Remove', `Remove ${name}`, 'remove-member', () => removeMember(id, name), true) : null,
+      menuBtn);
+  }
+
   async function renderMembers() {
     const detail = await store.loadDetail(roomId);
     await Promise.all(detail.members.map((m) => store.fetchUser(m.user_id)));
     members.replaceChildren(...detail.members.map((m) => {
       const u = store.user(m.user_id) || { id: m.user_id, display_name: '…' };
       const me = m.user_id === store.me.id;
-      const name = u.display_name;
-      const isAdmin = m.role === 'admin';
-      return h('li', { class: 'member-row', 'data-testid': 'member-row' },
+      const name = store.displayName(m.user_id);
+      return h('li', { class: 'member-row', 'data-testid': 'member-row', dataset: { user: m.user_id } },
         avatar(u, 'sm', { presence: true }),
-        h('span', { class: 'option-name', text: `${name}${me ? ' (you)' : ''}${u.deactivated ? ' (deactivated)' : ''}` }),
-        h('span', { class: 'option-username', text: isAdmin ? 'Admin' : '' }),
-        h('span', { class: 'member-actions' },
-          admin && !me ? action(isAdmin ? 'Remove admin' : 'Make admin', isAdmin ? `Remove ${name} as admin` : `Make ${name} an admin`, 'toggle-admin',
-            () => act(api.patch(`/rooms/${roomId}/members/${m.user_id}`, { role: isAdmin ? 'member' : 'admin' }))) : null,
-          store.serverAdmin && !me ? (u.deactivated
-            ? action('Reactivate', `Reactivate the account of ${name}`, 'reactivate-account', () => setActive(u, true))
-            : action('Deactivate account', `Deactivate the account of ${name}`, 'deactivate-account', () => setActive(u, false), true)) : null,
-          admin && !me ? action('Remove', `Remove ${name}`, 'remove-member', () => removeMember(m.user_id, name), true) : null));
+        h('span', { class: 'option-name', text: `${name}${me ? ' (you)' : ''}` }),
+        h('span', { class: 'option-username', text: m.role === 'admin' ? 'Admin' : '' }),
+        me ? null : memberActions(m, u, name));
     }));
     if (admin) await renderRemoved();
   }
+
+  // After an action the list is drawn anew: the focus goes back to the control `testid` of
+  // that member's row (or, when they are gone, of the row now at their place).
+  function refocus(userId, at, testid = 'member-menu') {
+    const rows = [...members.querySelectorAll('[data-testid="member-row"]')];
+    const row = rows.find((r) => r.dataset.user === userId) || rows[Math.min(at, rows.length - 1)];
+    (row?.querySelector(`[data-testid="${testid}"]`) || picker.input).focus();
+  }
+  const rowIndex = (userId) => [...members.querySelectorAll('[data-testid="member-row"]')].findIndex((r) => r.dataset.user === userId);
 
   // Who an admin removed: they cannot rejoin until let back in here (or added again).
   async function renderRemoved() {
@@ -55,21 +84,25 @@ export async function openGroupInfo(roomId) {
     removedField.hidden = !bans.length;
     removed.replaceChildren(...bans.map((b) => {
       const u = store.user(b.user_id) || { id: b.user_id, display_name: '…' };
+      const name = store.displayName(b.user_id);
       return h('li', { class: 'member-row', 'data-testid': 'banned-row' },
         avatar(u, 'sm'),
-        h('span', { class: 'option-name', text: `${u.display_name}${u.deactivated ? ' (deactivated)' : ''}` }),
+        h('span', { class: 'option-name', text: name }),
         h('span', { class: 'member-actions' },
-          action('Let back in', `Let ${u.display_name} back in`, 'unban', () => act(api.del(`/rooms/${roomId}/bans/${b.user_id}`)))));
+          action('Let back in', `Let ${name} back in`, 'unban', () => act(api.del(`/rooms/${roomId}/bans/${b.user_id}`)))));
     }));
   }
 
   // One moderation request, then the lists again; a refusal shows the server's reason.
-  async function act(request) {
+  // `userId`: the member acted on, whose menu button gets the focus back.
+  async function act(request, userId = null, testid = undefined) {
     error.textContent = '';
+    const at = userId ? rowIndex(userId) : -1;
     try {
       await request;
       await renderMembers();
     } catch (err) { error.textContent = err.message; }
+    if (userId) refocus(userId, at, testid);
   }
 
   async function setActive(u, active) {
@@ -82,7 +115,7 @@ export async function openGroupInfo(roomId) {
       });
       if (!ok) return;
     }
-    await act(api.post(`/admin/users/${u.id}/${active ? 'reactivate' : 'deactivate'}`).then((user) => store.setUser(user)));
+    await act(api.post(`/admin/users/${u.id}/${active ? 'reactivate' : 'deactivate'}`).then((user) => store.setUser(user)), u.id);
   }
 
   async function removeMember(userId, who) {
@@ -93,15 +126,9 @@ export async function openGroupInfo(roomId) {
       confirmLabel: 'Remove',
       danger: true,
     });
-    if (!ok) return;
-    // The removed row's button goes away: keep the focus in the dialog, on the row below.
-    const at = [...members.querySelectorAll('[data-testid="remove-member"]')].findIndex((b) => b === document.activeElement);
-    try {
-      await api.del(`/rooms/${roomId}/members/${userId}`);
-      await renderMembers();
-    } catch (err) { error.textContent = err.message; }
-    const left = members.querySelectorAll('[data-testid="remove-member"]');
-    (left[Math.min(at, left.length - 1)] || picker.input).focus();
+    if (!ok) return; // the focus goes back to the Remove button (modal.js)
+    // The removed row goes away: the focus stays in the dialog, on the row now at its place.
+    await act(api.del(`/rooms/${roomId}/members/${userId}`), userId, 'remove-member');
   }
 
   const picker = new MemberPicker({ label: 'Add members' });
@@ -139,7 +166,7 @@ export async function openGroupInfo(roomId) {
       try {
         await api.del(`/rooms/${roomId}/members/${store.me.id}`);
         m.close();
-        store.dropRoom(roomId);
+        store.dropRoom(roomId, { actorId: store.me.id });
       } catch (err) { toast(`Couldn't leave: ${err.message}`, 'error'); }
     },
   }, icon('logout'), 'Leave group');
@@ -166,26 +193,47 @@ export function openPublicGroups({ onOpen }) {
       const { rooms } = await api.get(`/rooms/public?q=${encodeURIComponent(input.value.trim())}`);
       if (mine !== seq) return;
       status.textContent = rooms.length ? '' : 'No public groups found';
-      list.replaceChildren(...rooms.map((r) => {
-        const joined = store.rooms.has(r.id);
-        return h('li', { class: 'member-row', 'data-testid': 'public-group' },
-          h('span', { class: 'avatar avatar-sm avatar-group', 'aria-hidden': 'true', text: '#' }),
-          h('span', { class: 'option-name', text: r.name }),
-          h('span', { class: 'option-username', text: `${r.member_count} member${r.member_count === 1 ? '' : 's'}` }),
-          h('button', {
-            type: 'button', class: 'btn btn-small', 'aria-label': joined ? `Open ${r.name}` : `Join ${r.name}`,
-            onclick: async () => {
-              try {
-                if (!joined) await api.post(`/rooms/${r.id}/join`);
-                await store.loadRooms();
-                m.close();
-                onOpen(r.id);
-              } catch (err) { status.textContent = err.message; }
-            },
-          }, joined ? 'Open' : 'Join'));
-      }));
+      list.replaceChildren(...rooms.map((r) => publicGroupRow(r)));
     } catch (err) { status.textContent = err.message; }
   }
+  // A refused Join says why on the group's own row (an alert), and its button no longer
+  // offers what the server refuses: a removed member cannot rejoin until let back in.
+  function publicGroupRow(r) {
+    const joined = store.rooms.has(r.id);
+    const errorId = `join-error-${r.id}`;
+    const rowError = h('p', { class: 'form-error row-error', id: errorId, role: 'alert', 'data-testid': 'join-error' });
+    const btn = h('button', {
+      type: 'button', class: 'btn btn-small', 'aria-label': joined ? `Open ${r.name}` : `Join ${r.name}`,
+      onclick: async () => {
+        if (btn.getAttribute('aria-disabled') === 'true') return;
+        rowError.textContent = '';
+        try {
+          if (!joined) await api.post(`/rooms/${r.id}/join`);
+          await store.loadRooms();
+          m.close();
+          onOpen(r.id);
+        } catch (err) {
+          const banned = err.code === 'forbidden';
+          rowError.textContent = banned
+            ? `You were removed from ${r.name}. An admin can let you back in.`
+            : `Couldn't join ${r.name}: ${err.message}`;
+          if (banned) {
+            // aria-disabled, not disabled: the focus stays on the button, now describing why.
+            btn.textContent = "Can't join";
+            btn.setAttribute('aria-label', `Can't join ${r.name}`);
+            btn.setAttribute('aria-disabled', 'true');
+            btn.setAttribute('aria-describedby', errorId);
+          }
+        }
+      },
+    }, joined ? 'Open' : 'Join');
+    return h('li', { class: 'member-row', 'data-testid': 'public-group' },
+      h('span', { class: 'avatar avatar-sm avatar-group', 'aria-hidden': 'true', text: '#' }),
+      h('span', { class: 'option-name', text: r.name }),
+      h('span', { class: 'option-username', text: `${r.member_count} member${r.member_count === 1 ? '' : 's'}` }),
+      btn, rowError);
+  }
+
   let timer = null;
   input.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(load, 150); });
   const m = openModal({ title: 'Public groups', body: h('div', { class: 'stack' }, h('div', { class: 'field' }, input), status, list), testid: 'public-groups-modal' });

@@ -3,10 +3,11 @@
 import { h } from '../dom.js';
 import { store } from '../store.js';
 import { avatar } from './avatar.js';
+import { TOKEN, tokenName } from '../mention_syntax.js';
+import { plainText } from './markdown.js';
 
 const MAX_OPTIONS = 8;
-// The server's token rule (docs/api.md): `@name` not after a word character or another `@`.
-const TOKEN = /(?<![\w@])@([a-z0-9_.-]{3,32})/g;
+
 // What the picker completes: an `@` starting a word, up to the caret.
 const TYPED = /(?:^|[^\w@])@([^\s@]{0,32})$/u;
 
@@ -59,6 +60,7 @@ export class MentionPicker {
     this.el = h('div', { class: 'mention-picker' }, this.list, this.status);
     input.setAttribute('aria-autocomplete', 'list');
     input.setAttribute('aria-controls', id);
+    input.setAttribute('aria-expanded', 'false');
     input.addEventListener('input', () => this.update());
     input.addEventListener('click', () => this.update()); // the caret moved to another word
     input.addEventListener('blur', () => this.close());
@@ -92,6 +94,7 @@ export class MentionPicker {
     this.options = [];
     this.list.hidden = true;
     this.list.replaceChildren();
+    this.input.setAttribute('aria-expanded', 'false');
     this.input.removeAttribute('aria-activedescendant');
     this.status.textContent = '';
   }
@@ -99,6 +102,7 @@ export class MentionPicker {
   render() {
     const ids = this.list.id;
     this.list.hidden = !this.options.length;
+    this.input.setAttribute('aria-expanded', String(!this.list.hidden));
     this.list.replaceChildren(...this.options.map((o, i) => h('li', {
       id: `${ids}-${i}`, role: 'option', class: `mention-option${i === this.active ? ' active' : ''}`,
       'aria-selected': String(i === this.active), 'data-testid': 'mention-option', dataset: { username: o.username },
@@ -149,7 +153,7 @@ function chip(username, userId) {
   const u = store.user(userId);
   return h('span', {
     class: `mention${userId === store.me.id ? ' mention-me' : ''}`, 'data-testid': 'mention', dataset: { userId },
-    title: `@${username}`, text: `@${u?.display_name || username}`,
+    title: `@${username}`, text: `@${u ? store.displayName(userId) : username}`,
   });
 }
 
@@ -171,11 +175,11 @@ export function highlightMentions(frag, msg) {
     const parts = [];
     let last = 0;
     for (const m of text.matchAll(TOKEN)) {
-      const name = m[1].replace(/[.-]+$/, '');
+      const name = tokenName(m);
       const isRoom = name === 'room' && msg.mention_room;
       if (!isRoom && !byName.has(name)) continue;
       parts.push(text.slice(last, m.index), chip(name, isRoom ? null : byName.get(name)));
-      last = m.index + 1 + name.length;
+      last = m.index + 1 + name.length; // the name as written (its case), trailing `.`/`-` left out
     }
     if (!parts.length) continue;
     parts.push(text.slice(last));
@@ -184,7 +188,27 @@ export function highlightMentions(frag, msg) {
   return frag;
 }
 
+// A text without its markup, one line of it (room list previews, quotes, notifications, search
+// results), with the people it mentions as `@Display Name` as the chips show them. `ids`: the
+// people the server resolved (a message's `mentions`), or, for a quote, which carries no
+// `mentions`, the room's members (the server's rule resolves names among them); only profiles
+// held are used (a `users` event redraws).
+export function plainWithNames(text, ids) {
+  const plain = plainText(text);
+  const byName = new Map();
+  for (const id of ids || []) {
+    const u = store.user(id);
+    if (u) byName.set(u.username, id);
+  }
+  if (!byName.size) return plain;
+  return plain.replace(TOKEN, (whole, ...rest) => {
+    const name = tokenName([whole, rest[0]]);
+    const id = byName.get(name);
+    return id ? `@${store.displayName(id)}${rest[0].slice(name.length)}` : whole;
+  });
+}
+
 // What a message's rendering shows of its mentions, for the row's signature: the names.
 export function mentionSignature(msg) {
-  return [msg.mention_room, (msg.mentions || []).map((id) => store.user(id)?.display_name)];
+  return [msg.mention_room, (msg.mentions || []).map((id) => store.user(id) && store.displayName(id))];
 }

@@ -29,11 +29,11 @@ const pressMenus = new WeakMap(); // row -> opens its actions menu from a long p
 
 export function signature(msg, grouped) {
   if (isCall(msg)) return callSignature(msg);
-  if (isSystem(msg)) return systemSignature(msg);
+  if (isSystem(msg)) return systemSignature(msg, grouped);
   const u = store.user(msg.sender_id);
   const tick = msg.sender_id === store.me.id ? store.tickOf(msg) : null;
   return JSON.stringify([msg.id, msg.client_msg_id, msg.version, msg.state, msg.text, msg.deleted, msg.edited_at, grouped,
-    msg.reactions, tick && [tick.state, tick.readers.length], u && [u.display_name, u.avatar_url], msg.error,
+    msg.reactions, tick && [tick.state, tick.readers.length], u && [store.displayName(u.id), u.avatar_url], msg.error, msg.permanent,
     mentionSignature(msg), quoteSignature(msg)]);
 }
 
@@ -66,10 +66,10 @@ function reactionsBar(msg) {
 
 export function renderMessage(msg, { grouped, onEdit }) {
   if (isCall(msg)) return renderCallEntry(msg); // no edit, reactions or delete on call entries
-  if (isSystem(msg)) return renderSystemLine(msg); // nor on history lines
+  if (isSystem(msg)) return renderSystemLine(msg, grouped); // nor on history lines
   const mine = msg.sender_id === store.me.id;
-  const sender = store.user(msg.sender_id) || { id: msg.sender_id, display_name: store.displayName(msg.sender_id) };
-  const name = sender.display_name || sender.username;
+  const name = store.displayName(msg.sender_id);
+  const sender = store.user(msg.sender_id) || { id: msg.sender_id, display_name: name };
   const row = h('div', {
     class: `msg${grouped ? ' grouped' : ''}${mine ? ' mine' : ''}${msg.deleted ? ' deleted' : ''}${msg.state === 'failed' ? ' failed' : ''}${!mine && !msg.deleted && mentionsMe(msg) ? ' mentions-me' : ''}`,
     'data-testid': 'message',
@@ -108,10 +108,14 @@ export function renderMessage(msg, { grouped, onEdit }) {
     // Inline after the text (like a chat bubble's corner); on its own line after attachments.
     if (textEl) textEl.append(tickEl); else body.append(h('div', { class: 'msg-status' }, tickEl));
     if (msg.state === 'failed') {
-      body.append(h('div', { class: 'send-failed', role: 'alert' },
+      // A refusal that sending again cannot change offers no Retry: Edit puts the text back.
+      const cid = msg.client_msg_id;
+      body.append(h('div', { class: 'send-failed', role: 'alert', 'data-testid': 'send-failed' },
         h('span', { text: `Not sent${msg.error ? ` — ${msg.error}` : ''}.` }),
-        h('button', { type: 'button', class: 'link-btn', 'data-testid': 'retry-send', onclick: () => store.retrySend(msg.client_msg_id) }, 'Retry'),
-        h('button', { type: 'button', class: 'link-btn', onclick: () => store.discardSend(msg.client_msg_id) }, 'Discard')));
+        msg.permanent
+          ? h('button', { type: 'button', class: 'link-btn', 'data-testid': 'edit-unsent', onclick: () => store.editUnsent(cid) }, 'Edit')
+          : h('button', { type: 'button', class: 'link-btn', 'data-testid': 'retry-send', onclick: () => store.retrySend(cid) }, 'Retry'),
+        h('button', { type: 'button', class: 'link-btn', 'data-testid': 'discard-send', onclick: () => store.discardSend(cid) }, msg.permanent ? 'Delete' : 'Discard')));
     }
   }
   if (bar) body.append(bar);

@@ -5,8 +5,7 @@ import { h, icon } from '../dom.js';
 import { store } from '../store.js';
 import { callSummary } from '../calls/wording.js';
 import { openModal } from './modal.js';
-import { plainText } from './markdown.js';
-import { mentionsMe } from './mentions.js';
+import { mentionsMe, plainWithNames } from './mentions.js';
 
 const muteKey = () => `fs.muted.${store.me?.id}`;
 export function mutedRooms() {
@@ -71,7 +70,7 @@ export function setupNotifications({ openRoom }) {
     const sender = store.displayName(message.sender_id);
     const who = !mentioned ? sender : `${sender} mentioned ${message.mentions?.includes(store.me.id) ? 'you' : '@room'}`;
     const title = room && room.kind === 'group' ? `${who} in ${store.roomName(room)}` : who;
-    let body = message.text ? plainText(message.text) : (message.attachments?.length ? `📎 ${message.attachments[0].name}` : '');
+    let body = message.text ? plainWithNames(message.text, message.mentions) : (message.attachments?.length ? `📎 ${message.attachments[0].name}` : '');
     if (message.type === 'call' && message.call) body = callSummary(message.call, store.me.id, sender).text;
     try {
       const n = new Notification(title, { body, tag: message.room_id });

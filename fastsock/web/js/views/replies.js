@@ -2,7 +2,7 @@
 // itself, swipe right to reply on a touch screen, and the composer's "Replying to" bar.
 import { h, icon } from '../dom.js';
 import { store } from '../store.js';
-import { plainText } from './markdown.js';
+import { plainWithNames } from './mentions.js';
 import { toast } from './toast.js';
 
 const SNIPPET_CHARS = 120;
@@ -16,9 +16,11 @@ export function canReply(msg) {
   return Boolean(msg.id) && !msg.deleted && msg.type !== 'call' && msg.type !== 'system';
 }
 
-// One line of the original as plain text (its markup removed, as in notifications).
-function snippet(orig) {
-  const text = plainText(orig.text || '').replace(/\s+/g, ' ').trim();
+// One line of the original as plain text (its markup removed and mentions named, as in
+// notifications). A quote has no `mentions`: its room's members stand in.
+function snippet(orig, roomId) {
+  const ids = orig.mentions || store.rooms.get(roomId)?.member_ids;
+  const text = plainWithNames(orig.text || '', ids).replace(/\s+/g, ' ').trim();
   if (!text) return orig.type === 'call' ? 'Call' : 'Attachment';
   return text.length > SNIPPET_CHARS ? `${text.slice(0, SNIPPET_CHARS - 1)}…` : text;
 }
@@ -30,17 +32,17 @@ export function replyQuote(msg) {
   const name = store.displayName(orig.sender_id);
   const text = orig.deleted
     ? h('em', { class: 'reply-quote-text', text: 'deleted message' })
-    : h('span', { class: 'reply-quote-text', dir: 'auto', text: snippet(orig) });
+    : h('span', { class: 'reply-quote-text', dir: 'auto', text: snippet(orig, msg.room_id) });
   return h('button', {
     type: 'button', class: 'reply-quote', 'data-testid': 'reply-quote',
-    'aria-label': `In reply to ${name}: ${orig.deleted ? 'deleted message' : snippet(orig)}. Show the original message`,
+    'aria-label': `In reply to ${name}: ${orig.deleted ? 'deleted message' : snippet(orig, msg.room_id)}. Show the original message`,
     onclick: () => jumpToMessage(msg.room_id, orig.id),
   }, h('span', { class: 'reply-quote-name', text: name }), text);
 }
 
 export function quoteSignature(msg) {
   const o = msg.reply_to;
-  return o ? [o.id, o.text, o.deleted, store.user(o.sender_id)?.display_name] : null;
+  return o ? [o.id, o.deleted || snippet(o, msg.room_id), store.user(o.sender_id) && store.displayName(o.sender_id)] : null;
 }
 
 // Show the original: the conversation scrolls to it and highlights it (state/history.js).
@@ -81,7 +83,10 @@ export function swipeToReply(row, onReply) {
     const done = start?.swiping && t && t.clientX - start.x >= SWIPE_PX;
     row.classList.remove('swipe-ready');
     reset();
-    if (done) { ev.preventDefault(); onReply(); }
+    if (done) {
+      if (ev.cancelable) ev.preventDefault(); // no click after the swipe (not cancelable while scrolling)
+      onReply();
+    }
   });
   row.addEventListener('touchcancel', reset);
 }
@@ -99,7 +104,7 @@ export class ReplyBar {
   show(msg) {
     this.el.hidden = !msg;
     if (!msg) { this.text.replaceChildren(); return; }
-    this.text.replaceChildren('Replying to ', h('strong', { text: store.displayName(msg.sender_id) }), `: ${snippet(msg)}`);
+    this.text.replaceChildren('Replying to ', h('strong', { text: store.displayName(msg.sender_id) }), `: ${snippet(msg, msg.room_id)}`);
   }
 }
 

@@ -4,7 +4,7 @@ import { h, fmtTime } from '../dom.js';
 import { store } from '../store.js';
 import { avatar } from './avatar.js';
 import { isMuted } from './notifications.js';
-import { plainText } from './markdown.js';
+import { plainWithNames } from './mentions.js';
 import { callPartnerId, callPreview } from '../calls/wording.js';
 import { callMark, callWords } from '../calls/join_bar.js';
 import { isSystem, systemText } from './systemline.js';
@@ -22,7 +22,7 @@ function preview(room) {
   const who = m.sender_id === store.me.id ? 'You' : store.displayName(m.sender_id);
   // The markup stripped, as in notifications; of the text's start only (one line shows), as
   // this runs on every render of the list.
-  let body = plainText(m.text.slice(0, 300));
+  let body = plainWithNames(m.text.slice(0, 300), m.mentions);
   if (!body && m.attachments?.length) body = `📎 ${m.attachments[0].name}`;
   return room.kind === 'direct' && m.sender_id !== store.me.id ? body : `${who}: ${body}`;
 }

@@ -9,7 +9,7 @@ function fmtShort(iso) {
 }
 import * as api from '../api.js';
 import { store } from '../store.js';
-import { plainText } from './markdown.js';
+import { plainWithNames } from './mentions.js';
 
 function escapeRe(s) { return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'); }
 
@@ -75,6 +75,6 @@ export class SearchPanel {
           h('span', { class: 'result-sender', text: store.displayName(m.sender_id) }),
           h('time', { class: 'result-time', datetime: m.created_at, title: fmtFull(m.created_at), text: fmtShort(m.created_at) })),
         // The text without its markup (markdown.js), as notifications show it.
-        h('span', { class: 'result-text', dir: 'auto', 'data-testid': 'search-result-text' }, highlight(plainText(m.text), query))));
+        h('span', { class: 'result-text', dir: 'auto', 'data-testid': 'search-result-text' }, highlight(plainWithNames(m.text, m.mentions), query))));
   }
 }

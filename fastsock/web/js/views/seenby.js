@@ -21,10 +21,14 @@ export function seenBy(roomId, messages) {
   const pointers = store.readPointers.get(roomId);
   const newest = loaded[loaded.length - 1].id;
   const beyond = store.windows.get(roomId)?.hasNewer;
+  const joined = joinLines(loaded);
   for (const userId of room.member_ids) {
     if (userId === store.me.id) continue;
-    const ptr = pointers?.get(userId);
+    let ptr = pointers?.get(userId);
     if (beyond && ptr && ptr > newest) continue;
+    // A member starts "caught up" at the newest message when they (re)join: that pointer,
+    // older than their join line, is no sign of having seen anything.
+    if (ptr && joined.get(userId) > ptr) ptr = null;
     let at = null;
     // A history line's actor has not seen it for having acted (and may have left).
     for (const m of loaded) if ((ptr && m.id <= ptr) || (m.sender_id === userId && m.type !== 'system')) at = m.id;
@@ -33,6 +37,17 @@ export function seenBy(roomId, messages) {
     out.get(at).push(userId);
   }
   for (const ids of out.values()) ids.sort((a, b) => store.displayName(a).localeCompare(store.displayName(b)));
+  return out;
+}
+
+// User id -> the id of the latest loaded history line saying they came in (added or joined).
+function joinLines(loaded) {
+  const out = new Map();
+  for (const m of loaded) {
+    const s = m.type === 'system' ? m.system : null;
+    if (s?.event === 'member_added') for (const id of s.user_ids || []) out.set(id, m.id);
+    else if (s?.event === 'member_joined') out.set(s.actor_id, m.id);
+  }
   return out;
 }
 

@@ -26,7 +26,11 @@ export function systemText(msg) {
     case 'member_added': return `${actor} added ${people(s.user_ids)}`;
     case 'member_joined': return `${actor} joined`;
     case 'member_left': return `${actor} left`;
-    case 'member_removed': return `${actor} removed ${people(s.user_ids)}`;
+    case 'member_removed': {
+      // A removal bans (docs/api.md "Moderation"): the room's admins, who can lift it, are told.
+      const admin = s.banned && store.rooms.get(msg.room_id)?.role === 'admin';
+      return `${actor} removed ${people(s.user_ids)}${admin ? " (they can't rejoin until an admin lets them back in)" : ''}`;
+    }
     case 'room_renamed': return `${actor} renamed the group from ${s.old_name} to ${s.name}`;
     case 'privacy_changed': return `${actor} made the group ${s.private ? 'private' : 'public'}`;
     case 'role_changed':
@@ -36,19 +40,22 @@ export function systemText(msg) {
   }
 }
 
-export function systemSignature(msg) {
-  return JSON.stringify([msg.id, msg.version, systemText(msg)]);
+export function systemSignature(msg, grouped) {
+  return JSON.stringify([msg.id, msg.version, systemText(msg), grouped]);
 }
 
-export function renderSystemLine(msg) {
+// `grouped`: it follows another line closely (views/conversation.js), so a run of changes
+// shows its time once, on its first line (the others keep it in their label and tooltip).
+export function renderSystemLine(msg, grouped = false) {
   const text = systemText(msg);
   return h('div', {
-    class: 'system-line',
+    class: `system-line${grouped ? ' grouped' : ''}`,
     role: 'article',
     'aria-label': `${text}, ${fmtTime(msg.created_at)}`,
+    title: grouped ? fmtFull(msg.created_at) : null,
     'data-testid': 'system-line',
     dataset: { id: msg.id, event: msg.system.event },
   },
   h('span', { class: 'system-line-text', 'data-testid': 'system-line-text', dir: 'auto', text }),
-  h('time', { class: 'system-line-time', datetime: msg.created_at, title: fmtFull(msg.created_at), text: fmtTime(msg.created_at) }));
+  grouped ? null : h('time', { class: 'system-line-time', datetime: msg.created_at, title: fmtFull(msg.created_at), text: fmtTime(msg.created_at) }));
 }
