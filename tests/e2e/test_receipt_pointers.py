@@ -111,3 +111,46 @@ async def test_one_room_request_gives_every_tick(new_page, api) -> None:
     await expect(seen).to_have_attribute("aria-label", "Seen by Bob, Carol and Dave")
     assert requests.paths.count(f"/rooms/{group}") == 1, requests.paths
     assert not [p for p in requests.paths if RECEIPTS.match(p)], requests.paths
+
+
+def seen_after(page: Page, text: str):  # type: ignore[no-untyped-def]
+    """The "Seen by" row under a message."""
+    return message(page, text).locator("xpath=following-sibling::*[1][@data-testid='seen-by']")
+
+
+async def test_a_member_added_later_never_read_earlier_messages(new_page, api) -> None:
+    """A new member's read pointer starts at the newest message: it says nothing of the
+    messages before their join, which neither their ticks nor "Seen by" count them for."""
+    alice = await api.register(display_name="Alice")
+    bob, carol, dave = [await api.register(display_name=n) for n in ("Bob", "Carol", "Dave")]
+    body = {"name": "Core", "member_ids": [bob.id, carol.id]}
+    group = (await api.post("/rooms", body, alice)).body["id"]
+    before = (await api.send(alice, group, "before"))["id"]
+    r = await api.post(f"/rooms/{group}/read", {"message_id": before}, bob)
+    assert r.status == 200, r.body
+    page = await signed_in(new_page, alice, viewport={"width": 1100, "height": 700})
+    await open_room(page, "Core")
+    tick = message(page, "before").get_by_test_id("tick")
+    await expect(tick).to_have_attribute("title", "Delivered · Read by Bob")
+
+    # Added live (his pointer at "before"), Dave writes: once the room view is refetched he is
+    # a member with a join time, seen under his own message, but not a reader of "before".
+    r = await api.post(f"/rooms/{group}/members", {"user_ids": [dave.id]}, alice)
+    assert r.status == 200, r.body
+    await api.send(dave, group, "hi all")
+    await expect(seen_after(page, "hi all")).to_have_attribute("aria-label", "Seen by Dave")
+    await expect(tick).to_have_attribute("title", "Delivered · Read by Bob")
+    await expect(seen_after(page, "before")).to_have_attribute("aria-label", "Seen by Bob")
+    # The room view alone (a reload) says the same.
+    await page.reload()
+    await open_room(page, "Core")
+    await expect(seen_after(page, "before")).to_have_attribute("aria-label", "Seen by Bob")
+    await expect(tick).to_have_attribute("title", "Delivered · Read by Bob")
+
+    # Bob leaves: of those "before" was sent to only Carol is left, who has not received it,
+    # so it is Sent again (not Read for Dave's pointer), as its receipts say.
+    assert (await api.delete(f"/rooms/{group}/members/{bob.id}", bob)).status == 204
+    await expect(seen_after(page, "before")).to_have_count(0)
+    await expect(tick).to_have_attribute("data-state", "sent")
+    receipts = (await api.get(f"/messages/{before}/receipts", alice)).body
+    assert [r["user_id"] for r in receipts["receipts"]] == [carol.id], receipts

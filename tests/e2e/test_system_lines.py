@@ -107,3 +107,31 @@ async def test_lines_are_worded_for_each_viewer_and_never_unread(new_page, api: 
     assert (await api.delete(f"/rooms/{room}/bans/{bob.id}", alice)).status == 204
     await expect(lines(page).last).to_have_text("You let Bob back in")
     assert len(await bob_page.evaluate("window.__notes")) == 1
+
+
+async def test_seen_by_leaves_out_who_joined_after_a_message(new_page, api: Api) -> None:
+    """A member's pointer starts at the newest message when they join: "Seen by" does not show
+    them under it, by their join time, even when their join line is not loaded (a window
+    opened at my first unread message that stops short of it)."""
+    alice = await api.register(display_name="Alice")
+    bob = await api.register(display_name="Bob")
+    carol = await api.register(display_name="Carol")
+    dave = await api.register(display_name="Dave")
+    r = await api.post("/rooms", {"name": "Team", "member_ids": [bob.id, carol.id]}, alice)
+    room = r.body["id"]
+    first = await api.send(alice, room, "m00")
+    assert (await api.post(f"/rooms/{room}/read", {"message_id": first["id"]}, alice)).status == 200
+    # A page (40) of Bob's, unread by me: my window ends at m40, just before Dave's join line.
+    ids = [(await api.send(bob, room, f"m{n:02d}"))["id"] for n in range(1, 41)]
+    r = await api.post(f"/rooms/{room}/read", {"message_id": ids[19]}, carol)
+    assert r.status == 200, r.body
+    assert (await api.post(f"/rooms/{room}/members", {"user_ids": [dave.id]}, alice)).status == 200
+
+    page = await _page(new_page, alice)
+    await open_room(page, "Team")
+    seen = message(page, "m40").locator("xpath=following-sibling::*[1]")
+    # Carol's pointer, from the room view, is shown: the room view is in.
+    carol_seen = message(page, "m20").locator("xpath=following-sibling::*[1]")
+    await expect(carol_seen).to_have_attribute("aria-label", "Seen by Carol")
+    await expect(lines(page)).to_have_count(0)  # Dave's join line lies beyond the window
+    await expect(seen).to_have_attribute("aria-label", "Seen by Bob")

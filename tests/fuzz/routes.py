@@ -50,6 +50,7 @@ BODY_ROUTES = (
     BodyRoute("POST", "/rooms/direct", "room.direct"),
     BodyRoute("PATCH", "/rooms/{group}", "room.update"),
     BodyRoute("POST", "/rooms/{group}/members", "room.members.add"),
+    BodyRoute("PATCH", "/rooms/{group}/members/{bob}", "room.member.update"),
     BodyRoute("POST", "/rooms/{group}/read", "message.read", (("room_id", "group"),)),
     BodyRoute("POST", "/rooms/{group}/messages", "message.send", (("room_id", "group"),)),
     BodyRoute("PATCH", "/messages/{mine}", "message.edit", (("message_id", "mine"),)),
@@ -97,6 +98,10 @@ PATH_ROUTES = (
     PathRoute("PATCH", "/rooms/{}", ("id",), {"name": "renamed"}),
     PathRoute("POST", "/rooms/{}/join", ("id",)),
     PathRoute("POST", "/rooms/{}/members", ("id",), {"user_ids": [Named("bob")]}),
+    # Promotions only: alice stays an admin of her group for the routes below.
+    PathRoute("PATCH", "/rooms/{}/members/{}", ("id", "id"), {"role": "admin"}),
+    PathRoute("GET", "/rooms/{}/bans", ("id",)),
+    PathRoute("DELETE", "/rooms/{}/bans/{}", ("id", "id")),
     PathRoute("POST", "/rooms/{}/read", ("id",), {"message_id": Named("mine")}),
     PathRoute("POST", "/rooms/{}/messages", ("id",), {"client_msg_id": "fuzz", "text": "hi"}),
     PathRoute("GET", "/history/room/{}", ("id",)),
@@ -107,6 +112,8 @@ PATH_ROUTES = (
     PathRoute("GET", "/uploads/{}", ("id",)),
     PathRoute("GET", "/uploads/{}/thumbnail", ("id",)),
     PathRoute("GET", "/rooms/{}/calls", ("id",)),
+    PathRoute("POST", "/admin/users/{}/deactivate", ("id",)),  # alice herself: refused (409)
+    PathRoute("POST", "/admin/users/{}/reactivate", ("id",)),
     # Last, so that the routes above still find the world's members and messages.
     PathRoute("DELETE", "/rooms/{}/members/{}", ("id", "other")),  # never alice: she stays
     PathRoute("DELETE", "/messages/{}", ("id",)),

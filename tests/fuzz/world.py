@@ -15,6 +15,7 @@ import jwt
 from PIL import Image
 
 from fastsock.app import Server
+from fastsock.services.server_admins import set_server_admin
 from fastsock.store.ids import new_id
 from tests.conftest import JWT_SECRET
 from tests.support import PASSWORD, Api, User
@@ -52,6 +53,8 @@ ID_NAMES = (
     "mine",
     "theirs",
     "in_dm",
+    "gone",
+    "line",
     "upload",
     "avatar",
 )
@@ -90,9 +93,9 @@ class State:
 class World:
     server: Server
     api: Api
-    alice: User  # admin of `group`, the one who sends everything
+    alice: User  # admin of `group` and a server admin, the one who sends everything
     bob: User
-    carol: User  # owns `public`; not in `group`
+    carol: User  # owns `public`; removed from `group`, so banned from it
     values: dict[str, str]
     logs: LogWatch
     _state: State | None = field(default=None, repr=False)
@@ -190,11 +193,20 @@ async def upload(api: Api, user: User, body: bytes, content_type: str, name: str
 
 async def populate(server: Server, logs: LogWatch) -> World:
     """alice and bob in a group (alice admin) and a DM, each with messages; carol's public
-    group; an upload and an avatar image of alice's. bob and carol never connect a socket,
-    so call invites end at once ("unavailable") and nothing runs in the background."""
+    group; carol banned from alice's group (the history line of her removal and a deleted
+    message of alice's in it); an upload and an avatar image of alice's. alice is a server
+    admin. bob and carol never connect a socket, so call invites end at once
+    ("unavailable") and nothing runs in the background."""
     api = Api(server.port)
     alice, bob, carol = await api.register(), await api.register(), await api.register()
-    group = await api.group(alice, bob)
+    # As `fastsock admin grant` does: the first account may be anyone's on a shared database.
+    await set_server_admin(server.store, alice.username, True)
+    group = await api.group(alice, bob, carol)
+    removed = await api.delete(f"/rooms/{group}/members/{carol.id}", alice)  # bans her
+    assert removed.status == 204, removed.body
+    gone = await api.send(alice, group, "soon deleted")
+    deleted = await api.delete(f"/messages/{gone['id']}", alice)
+    assert deleted.status in (200, 204), deleted.body
     dm = await api.post("/rooms/direct", {"user_id": bob.id}, alice)
     public = await api.group(carol, private=False)
     mine = await api.send(alice, group, "hello from alice")
@@ -206,6 +218,9 @@ async def populate(server: Server, logs: LogWatch) -> World:
     assert reacted.status == 200, reacted.body
     file_id = await upload(api, alice, b"plain words\n", "text/plain", "notes.txt")
     avatar_id = await upload(api, alice, png_bytes(), "image/png", "me.png")
+    history = await api.get(f"/history/room/{group}", alice)
+    assert history.status == 200, history.body
+    line = next(m for m in history.body["messages"] if m["type"] == "system")
     spare = await api.post("/auth/login", {"username": alice.username, "password": PASSWORD})
     assert spare.status == 200, spare.body
     values = {
@@ -218,6 +233,8 @@ async def populate(server: Server, logs: LogWatch) -> World:
         "mine": mine["id"],
         "theirs": theirs["id"],
         "in_dm": in_dm["id"],
+        "gone": gone["id"],
+        "line": line["id"],
         "upload": file_id,
         "avatar": avatar_id,
         "access": alice.access_token,

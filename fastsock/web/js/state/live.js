@@ -63,6 +63,15 @@ export const live = {
     ids.forEach((id) => { if (id !== this.me.id && this.users.has(id)) this.fetchUser(id, { maxAge: 0 }); });
   },
 
+  // A room changed, or its members: the room list, and the room view where held (members
+  // with when they joined, and their pointers: ticks and "Seen by" count a member added live
+  // from this refetch on, and drop one who left).
+  refreshRoom(roomId) {
+    this.loadRooms().then(() => {
+      if (this.details.has(roomId)) this.loadDetail(roomId).catch(() => {});
+    }).catch(() => {});
+  },
+
   onFrame({ type, data }) {
     switch (type) {
       case 'message.ack': {
@@ -161,14 +170,12 @@ export const live = {
       case 'room.updated':
       case 'room.member_added':
         this.refreshNewContacts(type, data);
-        this.loadRooms().then(() => {
-          if (this.details.has(data.room.id)) this.loadDetail(data.room.id).catch(() => {});
-        }).catch(() => {});
+        this.refreshRoom(data.room.id);
         break;
       case 'room.member_removed':
-        // `actor_id` (when the server sends it): who removed me, or me leaving in another tab.
+        // `actor_id`: who removed me, or me leaving in another tab.
         if (data.user_id === this.me.id) this.dropRoom(data.room.id, { name: data.room.name, actorId: data.actor_id });
-        else this.loadRooms().catch(() => {});
+        else this.refreshRoom(data.room.id);
         break;
       default:
         break;

@@ -5,6 +5,9 @@
 // and after a resync) and moved on by live events (`message.read`, `message.delivered`): the
 // newest message they read, and the newest their client confirmed. A pointer covers every
 // earlier message too, so the ticks of all loaded messages come from one request per room.
+// It says nothing of messages sent before the member joined (the server starts a new member's
+// read pointer at the room's newest message): those leave the member out, as
+// `GET /messages/{id}/receipts` does.
 
 // Move a member's pointer in `pointers` (room id -> Map(user id -> message id)) forward, never
 // back; true if it moved.
@@ -27,12 +30,29 @@ export const receipts = {
     return advance(this.deliveredPointers, roomId, userId, messageId);
   },
 
+  // The room's members with when they joined, from the room view (refetched when members
+  // come or go, live.js); without it, the room list's members, since unknown ('').
+  roomMembers(roomId) {
+    const detail = this.details.get(roomId);
+    if (detail) return detail.members;
+    return (this.rooms.get(roomId)?.member_ids || []).map((id) => ({ user_id: id, joined_at: '' }));
+  },
+
+  // Did this member belong to the room when `msg` was sent?
+  memberWhenSent(member, msg) {
+    return !(member.joined_at > msg.created_at);
+  },
+
+  // The members, sender aside, who were in the room when `msg` was sent: its audience.
+  audienceOf(msg) {
+    return this.roomMembers(msg.room_id)
+      .filter((m) => m.user_id !== msg.sender_id && this.memberWhenSent(m, msg))
+      .map((m) => m.user_id);
+  },
+
   readersOf(msg) {
     const map = this.readPointers.get(msg.room_id);
-    const out = [];
-    if (!map) return out;
-    for (const [userId, ptr] of map) if (userId !== msg.sender_id && ptr >= msg.id) out.push(userId);
-    return out;
+    return this.audienceOf(msg).filter((id) => map?.get(id) >= msg.id);
   },
 
   // Others' messages this device now holds (history lines need no receipts: the server
@@ -88,20 +108,17 @@ export const receipts = {
   // 'sending' | 'failed' | 'sent' | 'delivered' | 'read' and the people who read it.
   tickOf(msg) {
     if (!msg.id) return { state: msg.state || 'sending', readers: [] };
-    const room = this.rooms.get(msg.room_id);
     const readers = this.readersOf(msg);
-    const others = room ? room.member_count - 1 : 1;
+    const others = this.audienceOf(msg).length;
     if (others > 0 && readers.length >= others) return { state: 'read', readers };
     if (readers.length || this.deliveredToSomeone(msg)) return { state: 'delivered', readers };
     return { state: 'sent', readers };
   },
 
-  // Has another member's client confirmed this message, or one after it? (Reading implies
-  // delivery: the readers are counted by tickOf.)
+  // Has the client of someone it was sent to confirmed this message, or one after it?
+  // (Reading implies delivery: the readers are counted by tickOf.)
   deliveredToSomeone(msg) {
     const map = this.deliveredPointers.get(msg.room_id);
-    if (!map) return false;
-    for (const [userId, ptr] of map) if (userId !== msg.sender_id && ptr >= msg.id) return true;
-    return false;
+    return this.audienceOf(msg).some((id) => map?.get(id) >= msg.id);
   },
 };

@@ -17,11 +17,11 @@ import { avatar } from './avatar.js';
 import { toast } from './toast.js';
 import { mountCalls } from '../calls/view.js';
 
-// Why the open conversation closed: I left it, or an admin removed me (who, when known).
+// Why the open conversation closed: I left it, or an admin removed me (named when known).
 function closedNote({ name, actorId }) {
   const group = name || 'the conversation';
   if (actorId === store.me.id) return `You left ${group}.`;
-  if (actorId) return `${store.displayName(actorId)} removed you from ${group}.`;
+  if (actorId && store.user(actorId)) return `${store.displayName(actorId)} removed you from ${group}.`;
   return `You are no longer a member of ${group}.`;
 }
 
@@ -84,9 +84,10 @@ export function renderApp(root, { onLogout }) {
   renderList();
   store.on('rooms', renderList);
   store.on('users', renderList);
-  store.on('room-closed', (why) => {
+  store.on('room-closed', async (why) => {
     layout.classList.remove('show-conversation');
     conversation.showEmpty();
+    if (why.actorId) await store.fetchUser(why.actorId); // the remover's name, if not held
     toast(closedNote(why), 'info');
   });
   store.on('toast', (t) => toast(t.text, t.kind));

@@ -21,33 +21,24 @@ export function seenBy(roomId, messages) {
   const pointers = store.readPointers.get(roomId);
   const newest = loaded[loaded.length - 1].id;
   const beyond = store.windows.get(roomId)?.hasNewer;
-  const joined = joinLines(loaded);
-  for (const userId of room.member_ids) {
+  for (const member of store.roomMembers(roomId)) {
+    const userId = member.user_id;
     if (userId === store.me.id) continue;
-    let ptr = pointers?.get(userId);
+    const ptr = pointers?.get(userId);
     if (beyond && ptr && ptr > newest) continue;
-    // A member starts "caught up" at the newest message when they (re)join: that pointer,
-    // older than their join line, is no sign of having seen anything.
-    if (ptr && joined.get(userId) > ptr) ptr = null;
     let at = null;
-    // A history line's actor has not seen it for having acted (and may have left).
-    for (const m of loaded) if ((ptr && m.id <= ptr) || (m.sender_id === userId && m.type !== 'system')) at = m.id;
+    // A member starts "caught up" at the newest message when they (re)join: their pointer
+    // says nothing of what was sent before (store.memberWhenSent). A history line's actor has
+    // not seen it for having acted (and may have left).
+    for (const m of loaded) {
+      const seen = ptr && m.id <= ptr && store.memberWhenSent(member, m);
+      if (seen || (m.sender_id === userId && m.type !== 'system')) at = m.id;
+    }
     if (!at) continue;
     if (!out.has(at)) out.set(at, []);
     out.get(at).push(userId);
   }
   for (const ids of out.values()) ids.sort((a, b) => store.displayName(a).localeCompare(store.displayName(b)));
-  return out;
-}
-
-// User id -> the id of the latest loaded history line saying they came in (added or joined).
-function joinLines(loaded) {
-  const out = new Map();
-  for (const m of loaded) {
-    const s = m.type === 'system' ? m.system : null;
-    if (s?.event === 'member_added') for (const id of s.user_ids || []) out.set(id, m.id);
-    else if (s?.event === 'member_joined') out.set(s.actor_id, m.id);
-  }
   return out;
 }
 
