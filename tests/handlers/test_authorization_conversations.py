@@ -15,6 +15,7 @@ from tests.handlers.test_authorization import (
     ENDPOINTS,
     UNAUTH_EXTRA,
     Endpoint,
+    World,
     assert_error,
     assert_no_leak,
     build_world,
@@ -25,6 +26,15 @@ from tests.handlers.test_authorization import (
 from tests.support import Api, Socket
 
 # --- room history lines (system messages) -----------------------------------------------------
+
+
+async def assert_outsiders_refused(api: Api, w: World, ep: Endpoint) -> None:
+    """carol, dave and erin get 403 not_a_member in the group and the DM, learning nothing."""
+    for t in (target(w, w.group), target(w, w.dm)):
+        for caller in w.outsiders:
+            r = await call(api, ep, t, caller, w)
+            assert_error(r, 403, "not_a_member")
+            assert_no_leak(r.body, w.secrets(), allowed=ep.path(t, caller, w))
 
 
 async def test_outsiders_cannot_reach_the_rooms_history_lines(api: Api) -> None:
@@ -79,11 +89,7 @@ async def test_outsiders_and_banned_members_cannot_moderate(api: Api, ep: Endpoi
     the ban list of the group and the DM; bob, a plain member, gets 403 forbidden."""
     w = await build_world(api)
     before = await snapshot(api, w)
-    for t in (target(w, w.group), target(w, w.dm)):
-        for caller in w.outsiders:
-            r = await call(api, ep, t, caller, w)
-            assert_error(r, 403, "not_a_member")
-            assert_no_leak(r.body, w.secrets(), allowed=ep.path(t, caller, w))
+    await assert_outsiders_refused(api, w, ep)
     assert_error(await call(api, ep, target(w, w.group), w.bob, w), 403, "forbidden")
     assert await snapshot(api, w) == before
 
@@ -126,11 +132,7 @@ async def test_outsiders_cannot_reply_mention_or_look_around(api: Api, ep: Endpo
     the answer says nothing of the message."""
     w = await build_world(api)
     before = await snapshot(api, w)
-    for t in (target(w, w.group), target(w, w.dm)):
-        for caller in w.outsiders:
-            r = await call(api, ep, t, caller, w)
-            assert_error(r, 403, "not_a_member")
-            assert_no_leak(r.body, w.secrets(), allowed=ep.path(t, caller, w))
+    await assert_outsiders_refused(api, w, ep)
     assert await snapshot(api, w) == before
 
 
