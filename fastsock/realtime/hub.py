@@ -90,7 +90,8 @@ class Session:
         self.ended = False  # its account was deactivated: dropped when its socket closes
 
     def drop_requests(self) -> None:
-        """Forget the requests still queued: their login ended."""
+        """Forget the requests still queued: their login ended, or the socket was closed
+        for abuse."""
         self.inbox.clear()
         self.inbox_bytes = 0
 

@@ -188,8 +188,7 @@ class ChatSocket(WebSocketHandler):
             log.warning("ws_abuse_closed", extra={"fields": {"session": self.request_id}})
             self.close(CLOSE_ABUSE, "too many refused requests")
             if self.session is not None:  # an abuser's queued requests are not handled
-                self.session.inbox.clear()
-                self.session.inbox_bytes = 0
+                self.session.drop_requests()
 
     # --- incoming -------------------------------------------------------------------------
 

@@ -44,8 +44,7 @@ class Moderation:
         await self.rooms.require_admin(user_id, room_id)
         room = await self.rooms.room_doc(room_id)
         self.rooms.require_group(room)
-        async with self.rooms.changing_history(room_id):
-            await self.rooms.require_admin_now(user_id, room_id)
+        async with self.rooms.admin_change(user_id, room_id):
             roles = {
                 str(m["user_id"]): m["role"] for m in await self.store.memberships.of_room(room_id)
             }
@@ -81,8 +80,7 @@ class Moderation:
         room_id = fields.object_id(room_id, "room_id")
         target = fields.object_id(target, "user_id")
         await self.rooms.require_admin(user_id, room_id)
-        async with self.rooms.changing_history(room_id):
-            await self.rooms.require_admin_now(user_id, room_id)
+        async with self.rooms.admin_change(user_id, room_id):
             if not await self.store.bans.remove(room_id, [target]):
                 raise NotFound("that user is not banned from this group")
             await self.rooms.history_line(

@@ -122,6 +122,14 @@ class Rooms:
         `change_lock` (so across nodes in cluster mode): the line itself takes the room's."""
         return self.change_lock.hold(f"history:{room_id}")
 
+    @asynccontextmanager
+    async def admin_change(self, user_id: str, room_id: str) -> AsyncIterator[None]:
+        """An admin's change of the room: `changing_history`, with the caller's role checked
+        again inside it (`require_admin_now`)."""
+        async with self.changing_history(room_id):
+            await self.require_admin_now(user_id, room_id)
+            yield
+
     async def history_line(self, room_id: str, actor_id: str, system: Doc) -> None:
         for hook in self.on_history_line:
             await hook(room_id, actor_id, system)
@@ -287,8 +295,7 @@ class Rooms:
         room_id = fields.object_id(room_id, "room_id")
         changes = {k: v for k, v in validate("room.update", data).items() if v is not None}
         await self.require_admin(user_id, room_id)
-        async with self.changing_history(room_id):
-            await self.require_admin_now(user_id, room_id)
+        async with self.admin_change(user_id, room_id):
             room = await self.room_doc(room_id)
             self.require_group(room)
             updated = await self.store.rooms.update(room_id, changes)

@@ -50,9 +50,9 @@ export const receipts = {
       .map((m) => m.user_id);
   },
 
-  readersOf(msg) {
+  readersOf(msg, audience = this.audienceOf(msg)) {
     const map = this.readPointers.get(msg.room_id);
-    return this.audienceOf(msg).filter((id) => map?.get(id) >= msg.id);
+    return audience.filter((id) => map?.get(id) >= msg.id);
   },
 
   // Others' messages this device now holds (history lines need no receipts: the server
@@ -108,17 +108,17 @@ export const receipts = {
   // 'sending' | 'failed' | 'sent' | 'delivered' | 'read' and the people who read it.
   tickOf(msg) {
     if (!msg.id) return { state: msg.state || 'sending', readers: [] };
-    const readers = this.readersOf(msg);
-    const others = this.audienceOf(msg).length;
-    if (others > 0 && readers.length >= others) return { state: 'read', readers };
-    if (readers.length || this.deliveredToSomeone(msg)) return { state: 'delivered', readers };
+    const audience = this.audienceOf(msg);
+    const readers = this.readersOf(msg, audience);
+    if (audience.length > 0 && readers.length >= audience.length) return { state: 'read', readers };
+    if (readers.length || this.deliveredToSomeone(msg, audience)) return { state: 'delivered', readers };
     return { state: 'sent', readers };
   },
 
   // Has the client of someone it was sent to confirmed this message, or one after it?
   // (Reading implies delivery: the readers are counted by tickOf.)
-  deliveredToSomeone(msg) {
+  deliveredToSomeone(msg, audience) {
     const map = this.deliveredPointers.get(msg.room_id);
-    return this.audienceOf(msg).some((id) => map?.get(id) >= msg.id);
+    return audience.some((id) => map?.get(id) >= msg.id);
   },
 };

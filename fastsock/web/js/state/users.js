@@ -7,7 +7,7 @@ import * as api from '../api.js';
 const REFETCH_BATCH = 10; // profiles fetched at once after a resync
 
 // The name of a profile held, as store.displayName shows it.
-export const shownName = (u) => `${u.display_name || u.username}${u.deactivated ? ' (deactivated)' : ''}`;
+const shownName = (u) => `${u.display_name || u.username}${u.deactivated ? ' (deactivated)' : ''}`;
 
 export const users = {
   user(id) { return this.users.get(id); },

@@ -195,6 +195,7 @@ export function highlightMentions(frag, msg) {
 // held are used (a `users` event redraws).
 export function plainWithNames(text, ids) {
   const plain = plainText(text);
+  if (!plain.includes('@')) return plain; // most texts: no names to look up
   const byName = new Map();
   for (const id of ids || []) {
     const u = store.user(id);

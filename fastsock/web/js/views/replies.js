@@ -30,12 +30,13 @@ function snippet(orig, roomId) {
 export function replyQuote(msg) {
   const orig = msg.reply_to;
   const name = store.displayName(orig.sender_id);
+  const quoted = orig.deleted ? 'deleted message' : snippet(orig, msg.room_id);
   const text = orig.deleted
-    ? h('em', { class: 'reply-quote-text', text: 'deleted message' })
-    : h('span', { class: 'reply-quote-text', dir: 'auto', text: snippet(orig, msg.room_id) });
+    ? h('em', { class: 'reply-quote-text', text: quoted })
+    : h('span', { class: 'reply-quote-text', dir: 'auto', text: quoted });
   return h('button', {
     type: 'button', class: 'reply-quote', 'data-testid': 'reply-quote',
-    'aria-label': `In reply to ${name}: ${orig.deleted ? 'deleted message' : snippet(orig, msg.room_id)}. Show the original message`,
+    'aria-label': `In reply to ${name}: ${quoted}. Show the original message`,
     onclick: () => jumpToMessage(msg.room_id, orig.id),
   }, h('span', { class: 'reply-quote-name', text: name }), text);
 }
