@@ -60,12 +60,18 @@ class DmPair(NamedTuple):
     bob_page: Page
 
 
-async def dm_pair(new_page, api: Api, *, bob_opens: bool = True) -> DmPair:
-    """Alice and Bob with a DM, each signed in on a page; Alice has the DM open (and Bob too,
-    unless `bob_opens` is false)."""
+async def alice_and_bob(api: Api) -> tuple[User, User, str]:
+    """Alice and Bob (by those display names) and their DM's id."""
     alice = await api.register(display_name="Alice")
     bob = await api.register(display_name="Bob")
     dm = (await api.post("/rooms/direct", {"user_id": bob.id}, alice)).body["id"]
+    return alice, bob, dm
+
+
+async def dm_pair(new_page, api: Api, *, bob_opens: bool = True) -> DmPair:
+    """Alice and Bob with a DM, each signed in on a page; Alice has the DM open (and Bob too,
+    unless `bob_opens` is false)."""
+    alice, bob, dm = await alice_and_bob(api)
     page = await signed_in(new_page, alice)
     bob_page = await signed_in(new_page, bob)
     await open_room(page, "Bob")

@@ -10,6 +10,7 @@ from playwright.async_api import Page, expect
 
 from tests.e2e.helpers import (
     LOGIN,
+    alice_and_bob,
     freeze_time,
     hold_first,
     message,
@@ -102,9 +103,7 @@ async def test_drafts_survive_a_reload(new_page, api: Api) -> None:
 
 
 async def test_sending_clears_the_draft(new_page, api: Api) -> None:
-    alice = await api.register(display_name="Alice")
-    bob = await api.register(display_name="Bob")
-    await api.post("/rooms/direct", {"user_id": bob.id}, alice)
+    alice, _, _ = await alice_and_bob(api)
     page = await signed_in(new_page, alice)
     box = page.get_by_test_id("composer-input")
     await open_room(page, "Bob")
@@ -150,9 +149,7 @@ async def test_another_account_on_this_browser_never_sees_the_drafts(new_page, a
 
 
 async def test_logging_out_forgets_the_drafts_in_every_tab(new_page, api: Api) -> None:
-    alice = await api.register(display_name="Alice")
-    bob = await api.register(display_name="Bob")
-    await api.post("/rooms/direct", {"user_id": bob.id}, alice)
+    alice, bob, _ = await alice_and_bob(api)
     await _group(api, alice, "Planning", bob)
     page = await signed_in(new_page, alice)
     box = page.get_by_test_id("composer-input")
@@ -185,9 +182,7 @@ async def test_logging_out_forgets_the_drafts_in_every_tab(new_page, api: Api) -
 async def test_a_draft_written_while_logging_out_is_forgotten_too(new_page, api: Api) -> None:
     """Another tab keeps typing while a logout is under way: it signs out as soon as the login
     leaves storage (before the server has answered), and what it wrote before is purged."""
-    alice = await api.register(display_name="Alice")
-    bob = await api.register(display_name="Bob")
-    await api.post("/rooms/direct", {"user_id": bob.id}, alice)
+    alice, _, _ = await alice_and_bob(api)
     page = await signed_in(new_page, alice)
     other_tab = await page.context.new_page()
     await other_tab.goto("/")
@@ -287,9 +282,7 @@ async def test_the_room_list_shows_a_short_preview_and_renders_only_when_it_chan
     """A draft's first line is clipped in the room list and its label (a pasted megabyte is
     not read out); typing that leaves what the list shows as it was re-renders nothing; no
     cut splits a character in two."""
-    alice = await api.register(display_name="Alice")
-    bob = await api.register(display_name="Bob")
-    await api.post("/rooms/direct", {"user_id": bob.id}, alice)
+    alice, _, _ = await alice_and_bob(api)
     page = await signed_in(new_page, alice)
     await open_room(page, "Bob")
     renders = await page.evaluate(
@@ -324,9 +317,7 @@ async def test_the_room_list_shows_a_short_preview_and_renders_only_when_it_chan
 
 async def test_a_page_going_out_of_view_writes_its_draft(new_page, api: Api) -> None:
     """A mobile browser may end a hidden page without `pagehide`: hiding writes the draft."""
-    alice = await api.register(display_name="Alice")
-    bob = await api.register(display_name="Bob")
-    await api.post("/rooms/direct", {"user_id": bob.id}, alice)
+    alice, _, _ = await alice_and_bob(api)
     page = await signed_in(new_page, alice)
     await open_room(page, "Bob")
     await freeze_time(page)
@@ -344,9 +335,7 @@ async def test_a_page_going_out_of_view_writes_its_draft(new_page, api: Api) -> 
 async def test_tabs_show_each_others_drafts(new_page, api: Api) -> None:
     """A draft written in one tab shows in the other's room list and composer, so typing
     there goes on from it instead of overwriting it."""
-    alice = await api.register(display_name="Alice")
-    bob = await api.register(display_name="Bob")
-    await api.post("/rooms/direct", {"user_id": bob.id}, alice)
+    alice, _, _ = await alice_and_bob(api)
     first = await signed_in(new_page, alice)
     second = await first.context.new_page()
     await second.goto("/")

@@ -9,7 +9,7 @@ import time
 
 from playwright.async_api import Page, expect
 
-from tests.e2e.helpers import dm_pair, open_room, send, shot, signed_in
+from tests.e2e.helpers import alice_and_bob, dm_pair, open_room, send, shot, signed_in
 from tests.e2e.test_notifications import HIDE, RECORD
 
 MODULE = "/static/js/views/markdown.js"
@@ -202,9 +202,7 @@ async def test_formatted_message_renders_and_is_sent_as_typed(new_page, api) -> 
 
 
 async def test_copy_button_copies_the_code(new_page, api) -> None:
-    alice = await api.register(display_name="Alice")
-    bob = await api.register(display_name="Bob")
-    dm = (await api.post("/rooms/direct", {"user_id": bob.id}, alice)).body["id"]
+    alice, bob, dm = await alice_and_bob(api)
     await api.send(bob, dm, "Run this:\n```\nuv sync\npytest -q\n```")
     page = await signed_in(
         new_page, alice, fake_clock=True, permissions=["clipboard-read", "clipboard-write"]
@@ -237,9 +235,7 @@ ALLOWED_TAGS |= {"blockquote", "ul", "ol", "li", "a"}
 
 
 async def test_hostile_markdown_renders_as_text(new_page, api) -> None:
-    alice = await api.register(display_name="Alice")
-    bob = await api.register(display_name="Bob")
-    dm = (await api.post("/rooms/direct", {"user_id": bob.id}, alice)).body["id"]
+    alice, bob, dm = await alice_and_bob(api)
     for text in HOSTILE:
         await api.send(bob, dm, text)
     page = await signed_in(new_page, alice)
@@ -305,9 +301,7 @@ NO_OVERFLOW = """() => {
 async def test_links_only_http_and_mailto_with_lookalikes_and_long_text_contained(
     new_page, api
 ) -> None:
-    alice = await api.register(display_name="Alice")
-    bob = await api.register(display_name="Bob")
-    dm = (await api.post("/rooms/direct", {"user_id": bob.id}, alice)).body["id"]
+    alice, bob, dm = await alice_and_bob(api)
     for text in LINK_TEXTS:
         await api.send(bob, dm, text)
     page = await signed_in(new_page, alice)
@@ -355,9 +349,7 @@ async def test_links_only_http_and_mailto_with_lookalikes_and_long_text_containe
 
 
 async def test_emoji_only_is_large_and_text_gets_dir_auto(new_page, api) -> None:
-    alice = await api.register(display_name="Alice")
-    bob = await api.register(display_name="Bob")
-    dm = (await api.post("/rooms/direct", {"user_id": bob.id}, alice)).body["id"]
+    alice, bob, dm = await alice_and_bob(api)
     texts = ["😂😮😢", "👍🏽 🇫🇷", "😂😮😢😂", "ok 👍", "שלום, מה שלומך?", "hello there"]
     for text in texts:
         await api.send(bob, dm, text)
@@ -381,9 +373,7 @@ async def test_emoji_only_is_large_and_text_gets_dir_auto(new_page, api) -> None
 
 
 async def test_search_results_and_notifications_show_plain_text(new_page, api) -> None:
-    alice = await api.register(display_name="Alice")
-    bob = await api.register(display_name="Bob")
-    dm = (await api.post("/rooms/direct", {"user_id": bob.id}, alice)).body["id"]
+    alice, bob, dm = await alice_and_bob(api)
     await api.send(bob, dm, "**Deploy** done: see `make ship` and ~~old~~ notes")
     plain = "Deploy done: see make ship and old notes"
     page = await signed_in(new_page, alice, permissions=["notifications"])
@@ -411,9 +401,7 @@ LONG_TEXT = "word " * 790
 
 
 async def test_big_list_numbers_zalgo_and_long_previews_stay_in_place(new_page, api) -> None:
-    alice = await api.register(display_name="Alice")
-    bob = await api.register(display_name="Bob")
-    dm = (await api.post("/rooms/direct", {"user_id": bob.id}, alice)).body["id"]
+    alice, bob, dm = await alice_and_bob(api)
     for text in (BIG_NUMBERS, ZALGO, LONG_TEXT):
         await api.send(bob, dm, text)
     page = await signed_in(new_page, alice, viewport={"width": 360, "height": 740}, is_mobile=True)

@@ -9,6 +9,7 @@ from playwright.async_api import Page, expect
 
 from tests.e2e.attachments_data import png_bytes
 from tests.e2e.helpers import (
+    alice_and_bob,
     freeze_time,
     hold_first,
     message,
@@ -41,9 +42,7 @@ async def _save_profile(
 
 
 async def test_name_status_and_avatar_changes_show_at_once(new_page, api: Api) -> None:
-    alice = await api.register(display_name="Alice")
-    bob = await api.register(display_name="Bob")
-    dm = (await api.post("/rooms/direct", {"user_id": bob.id}, alice)).body["id"]
+    alice, bob, dm = await alice_and_bob(api)
     await api.send(bob, dm, "hello from bob")
     # Bob first, so that Alice's page learns nothing from his coming online.
     bob_page = await signed_in(new_page, bob)
@@ -80,9 +79,7 @@ async def test_name_status_and_avatar_changes_show_at_once(new_page, api: Api) -
 async def test_held_presence_is_never_overwritten_by_an_older_view(new_page, api: Api) -> None:
     """A profile's `online` was read when the server sent it: neither a `user.updated` nor a
     fetch answered after a `presence` event takes back what that event said."""
-    alice = await api.register(display_name="Alice")
-    bob = await api.register(display_name="Bob")
-    await api.post("/rooms/direct", {"user_id": bob.id}, alice)
+    alice, bob, _ = await alice_and_bob(api)
     bob_ws = await api.ws(bob)
     page = await signed_in(new_page, alice)
     await until(page, f"{SOCKET}.state === 'open'")
@@ -112,9 +109,7 @@ async def test_held_presence_is_never_overwritten_by_an_older_view(new_page, api
 
 async def test_a_profile_as_it_was_renders_nothing(new_page, api: Api) -> None:
     """A fetch or an announcement that changes nothing re-renders no one."""
-    alice = await api.register(display_name="Alice")
-    bob = await api.register(display_name="Bob")
-    await api.post("/rooms/direct", {"user_id": bob.id}, alice)
+    alice, bob, _ = await alice_and_bob(api)
     page = await signed_in(new_page, alice)
     await expect(room_item(page, "Bob")).to_be_visible()
     renders = await page.evaluate(
@@ -154,9 +149,7 @@ async def test_someone_who_comes_to_share_a_room_again_is_fetched_again(new_page
 
 async def test_a_change_missed_during_an_outage_shows_after_the_resync(new_page, api: Api) -> None:
     """A resync replays no `user.updated`: the profiles held are fetched again."""
-    alice = await api.register(display_name="Alice")
-    bob = await api.register(display_name="Bob")
-    await api.post("/rooms/direct", {"user_id": bob.id}, alice)
+    alice, bob, _ = await alice_and_bob(api)
     page = await signed_in(new_page, alice)
     await until(page, f"{SOCKET}.state === 'open'")
     await expect(room_item(page, "Bob")).to_be_visible()
